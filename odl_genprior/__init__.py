@@ -1,0 +1,17 @@
+"""odl_genprior: learned models as first-class ODL operators and functionals.
+
+``import odl_genprior`` also installs a small, version-guarded speed fix for
+ODL 1.0 on ``impl='pytorch'`` spaces (see `odl_genprior._odl_compat`).
+"""
+from odl_genprior import _odl_compat
+
+_odl_compat.apply()
+
+from odl_genprior.bridge import (  # noqa: E402
+    OperatorLayer, TorchOperator, as_element, as_tensor, to_numpy)
+from odl_genprior import metrics, problems  # noqa: E402
+
+__version__ = '0.1.0'
+
+__all__ = ('TorchOperator', 'OperatorLayer', 'as_tensor', 'as_element',
+           'to_numpy', 'metrics', 'problems', '__version__')

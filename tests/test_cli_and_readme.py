@@ -1,0 +1,67 @@
+"""The README's commands and the console script."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    text = (ROOT / 'README.md').read_text()
+    return re.findall(r'```bash\n(.*?)\n```', text, flags=re.S)
+
+
+def test_readme_gives_install_and_test_commands_ci_runs():
+    blocks = readme_commands()
+    main_job = [b for b in blocks if 'odl-genprior demo' in b]
+    tests = [b for b in blocks if 'python -m pytest' in b]
+    assert main_job and tests
+    ci = (ROOT / '.ci' / 'run').read_text()
+    # .ci/run installs as the README says and runs its test command.
+    for step in ('pip install torch==2.13.0', 'pip install ".[test]"',
+                 'python -m pytest'):
+        assert step in tests[0] and step in ci
+
+
+def run_cli(*args):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    return subprocess.run([sys.executable, '-m', 'odl_genprior', *args],
+                          capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)
+
+
+def test_help():
+    out = run_cli('--help')
+    assert out.returncode == 0
+    assert 'demo' in out.stdout
+
+
+def test_demo_small_prints_table_and_figure(tmp_path):
+    png = tmp_path / 'demo.png'
+    out = run_cli('demo', '--size', '48', '--angles', '20', '--tv-iters',
+                  '60', '--quiet', '--out', str(png))
+    assert out.returncode == 0, out.stderr
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)))
+            for m in re.finditer(r'^(FBP|TV)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+$',
+                                 out.stdout, flags=re.M)}
+    assert set(rows) == {'FBP', 'TV'}
+    assert rows['TV'][0] > rows['FBP'][0]
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_demo_default_tv_beats_fbp(tmp_path):
+    out = run_cli('demo', '--quiet', '--out', str(tmp_path / 'demo.png'))
+    assert out.returncode == 0, out.stderr
+    psnr = dict(re.findall(r'^(FBP|TV)\s+([\d.]+)', out.stdout, flags=re.M))
+    assert float(psnr['TV']) > float(psnr['FBP']) + 1.0
+
+
+def test_bad_argument_is_reported():
+    out = run_cli('demo', '--impl', 'jax')
+    assert out.returncode != 0
+    assert 'jax' in out.stderr
