@@ -21,7 +21,7 @@ import torch
 from odl.core.array_API_support import utils as _odl_array_utils
 from odl.core.space.base_tensors import Tensor as _OdlTensor
 
-__all__ = ('PATCHED_ODL_VERSIONS', 'apply', 'is_applied')
+__all__ = ('PATCHED_ODL_VERSIONS', 'apply', 'revert', 'is_applied')
 
 PATCHED_ODL_VERSIONS = ('1.0.0',)
 
@@ -65,6 +65,18 @@ def apply():
             count += 1
     _applied = _applied or count > 0
     return count
+
+
+def revert():
+    """Put ODL's own function back everywhere (for comparisons)."""
+    global _applied
+    for name, module in list(sys.modules.items()):
+        if not (name == 'odl' or name.startswith('odl.')) or module is None:
+            continue
+        if (getattr(module, 'get_array_and_backend', None)
+                is _fast_get_array_and_backend):
+            module.get_array_and_backend = _original
+    _applied = False
 
 
 def is_applied():

@@ -61,6 +61,9 @@ class TV(Reconstructor):
         PDHG iterations.
     nonneg : bool
         Constrain ``x >= 0``.
+    callback : callable, optional
+        An ODL callback, called with the iterate after every iteration
+        (e.g. ``odl.solvers.CallbackStore``).
 
     Examples
     --------
@@ -73,10 +76,11 @@ class TV(Reconstructor):
 
     name = 'TV'
 
-    def __init__(self, alpha=1e-3, niter=300, nonneg=True):
+    def __init__(self, alpha=1e-3, niter=300, nonneg=True, callback=None):
         self.alpha = float(alpha)
         self.niter = int(niter)
         self.nonneg = bool(nonneg)
+        self.callback = callback
 
     def _reconstruct(self, problem, progress):
         A, y = problem.operator, problem.data
@@ -89,7 +93,10 @@ class TV(Reconstructor):
         # (and alpha by the inverse) is the same problem, but PDHG's single
         # step size then suits both blocks and converges far faster.
         norm_a = odl.power_method_opnorm(A, maxiter=30, xstart=start)
-        norm_g = odl.power_method_opnorm(grad, maxiter=30, xstart=start)
+        # Upper bound of ||grad|| for forward differences (2 sqrt(sum
+        # 1/h_i^2)); ODL 1.0's power method cannot run on Gradient's
+        # adjoint on pytorch spaces (Divergence(out=...) asserts numpy).
+        norm_g = 2.0 * sum(1.0 / float(h) ** 2 for h in space.cell_sides) ** 0.5
         scale = float(norm_a / norm_g)
         L = odl.BroadcastOperator(A, scale * grad)
         g = odl.functionals.SeparableSum(
@@ -99,9 +106,11 @@ class TV(Reconstructor):
              else odl.functionals.ZeroFunctional(space))
         step = 0.99 / (1.05 * float(norm_a) * 2 ** 0.5)
         x = space.zero()
-        callback = (odl.solvers.CallbackProgressBar(niter=self.niter,
-                                                     desc='TV-PDHG')
-                    if progress else None)
+        callback = self.callback
+        if progress:
+            bar = odl.solvers.CallbackProgressBar(niter=self.niter,
+                                                  desc='TV-PDHG')
+            callback = bar if callback is None else bar & callback
         odl.solvers.pdhg(x, f, g, L, niter=self.niter, tau=step, sigma=step,
                          callback=callback)
         return x
