@@ -1,15 +1,24 @@
-"""Phantoms and data sets: random ellipses (any size, from a seed), Shepp-Logan.
+"""Phantoms and data sets: random ellipses, Shepp-Logan, MNIST, 1D signals.
+
+Nothing is downloaded. MNIST is read from the standard IDX files in a
+directory given by argument or by the environment variable
+``ODL_GENPRIOR_MNIST``.
 
 Random ellipses follow DIVal's ``EllipsesDataset`` recipe (about 40 ellipses
 per image, values in [-0.4, 1], half-axes 0.2 Exp(1), centres in
 [-0.9, 0.9]^2, random rotation; the foreground is then shifted and scaled to
 [0, 1]).
 """
+import gzip
+import os
+from pathlib import Path
+
 import numpy as np
 import odl
 
 __all__ = ('random_ellipses', 'random_ellipse_params', 'shepp_logan',
-           'ellipse_batch')
+           'ellipse_batch', 'load_mnist', 'mnist_directory', 'trig_signals',
+           'MNIST_ENV')
 
 MAX_ELLIPSES = 70
 
@@ -95,3 +104,128 @@ def shepp_logan(space, modified=True):
     (32, 32)
     """
     return odl.core.phantom.shepp_logan(space, modified=modified)
+
+
+# --- MNIST -----------------------------------------------------------------
+
+MNIST_ENV = 'ODL_GENPRIOR_MNIST'
+_MNIST_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+                'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+
+
+def mnist_directory(directory=None):
+    """The MNIST directory: the argument, else ``$ODL_GENPRIOR_MNIST``.
+
+    Raises a ``FileNotFoundError`` that says how to point at the files.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> mnist_directory(d) == Path(d)
+    True
+    """
+    directory = directory or os.environ.get(MNIST_ENV)
+    if not directory:
+        raise FileNotFoundError(
+            'no MNIST directory: pass directory=... or set the environment '
+            f'variable {MNIST_ENV} to a folder holding the IDX files '
+            '(train-images-idx3-ubyte[.gz], ...)')
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f'MNIST directory {path} does not exist')
+    return path
+
+
+def _read_idx(path, magic, ndim):
+    opener = gzip.open if path.suffix == '.gz' else open
+    with opener(path, 'rb') as f:
+        raw = f.read()
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f'{path} is too short for an IDX file')
+    found = int.from_bytes(raw[:4], 'big')
+    if found != magic:
+        raise ValueError(f'{path}: IDX magic number {found}, expected {magic}')
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big')
+            for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    size = int(np.prod(dims))
+    if len(raw) - offset != size:
+        raise ValueError(f'{path}: header says {dims} ({size} bytes) but the '
+                         f'file holds {len(raw) - offset} bytes of data')
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
+
+
+def _find(directory, stem):
+    for name in (stem + '.gz', stem, stem.replace('-idx', '.idx')):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f'{stem}[.gz] not found in {directory}')
+
+
+def load_mnist(split='train', directory=None, limit=None):
+    """MNIST images (float32 in [0, 1], ``(N, 28, 28)``) and labels (int64).
+
+    Parameters
+    ----------
+    split : {'train', 'test'}
+    directory : str or Path, optional
+        Folder with the standard IDX files (gzipped or not). Default: the
+        environment variable ``ODL_GENPRIOR_MNIST``.
+    limit : int, optional
+        Return only the first ``limit`` samples.
+
+    Examples
+    --------
+    With the files in ``$ODL_GENPRIOR_MNIST``, ``load_mnist('test',
+    limit=5)`` gives images of shape ``(5, 28, 28)`` and labels
+    ``[7, 2, 1, 0, 4]``. Without them the error says what to do:
+
+    >>> load_mnist('test', directory='/no/such/folder')
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: MNIST directory /no/such/folder does not exist
+    """
+    if split not in _MNIST_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    d = mnist_directory(directory)
+    img_stem, lab_stem = _MNIST_FILES[split]
+    images = _read_idx(_find(d, img_stem), 2051, 3)
+    labels = _read_idx(_find(d, lab_stem), 2049, 1)
+    if len(images) != len(labels):
+        raise ValueError(f'{len(images)} images but {len(labels)} labels in {d}')
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
+
+
+# --- 1D signals of the CGNN paper -------------------------------------------
+
+def trig_signals(n, num_samples=4096, modes=2, seed=0):
+    """Random trigonometric polynomials on [0, 1], min-max normalised.
+
+    ``x(t) = sum_{r=1}^{modes} a_r cos(2 pi r t) + b_r sin(2 pi r t)`` with
+    ``a_0 = 0`` and ``a_r, b_r ~ N(0, 1) / (r + 1)^3`` (the 1D experiment
+    of Alberti, Santacesaria and Sciutto), sampled at the ``num_samples``
+    cell midpoints of [0, 1] and scaled to [0, 1].
+
+    Returns
+    -------
+    signals : ndarray, float32, shape ``(n, num_samples)``
+
+    Examples
+    --------
+    >>> s = trig_signals(3, num_samples=64, seed=0)
+    >>> s.shape, float(s.min()), float(s.max())
+    ((3, 64), 0.0, 1.0)
+    """
+    rng = np.random.default_rng(seed)
+    t = (np.arange(num_samples) + 0.5) / num_samples
+    r = np.arange(1, modes + 1)
+    scale = 1.0 / (r + 1.0) ** 3
+    a = rng.standard_normal((n, modes)) * scale
+    b = rng.standard_normal((n, modes)) * scale
+    phase = 2 * np.pi * np.outer(r, t)
+    x = a @ np.cos(phase) + b @ np.sin(phase)
+    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    return ((x - lo) / (hi - lo)).astype(np.float32)

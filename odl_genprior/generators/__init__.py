@@ -1,0 +1,13 @@
+"""Generators: torch modules from a latent space to images or signals.
+
+Each is a ``torch.nn.Module``; through `odl_genprior.TorchOperator` it is an
+ODL operator from the latent space to an image (or 1D signal) space.
+"""
+from odl_genprior.generators.autoencoders import VAE, Autoencoder, gaussian_kl
+from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
+                                              MLPDecoder, MLPEncoder)
+from odl_genprior.generators.wgan import WGANGP, ConvCritic, gradient_penalty
+
+__all__ = ('VAE', 'Autoencoder', 'gaussian_kl', 'ConvDecoder', 'ConvEncoder',
+           'MLPDecoder', 'MLPEncoder', 'WGANGP', 'ConvCritic',
+           'gradient_penalty')
