@@ -54,6 +54,25 @@ def _demo(args):
     return 0
 
 
+def _train(args):
+    import shlex
+
+    from odl_genprior.generators import recipes
+
+    recipe = {'kind': args.kind, 'dataset': args.dataset,
+              'latent_dim': args.latent_dim, 'arch': args.arch,
+              'size': 28 if args.dataset == 'mnist' else args.size,
+              'width': args.width, 'hidden': args.hidden}
+    command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
+    recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, data_dir=args.data_dir,
+                progress=not args.quiet, resume=not args.no_resume,
+                command=command, checkpoint_every=args.checkpoint_every)
+    print(f'weights, config.json and metrics.csv are in {args.out}')
+    return 0
+
+
 def build_parser():
     """The argument parser of ``odl-genprior``."""
     parser = argparse.ArgumentParser(
@@ -81,13 +100,47 @@ def build_parser():
     demo.add_argument('--quiet', action='store_true',
                       help='no progress bars')
     demo.set_defaults(func=_demo)
+
+    tr = sub.add_parser(
+        'train', help='train a generator (VAE, autoencoder, WGAN-GP)',
+        description='Train a generator with the package\'s training loop: '
+                    'seeded, progress bar, metric log, checkpoints; run the '
+                    'same command again to resume an interrupted run.')
+    tr.add_argument('kind', choices=('vae', 'ae', 'gan'))
+    tr.add_argument('--dataset', choices=('mnist', 'ellipses'),
+                    default='ellipses')
+    tr.add_argument('--data-dir', default=None,
+                    help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
+    tr.add_argument('--out', required=True, help='run folder')
+    tr.add_argument('--latent-dim', type=int, default=20)
+    tr.add_argument('--arch', choices=('mlp', 'conv'), default='conv')
+    tr.add_argument('--size', type=int, default=64,
+                    help='image side (ellipses)')
+    tr.add_argument('--width', type=int, default=64,
+                    help='channels of the conv nets')
+    tr.add_argument('--hidden', type=int, nargs='+', default=[500, 500],
+                    help='hidden widths of the MLP nets')
+    tr.add_argument('--n-train', type=int, default=10000)
+    tr.add_argument('--n-val', type=int, default=500)
+    tr.add_argument('--epochs', type=int, default=10)
+    tr.add_argument('--batch-size', type=int, default=64)
+    tr.add_argument('--lr', type=float, default=1e-3)
+    tr.add_argument('--seed', type=int, default=0)
+    tr.add_argument('--checkpoint-every', type=int, default=None,
+                    help='steps between checkpoints (default: each epoch)')
+    tr.add_argument('--no-resume', action='store_true',
+                    help='refuse to continue a run already in --out')
+    tr.add_argument('--quiet', action='store_true')
+    tr.set_defaults(func=_train)
     return parser
 
 
 def main(argv=None):
     """Entry point of the ``odl-genprior`` console script."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, 'func', None):
         parser.print_help()
         return 0

@@ -1,0 +1,261 @@
+"""Recipes: build, train and reload the package's generators by name.
+
+A recipe is a plain dict (``kind``, ``dataset``, sizes) that `build_model`
+turns into a module. `fit` trains it with `odl_genprior.training.train`
+(seeded, checkpointed, resumable) and writes the recipe to
+``config.json`` beside the weights, so `load_run` can rebuild the model
+from a run directory without executing any code from it. `pretrained`
+does the same for the small runs shipped inside the package.
+"""
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import odl
+import torch
+
+from odl_genprior import data as _data
+from odl_genprior.generators.autoencoders import VAE, Autoencoder
+from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
+                                              MLPDecoder, MLPEncoder)
+from odl_genprior.generators.wgan import WGANGP, ConvCritic
+from odl_genprior.training import load_weights, seed_all, train
+
+__all__ = ('KINDS', 'DATASETS', 'build_model', 'load_dataset', 'fit',
+           'load_run', 'pretrained', 'list_pretrained', 'generator_of',
+           'PRETRAINED_DIR')
+
+KINDS = ('vae', 'ae', 'gan')
+DATASETS = ('mnist', 'ellipses')
+PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
+
+
+def _image_shape(recipe):
+    return (28, 28) if recipe['dataset'] == 'mnist' else (recipe['size'],) * 2
+
+
+def build_model(recipe):
+    """Build the (untrained) module a recipe describes.
+
+    ``recipe`` keys: ``kind`` ('vae', 'ae', 'gan'), ``dataset`` ('mnist',
+    'ellipses'), ``latent_dim``, ``arch`` ('mlp' or 'conv'), ``size``
+    (image side, ellipses), ``width`` (conv channels), ``hidden`` (MLP
+    widths).
+
+    Examples
+    --------
+    >>> vae = build_model({'kind': 'vae', 'dataset': 'mnist',
+    ...                    'latent_dim': 20, 'arch': 'mlp'})
+    >>> vae.decoder(torch.zeros(1, 20)).shape
+    torch.Size([1, 1, 28, 28])
+    """
+    kind = recipe.get('kind')
+    if kind not in KINDS:
+        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    if recipe.get('dataset') not in DATASETS:
+        raise ValueError(f'dataset must be one of {DATASETS}, got '
+                         f'{recipe.get("dataset")!r}')
+    shape = _image_shape(recipe)
+    n = int(recipe.get('latent_dim', 20))
+    arch = recipe.get('arch', 'mlp' if recipe['dataset'] == 'mnist'
+                      else 'conv')
+    width = int(recipe.get('width', 64))
+    hidden = tuple(recipe.get('hidden', (500, 500)))
+    if kind == 'gan':
+        return WGANGP(ConvDecoder(n, shape[0], width),
+                      ConvCritic(shape[0], width), latent_dim=n)
+    enc_out = 2 * n if kind == 'vae' else n
+    if arch == 'mlp':
+        enc, dec = MLPEncoder(enc_out, shape, hidden), MLPDecoder(n, shape,
+                                                                  hidden)
+    elif arch == 'conv':
+        enc = ConvEncoder(enc_out, shape[0], width)
+        dec = ConvDecoder(n, shape[0], width)
+    else:
+        raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+    if kind == 'vae':
+        return VAE(enc, dec, n, likelihood=recipe.get('likelihood',
+                                                      'bernoulli'))
+    return Autoencoder(enc, dec)
+
+
+def generator_of(model):
+    """The latent-to-image part of a trained model (decoder or generator).
+
+    Examples
+    --------
+    >>> m = build_model({'kind': 'ae', 'dataset': 'mnist', 'latent_dim': 4})
+    >>> generator_of(m) is m.decoder
+    True
+    """
+    return model.generator if isinstance(model, WGANGP) else model.decoder
+
+
+def load_dataset(recipe, n_train, n_val, seed=0, data_dir=None):
+    """Training and validation images ``(N, 1, H, W)`` float32 in [0, 1].
+
+    MNIST: the first ``n_train`` training images and the first ``n_val``
+    test images (folder ``data_dir`` or ``$ODL_GENPRIOR_MNIST``).
+    Ellipses: random-ellipse images from seeds ``seed`` (train) and
+    ``seed + 1`` (validation).
+
+    Examples
+    --------
+    >>> tr, va = load_dataset({'dataset': 'ellipses', 'size': 16}, 4, 2)
+    >>> tr.shape, va.shape
+    (torch.Size([4, 1, 16, 16]), torch.Size([2, 1, 16, 16]))
+    """
+    if recipe['dataset'] == 'mnist':
+        x_tr, _ = _data.load_mnist('train', data_dir, limit=n_train)
+        x_va, _ = _data.load_mnist('test', data_dir, limit=n_val)
+    elif recipe['dataset'] == 'ellipses':
+        size = int(recipe['size'])
+        space = odl.uniform_discr([-1, -1], [1, 1], (size, size))
+        x_tr = _data.ellipse_batch(space, n_train, seed=seed)
+        x_va = _data.ellipse_batch(space, n_val, seed=seed + 1)
+    else:
+        raise ValueError(f'dataset must be one of {DATASETS}, got '
+                         f'{recipe["dataset"]!r}')
+    return (torch.from_numpy(np.ascontiguousarray(x_tr))[:, None],
+            torch.from_numpy(np.ascontiguousarray(x_va))[:, None])
+
+
+def _model_loss(model, batch):
+    return model.loss(batch)
+
+
+def _gan_parts(gan):
+    # The loop sees two networks with one optimizer each.
+    return {'generator': gan.generator, 'critic': gan.critic}
+
+
+def _gan_step_fn(gan):
+    def step_fn(model, optimizer, batch, step):
+        return _gan_step(gan, optimizer, batch, step)
+    return step_fn
+
+
+def _gan_step(gan, optimizer, batch, step):
+    """One critic step; every ``n_critic``-th step also a generator step."""
+    opt_c, opt_g = optimizer['critic'], optimizer['generator']
+    opt_c.zero_grad(set_to_none=True)
+    loss_c = gan.critic_loss(batch)
+    loss_c.backward()
+    opt_c.step()
+    out = {'critic': loss_c.item()}
+    if step % gan.n_critic == 0:
+        opt_g.zero_grad(set_to_none=True)
+        loss_g = gan.generator_loss(batch.shape[0])
+        loss_g.backward()
+        opt_g.step()
+        out['generator'] = loss_g.item()
+    return out
+
+
+def _val_metric(kind, gan=None):
+    def metric(model, val):
+        if kind == 'gan':
+            return {'wasserstein': gan.wasserstein_estimate(val)}
+        x_hat = model(val)
+        x_hat = x_hat[0] if isinstance(x_hat, tuple) else x_hat
+        return {'loss': model.loss(val).item(),
+                'mse': torch.mean((x_hat - val) ** 2).item()}
+    return metric
+
+
+def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
+        batch_size=64, lr=1e-3, seed=0, data_dir=None, progress=True,
+        resume=True, command=None, checkpoint_every=None, log_every=50):
+    """Train a recipe's model; the run directory can be reloaded by name.
+
+    Writes ``config.json`` (the recipe, the training options, the command)
+    and ``weights.pt`` through `odl_genprior.training.train`; an
+    interrupted run resumes from its last checkpoint. Returns the model
+    (eval mode).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> rec = {'kind': 'ae', 'dataset': 'ellipses', 'size': 16,
+    ...        'latent_dim': 4, 'arch': 'mlp', 'hidden': [32]}
+    >>> ae = fit(rec, d, n_train=32, n_val=8, epochs=1, batch_size=16,
+    ...          progress=False)
+    >>> load_run(d).decoder(torch.zeros(1, 4)).shape
+    torch.Size([1, 1, 16, 16])
+    """
+    recipe = dict(recipe)
+    seed_all(seed)
+    model = build_model(recipe)
+    train_x, val_x = load_dataset(recipe, n_train, n_val, seed, data_dir)
+    options = {'n_train': n_train, 'n_val': n_val, 'epochs': epochs,
+               'batch_size': batch_size, 'lr': lr, 'seed': seed}
+    config = {'recipe': recipe, 'options': options}
+    if command is not None:
+        config['command'] = command
+    kind = recipe['kind']
+    common = dict(out_dir=out_dir, epochs=epochs, batch_size=batch_size,
+                  seed=seed, val_data=val_x,
+                  val_metric=_val_metric(kind, model),
+                  config=config, resume=resume, progress=progress,
+                  checkpoint_every=checkpoint_every, log_every=log_every)
+    if kind == 'gan':
+        adam = functools.partial(torch.optim.Adam, lr=lr, betas=(0.0, 0.9))
+        train(_gan_parts(model), None, train_x, step_fn=_gan_step_fn(model),
+              optimizer={'critic': adam, 'generator': adam}, **common)
+    else:
+        train(model, _model_loss, train_x, lr=lr, **common)
+    return model.eval()
+
+
+def _read_config(run_dir):
+    path = Path(run_dir) / 'config.json'
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} not found: not a training run folder')
+    with open(path) as f:
+        cfg = json.load(f)
+    user = cfg.get('user', cfg)
+    if 'recipe' not in user:
+        raise ValueError(f'{path} holds no recipe: not made by '
+                         'odl_genprior.generators.recipes.fit')
+    return user
+
+
+def load_run(run_dir, device='cpu'):
+    """Rebuild a model from a run folder (``config.json`` + ``weights.pt``).
+
+    Weights are read with ``torch.load(weights_only=True)``.
+    """
+    cfg = _read_config(run_dir)
+    model = build_model(cfg['recipe'])
+    target = _gan_parts(model) if cfg['recipe']['kind'] == 'gan' else model
+    load_weights(target, Path(run_dir) / 'weights.pt')
+    return model.to(device).eval()
+
+
+def list_pretrained():
+    """Names of the pretrained runs shipped with the package.
+
+    Examples
+    --------
+    >>> isinstance(list_pretrained(), list)
+    True
+    """
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir()
+                  if (p / 'config.json').is_file())
+
+
+def pretrained(name, device='cpu'):
+    """A pretrained model shipped with the package, by name (eval mode).
+
+    The folder ``odl_genprior/generators/pretrained/<name>`` holds the
+    weights, ``config.json`` (recipe, seed, data, and the command that made
+    it) and the training log.
+    """
+    names = list_pretrained()
+    if name not in names:
+        raise KeyError(f'no pretrained model {name!r}; available: {names}')
+    return load_run(PRETRAINED_DIR / name, device=device)

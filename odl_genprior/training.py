@@ -1,0 +1,1062 @@
+"""The one training loop: seeded, logged, checkpointed, resumable, parallel.
+
+`train` fits one ``torch.nn.Module`` or a dict of them (a GAN's generator
+and critic, a VAE's encoder and decoder) and is the only training loop of
+the package. What it guarantees:
+
+* **Seeded.** The data order of epoch ``e`` is a permutation drawn from
+  ``(seed, e)`` alone; torch, NumPy and Python RNGs are seeded from
+  ``(seed, rank)`` at the start of a fresh run. Two runs of one
+  configuration on the CPU give bit-identical parameters.
+* **Logged.** A tqdm bar shows the loss; ``out_dir/metrics.csv`` gets one
+  row per ``log_every`` steps (step, epoch, wall time, losses averaged over
+  the steps and processes since the last row, validation metric).
+* **Checkpointed.** ``out_dir/checkpoint.pt`` (models, optimizers,
+  schedulers, step, every process's RNG states, validation history) is
+  written every ``checkpoint_every`` steps to a temporary file that then
+  replaces the old one (`os.replace`), so a kill at any moment leaves the
+  previous checkpoint whole. Everything in it loads with
+  ``torch.load(..., weights_only=True)``: no pickled code runs on load.
+* **Resumable.** Calling `train` again with the same configuration and
+  ``out_dir`` (for instance after the process was SIGKILLed) continues from
+  the checkpoint, mid-epoch included, and on the CPU ends with exactly the
+  parameters of an uninterrupted run. A different configuration is refused
+  with an error naming the differences; a finished run is not retrained.
+* **Data-parallel.** Under ``torchrun`` (``WORLD_SIZE > 1``) every process
+  takes its share of each batch and gradients are averaged over processes
+  (``torch.distributed``, gloo on the CPU, nccl on CUDA) before every
+  optimizer step, so 2 processes with ``batch_size=B`` follow single-process
+  training with ``batch_size=B`` (for losses that are means over the batch).
+"""
+import csv
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all')
+
+CONFIG = 'config.json'
+METRICS = 'metrics.csv'
+CHECKPOINT = 'checkpoint.pt'
+WEIGHTS = 'weights.pt'
+_FORMAT = 1
+
+# config.json entries that must agree to resume a run. ``epochs`` may grow
+# (continue a finished run); ``log_every``, ``checkpoint_every`` and
+# ``world_size`` change no parameter value and may differ too.
+_RUN_KEYS = ('format', 'mode', 'seed', 'batch_size', 'shuffle', 'n_train',
+             'n_val', 'val_every', 'clip_grad_norm', 'models', 'optimizers',
+             'schedulers', 'extra_state', 'user')
+
+
+# --- seeding ----------------------------------------------------------------
+
+def _derive_seed(*keys):
+    """A 32-bit seed from non-negative integers (independent streams)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(
+        1)[0])
+
+
+def seed_all(seed):
+    """Seed the torch (CPU and CUDA), NumPy and Python global RNGs.
+
+    Call it before building a model so that its initialization is
+    reproducible; `train` reseeds by itself at the start of a fresh run.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative.
+
+    Examples
+    --------
+    >>> seed_all(3)
+    >>> a = torch.rand(2)
+    >>> seed_all(3)
+    >>> torch.equal(a, torch.rand(2))
+    True
+    """
+    seed = _check_seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def _check_seed(seed):
+    if (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+            or seed < 0):
+        raise ValueError(f'`seed` must be a non-negative int, got {seed!r}')
+    return int(seed)
+
+
+def _rng_state(device):
+    """Every global RNG state, as tensors and plain numbers (weights_only)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, pystate, gauss_next = random.getstate()
+    state = {
+        'torch': torch.get_rng_state(),
+        'numpy': {'keys': torch.from_numpy(keys.astype(np.int64)),
+                  'pos': int(pos), 'has_gauss': int(has_gauss),
+                  'cached_gaussian': float(cached)},
+        'python': {'version': int(version),
+                   'state': torch.tensor(pystate, dtype=torch.int64),
+                   'gauss_next': gauss_next},
+        'cuda': None,
+    }
+    if device.type == 'cuda':
+        state['cuda'] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state, device):
+    torch.set_rng_state(state['torch'])
+    npst = state['numpy']
+    np.random.set_state(('MT19937', npst['keys'].numpy().astype(np.uint32),
+                         npst['pos'], npst['has_gauss'],
+                         npst['cached_gaussian']))
+    pyst = state['python']
+    random.setstate((pyst['version'], tuple(pyst['state'].tolist()),
+                     pyst['gauss_next']))
+    if device.type == 'cuda' and state['cuda'] is not None:
+        torch.cuda.set_rng_state(state['cuda'], device)
+
+
+def _epoch_order(seed, epoch, n, shuffle):
+    """The sample order of one epoch: a function of (seed, epoch) only."""
+    if not shuffle:
+        return torch.arange(n)
+    gen = torch.Generator()
+    gen.manual_seed(_derive_seed(seed, epoch, 1))
+    return torch.randperm(n, generator=gen)
+
+
+# --- data --------------------------------------------------------------------
+
+class _Data:
+    """Index access to a tensor, a tuple of tensors, or a map-style Dataset."""
+
+    def __init__(self, data):
+        if isinstance(data, np.ndarray):
+            data = torch.from_numpy(data)
+        if isinstance(data, torch.Tensor):
+            if data.ndim == 0:
+                raise ValueError('`data` is a 0-d tensor; samples run along '
+                                 'its first axis')
+            self.kind, self.data, self.n = 'tensor', data, len(data)
+        elif isinstance(data, tuple):
+            parts = tuple(torch.from_numpy(d) if isinstance(d, np.ndarray)
+                          else d for d in data)
+            if not parts or not all(isinstance(p, torch.Tensor) and p.ndim
+                                    for p in parts):
+                raise TypeError(
+                    'a tuple `data` must hold tensors (or arrays) that share '
+                    'their first axis, got ' + repr(tuple(
+                        type(p).__name__ for p in parts)))
+            lengths = {len(p) for p in parts}
+            if len(lengths) != 1:
+                raise ValueError('the tensors of tuple `data` differ in length'
+                                 f': {[len(p) for p in parts]}')
+            self.kind, self.data, self.n = 'tuple', parts, lengths.pop()
+        elif isinstance(data, torch.utils.data.IterableDataset):
+            raise TypeError('`data` is an IterableDataset; train needs index '
+                            'access (a map-style Dataset) to shuffle from a '
+                            'seed and to resume mid-epoch')
+        elif hasattr(data, '__getitem__') and hasattr(data, '__len__'):
+            self.kind, self.data, self.n = 'dataset', data, len(data)
+        else:
+            raise TypeError('`data` must be a torch.Tensor, a tuple of '
+                            'tensors or a map-style Dataset (__getitem__ and '
+                            f'__len__), got {type(data).__name__}')
+
+    def batch(self, idx):
+        if self.kind == 'tensor':
+            return self.data[idx]
+        if self.kind == 'tuple':
+            return tuple(p[idx] for p in self.data)
+        return torch.utils.data.default_collate(
+            [self.data[i] for i in idx.tolist()])
+
+
+def _to_device(obj, device):
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple) and hasattr(obj, '_fields'):  # namedtuple
+        return type(obj)(*(_to_device(o, device) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+# --- files -------------------------------------------------------------------
+
+def _atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file, then rename it to ``path``.
+
+    ``os.replace`` is atomic on POSIX and Windows: a reader (or a resumed
+    run after a kill) sees the old file or the new one, never a mix.
+    """
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_json(path, obj):
+    _atomic_write(path, lambda f: f.write(
+        (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode()))
+
+
+def _load(path):
+    # weights_only: tensors and plain containers only, never pickled code.
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _plain(obj):
+    """A JSON-able copy of ``obj`` (tuples to lists, others to repr)."""
+    return json.loads(json.dumps(obj, default=repr))
+
+
+def read_metrics(path):
+    """Read a ``metrics.csv`` written by `train` as a list of dicts.
+
+    Numbers come back as ``float`` (``step`` and ``epoch`` as ``int``);
+    empty cells (a value not computed at that step) are left out.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file, or the ``out_dir`` holding it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = train(torch.nn.Linear(2, 1), lambda m, x: m(x).pow(2).mean(),
+    ...               torch.randn(8, 2), out_dir=d, batch_size=4, epochs=2,
+    ...               progress=False)
+    ...     rows = read_metrics(d)
+    >>> [row['step'] for row in rows]
+    [1, 2, 3, 4]
+    >>> sorted(rows[0])
+    ['epoch', 'loss', 'step', 'time']
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS
+    with open(path, newline='') as f:
+        rows = [_parse_row(r) for r in csv.DictReader(f)]
+    return [r for r in rows if r is not None]
+
+
+def _parse_row(raw):
+    try:
+        row = {k: float(v) for k, v in raw.items() if k and v not in ('',
+                                                                     None)}
+        row['step'], row['epoch'] = int(row['step']), int(row['epoch'])
+    except (KeyError, ValueError, TypeError):
+        return None  # a line cut short by a kill
+    return row
+
+
+class _MetricsLog:
+    """``metrics.csv``: one row per logged step; new columns widen it."""
+
+    def __init__(self, path, rank):
+        self.path, self.active = path, path is not None and rank == 0
+        self.columns = []
+
+    def start(self, resume_step):
+        if not self.active:
+            return
+        rows = []
+        if resume_step and self.path.exists():
+            # Rows past the checkpoint were written by the killed process
+            # and are written again, identically, by this one.
+            rows = [r for r in read_metrics(self.path)
+                    if r['step'] <= resume_step]
+        self.columns = ['step', 'epoch', 'time']
+        for r in rows:
+            self.columns += [k for k in r if k not in self.columns]
+        self._rewrite(rows)
+
+    def _rewrite(self, rows):
+        def write(f):
+            text = _csv_text(self.columns, rows)
+            f.write(text.encode())
+        _atomic_write(self.path, write)
+
+    def append(self, row):
+        if not self.active:
+            return
+        new = [k for k in row if k not in self.columns]
+        if new:  # rare: widen the header by rewriting the file
+            old = read_metrics(self.path)
+            self.columns += new
+            self._rewrite(old)
+        with open(self.path, 'a', newline='') as f:
+            f.write(_csv_text(self.columns, [row], header=False))
+            f.flush()
+
+
+def _csv_text(columns, rows, header=True):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval='',
+                            lineterminator='\n')
+    if header:
+        writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v)
+                         for k, v in r.items()})
+    return buf.getvalue()
+
+
+def load_weights(model, path, strict=True):
+    """Load weights saved by `train` into ``model`` (``weights_only=True``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or dict of str to torch.nn.Module
+        The model(s) as passed to `train`.
+    path : str or Path
+        ``weights.pt`` or ``checkpoint.pt`` of a run, or its ``out_dir``
+        (then ``weights.pt`` is used).
+    strict : bool, optional
+        Passed to ``load_state_dict``.
+
+    Returns
+    -------
+    model : the argument, with the loaded weights
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> net = torch.nn.Linear(2, 1)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = train(net, lambda m, x: m(x).pow(2).mean(), torch.randn(8, 2),
+    ...               out_dir=d, batch_size=4, progress=False)
+    ...     other = load_weights(torch.nn.Linear(2, 1), d)
+    >>> torch.equal(other.weight, net.weight)
+    True
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS
+    state = _load(path)
+    if isinstance(state, dict) and state.get('format') == _FORMAT and (
+            'models' in state):  # a checkpoint
+        state = state['models']
+        if isinstance(model, torch.nn.Module):
+            if set(state) != {'model'}:
+                raise ValueError(f'{path} holds the models {sorted(state)}; '
+                                 'pass them as a dict')
+            state = state['model']
+    if isinstance(model, torch.nn.Module):
+        model.load_state_dict(state, strict=strict)
+        return model
+    if not isinstance(model, dict):
+        raise TypeError('`model` must be a torch.nn.Module or a dict of them,'
+                        f' got {type(model).__name__}')
+    missing = set(model) - set(state)
+    if missing:
+        raise KeyError(f'{path} has no weights for {sorted(missing)}; it holds'
+                       f' {sorted(state)}')
+    for name, m in model.items():
+        m.load_state_dict(state[name], strict=strict)
+    return model
+
+
+# --- distributed -------------------------------------------------------------
+
+class _Dist:
+    """Rank, world size and the collectives the loop needs."""
+
+    def __init__(self, device, distributed):
+        import torch.distributed as dist
+        self.dist = dist
+        env_world = int(os.environ.get('WORLD_SIZE', '1'))
+        active = dist.is_available() and (
+            dist.is_initialized() or env_world > 1)
+        if distributed is True and not active:
+            raise RuntimeError(
+                'distributed=True, but no process group is initialized and '
+                'WORLD_SIZE is not > 1: launch with torchrun, e.g. `torchrun '
+                '--standalone --nproc_per_node=2 script.py`')
+        if distributed is False or not active:
+            self.rank, self.world, self.device = 0, 1, device
+            return
+        if device.type == 'cuda' and device.index is None:
+            device = torch.device('cuda', int(os.environ.get('LOCAL_RANK',
+                                                             '0')))
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            # env:// rendezvous set up by torchrun (MASTER_ADDR, RANK, ...).
+            dist.init_process_group('nccl' if device.type == 'cuda'
+                                    else 'gloo')
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.device = device
+
+    def barrier(self):
+        if self.world > 1:
+            self.dist.barrier()
+
+    def mean(self, values):
+        """Average a list of floats over processes (identical on all)."""
+        if self.world == 1 or not values:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        self.dist.all_reduce(t)
+        return (t / self.world).tolist()
+
+    def sync_grads(self, params):
+        """Average ``.grad`` over processes (in place)."""
+        params = list(params)
+        if self.world == 1 or not params:
+            return
+        # A parameter may have no gradient on some processes only (a branch
+        # not taken): it then counts as zero there.
+        has = torch.tensor([p.grad is not None for p in params],
+                           dtype=torch.float32, device=self.device)
+        self.dist.all_reduce(has)
+        groups = {}
+        for p, h in zip(params, has.tolist()):
+            if h > 0:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                if p.grad.is_sparse:
+                    raise TypeError('sparse gradients are not supported in '
+                                    'distributed training')
+                groups.setdefault((p.grad.dtype, p.grad.device),
+                                  []).append(p.grad)
+        for grads in groups.values():  # one all_reduce per dtype
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            self.dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    def broadcast_module(self, module, buffers_only=False):
+        """Copy rank 0's parameters (and buffers) to every process."""
+        if self.world == 1:
+            return
+        with torch.no_grad():
+            tensors = list(module.buffers())
+            if not buffers_only:
+                tensors = list(module.parameters()) + tensors
+            for t in tensors:
+                self.dist.broadcast(t, 0)
+
+    def gather(self, obj):
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out
+
+
+# --- the loop ----------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    """What `train` returns.
+
+    Attributes
+    ----------
+    step : int
+        Optimization steps done in total (over all calls, resumed included).
+    epoch : int
+        Epochs completed.
+    resumed_from : int
+        Step of the checkpoint this call started from (0: a fresh run).
+    losses : dict
+        The last logged losses (averaged over steps and processes).
+    val_history : list of (int, float or dict)
+        ``(step, val_metric value)``, the whole run.
+    history : list of dict
+        The rows this call logged (as in ``metrics.csv``).
+    out_dir : Path or None
+
+    Examples
+    --------
+    >>> r = train(torch.nn.Linear(2, 1), lambda m, x: m(x).pow(2).mean(),
+    ...           torch.randn(8, 2), out_dir=None, batch_size=4, epochs=3,
+    ...           progress=False)
+    >>> r.step, r.epoch, r.resumed_from
+    (6, 3, 0)
+    """
+
+    step: int
+    epoch: int
+    resumed_from: int
+    losses: dict = field(default_factory=dict)
+    val_history: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    out_dir: Path = None
+
+
+def _models_dict(model):
+    if isinstance(model, dict):
+        return model
+    return {'model': model} if isinstance(model, torch.nn.Module) else None
+
+
+def _length(obj):
+    if isinstance(obj, tuple) and obj and isinstance(obj[0], torch.Tensor):
+        obj = obj[0]  # paired tensors, as for `data`
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def _describe_optimizer(opt):
+    return {'class': type(opt).__name__,
+            'defaults': _plain({k: v for k, v in opt.defaults.items()
+                                if k not in ('params',)})}
+
+
+def _per_model(value, names, what):
+    """``value`` for each model name: a dict keyed by name, or shared."""
+    if isinstance(value, dict):
+        if set(value) != set(names):
+            raise ValueError(f'`{what}` has keys {sorted(value)} but the '
+                             f'models are {sorted(names)}')
+        return value
+    return {n: value for n in names}
+
+
+def _config_diff(old, new):
+    return [f'{k}: {old.get(k)!r} (saved) != {new.get(k)!r} (now)'
+            for k in _RUN_KEYS if old.get(k) != new.get(k)]
+
+
+def _losses_of(out, step_fn):
+    """Loss dict (floats) from what loss_fn or step_fn returned."""
+    who = 'step_fn' if step_fn else 'loss_fn'
+    if out is None and step_fn:
+        return {}
+    items = out.items() if isinstance(out, dict) else [('loss', out)]
+    losses = {}
+    for k, v in items:
+        if k in ('step', 'epoch', 'time', 'val') or str(k).startswith('val_'):
+            raise ValueError(f'{who} returned the key {k!r}, a name '
+                             'metrics.csv uses itself; rename it')
+        if isinstance(v, torch.Tensor):
+            if v.numel() != 1:
+                raise ValueError(f'{who} returned {k!r} of shape '
+                                 f'{tuple(v.shape)}; expected a scalar')
+            v = v.item()
+        try:
+            losses[str(k)] = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f'{who} returned {k!r} = {v!r}; expected a '
+                            'number') from None
+    return losses
+
+
+def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
+          lr=None, optimizer=None, scheduler=None, step_fn=None, seed=0,
+          shuffle=True, val_data=None, val_metric=None, val_every=None,
+          log_every=1, checkpoint_every=None, clip_grad_norm=None,
+          extra_state=None, callback=None, config=None, resume=True,
+          progress=True, device='cpu', distributed=None):
+    """Train ``model`` on ``data``: seeded, logged, checkpointed, resumable.
+
+    Each step takes ``batch_size`` samples (the epoch's permutation, drawn
+    from ``(seed, epoch)``; the incomplete batch at the end of an epoch is
+    left out) and either
+
+    * calls ``loss = loss_fn(model, batch)``, backpropagates, averages the
+      gradients over processes, clips them (``clip_grad_norm``) and steps
+      every optimizer; or
+    * calls ``step_fn(model, optimizer, batch, step)``, which does its own
+      backward passes and optimizer steps (GANs: a critic step every step
+      and a generator step every 5th). Gradients are averaged over
+      processes inside every ``optimizer.step()`` call (a step pre-hook),
+      so a ``step_fn`` needs no distributed code.
+
+    Then every scheduler steps (schedules count steps, not epochs).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or dict of str to torch.nn.Module
+        Moved to ``device`` and put in train mode. Give a dict for several
+        networks (``{'G': generator, 'D': critic}``); ``loss_fn``,
+        ``step_fn`` and ``val_metric`` then receive the dict.
+    loss_fn : callable or None
+        ``loss_fn(model, batch)`` returns a scalar tensor to minimize, or a
+        dict of scalars with the minimized one under ``'loss'`` (others,
+        e.g. a VAE's ``'kl'``, are only logged). ``None`` with ``step_fn``.
+    data : torch.Tensor, tuple of torch.Tensor, or Dataset
+        Samples along the first axis. A tensor gives batches
+        ``data[idx]``, a tuple of tensors (e.g. ``(sinograms, images)``)
+        tuples of batches, a map-style Dataset
+        ``default_collate([data[i] for i in idx])``. Batches are moved to
+        ``device``.
+    out_dir : str, Path or None
+        Directory for ``config.json``, ``metrics.csv``, ``checkpoint.pt``
+        and ``weights.pt`` (created; other files in it are never touched).
+        ``None``: no files, no checkpoints, no resume.
+    epochs : int, optional
+        Passes over ``data``. May be raised to continue a finished run.
+    batch_size : int, optional
+        Samples per step over all processes (divisible by their number).
+    lr : float, optional
+        Learning rate of the default optimizer, ``torch.optim.Adam``
+        (default ``1e-3``). Give ``lr`` or ``optimizer``, not both.
+    optimizer : callable or dict of callables, optional
+        ``optimizer(params) -> torch.optim.Optimizer``, e.g.
+        ``functools.partial(torch.optim.SGD, lr=0.1)``; one per model if a
+        dict. ``step_fn`` receives the optimizer(s), shaped like ``model``.
+    scheduler : callable or dict of callables, optional
+        ``scheduler(optimizer) -> LRScheduler``, stepped after every step.
+    step_fn : callable, optional
+        ``step_fn(model, optimizer, batch, step)`` performs one step and
+        returns a number or a dict of numbers to log. Replaces ``loss_fn``.
+    seed : int, optional
+        Seeds the data order and, at the start of a fresh run, the torch,
+        NumPy and Python RNGs (per process). Seed the model's
+        initialization yourself (`seed_all`).
+    shuffle : bool, optional
+        Draw a new sample order each epoch (else the data order).
+    val_data : object, optional
+        Passed unchanged to ``val_metric``.
+    val_metric : callable, optional
+        ``val_metric(model, val_data)`` returns a number or a dict of
+        numbers; called in eval mode under ``torch.no_grad()`` on process 0,
+        every ``val_every`` steps (default: each epoch end) and at the end.
+    log_every : int, optional
+        Steps per row of ``metrics.csv`` (validation steps always log).
+    checkpoint_every : int, optional
+        Steps between checkpoints (default: one per epoch); the last step
+        always writes one.
+    clip_grad_norm : float, optional
+        Clip the global gradient norm (``loss_fn`` only).
+    extra_state : dict of str to object, optional
+        Further state to checkpoint and restore, each object with
+        ``state_dict()`` and ``load_state_dict()`` (an EMA copy of the
+        model, a GradScaler) holding only tensors and plain Python values.
+    callback : callable, optional
+        ``callback(info)`` after each step, before that step's checkpoint
+        (so random numbers it draws are part of the saved state); ``info``
+        is a dict with ``step``, ``epoch``, ``losses``, ``val`` (None if not
+        computed), ``model``, ``optimizer`` and ``rank``.
+    config : dict, optional
+        JSON-able hyperparameters of your own (network sizes, the command
+        line) written to ``config.json`` and compared on resume.
+    resume : bool, optional
+        Continue the run in ``out_dir`` if there is one (its configuration
+        must match). ``False``: refuse to use an ``out_dir`` holding a run.
+    progress : bool, optional
+        Show a tqdm bar (process 0 only).
+    device : str or torch.device, optional
+        ``'cuda'`` under torchrun means ``cuda:LOCAL_RANK``.
+    distributed : bool, optional
+        Default: data-parallel when a process group is initialized or
+        ``WORLD_SIZE > 1`` (torchrun). ``False`` forces a single process;
+        ``True`` raises unless launched distributed. A process group `train`
+        initializes stays initialized (later calls reuse it; re-creating
+        one under torchrun can hang): call
+        ``torch.distributed.destroy_process_group()`` at the end.
+
+    Returns
+    -------
+    result : TrainResult
+        ``model`` itself holds the trained weights.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` holds a run and ``resume=False``.
+    ValueError
+        ``out_dir`` holds a run with another configuration; bad sizes.
+    FloatingPointError
+        A loss became NaN or infinite (the last checkpoint stays intact).
+
+    Examples
+    --------
+    Linear regression; the files of the run:
+
+    >>> import tempfile
+    >>> seed_all(0)
+    >>> net = torch.nn.Linear(3, 1)
+    >>> x = torch.randn(64, 3)
+    >>> y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    >>> def mse(model, batch):
+    ...     xb, yb = batch
+    ...     return torch.nn.functional.mse_loss(model(xb), yb)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     r = train(net, mse, (x, y), out_dir=d, epochs=20, batch_size=16,
+    ...               lr=0.05, progress=False)
+    ...     sorted(os.listdir(d))
+    ['checkpoint.pt', 'config.json', 'metrics.csv', 'weights.pt']
+    >>> r.step, r.losses['loss'] < 1e-2
+    (80, True)
+    """
+    # -- arguments --
+    models = _models_dict(model)
+    if models is None or not models or not all(
+            isinstance(m, torch.nn.Module) for m in models.values()):
+        raise TypeError('`model` must be a torch.nn.Module or a non-empty '
+                        'dict of them, got ' + type(model).__name__)
+    if (loss_fn is None) == (step_fn is None):
+        raise ValueError('give exactly one of `loss_fn` (the loop does '
+                         'backward and optimizer steps) and `step_fn` (you '
+                         'do them)')
+    if lr is not None and optimizer is not None:
+        raise ValueError('give `lr` (for the default Adam) or `optimizer`, '
+                         'not both')
+    if clip_grad_norm is not None and step_fn is not None:
+        raise ValueError('`clip_grad_norm` applies to `loss_fn` only; clip in '
+                         'your `step_fn`')
+    if val_metric is None and val_every is not None:
+        raise ValueError('`val_every` given without `val_metric`')
+    for name, value in (('epochs', epochs), ('batch_size', batch_size),
+                        ('log_every', log_every),
+                        ('checkpoint_every', checkpoint_every),
+                        ('val_every', val_every)):
+        if value is None and name in ('checkpoint_every', 'val_every'):
+            continue
+        if isinstance(value, bool) or not isinstance(
+                value, (int, np.integer)) or value < 1:
+            raise ValueError(f'`{name}` must be a positive int, got {value!r}')
+    seed = _check_seed(seed)
+    device = torch.device(device)
+    train_data = _Data(data)
+    if batch_size > train_data.n:
+        raise ValueError(f'batch_size {batch_size} is larger than the '
+                         f'{train_data.n} training samples')
+    names = list(models)
+    ddp = _Dist(device, distributed)
+    return _train(**locals())
+
+
+def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
+           batch_size, lr, optimizer, scheduler, step_fn, seed, shuffle,
+           val_data, val_metric, val_every, log_every, checkpoint_every,
+           clip_grad_norm, extra_state, callback, config, resume, progress,
+           names, ddp, **_):
+    rank, world, device = ddp.rank, ddp.world, ddp.device
+    if batch_size % world:
+        raise ValueError(f'batch_size {batch_size} does not split over '
+                         f'{world} processes')
+    local = batch_size // world
+    steps_per_epoch = train_data.n // batch_size
+    total = epochs * steps_per_epoch
+    checkpoint_every = checkpoint_every or steps_per_epoch
+    val_every = val_every or steps_per_epoch
+    extra_state = dict(extra_state or {})
+    for k, obj in extra_state.items():
+        if not (hasattr(obj, 'state_dict')
+                and hasattr(obj, 'load_state_dict')):
+            raise TypeError(f'extra_state[{k!r}] has no state_dict / '
+                            'load_state_dict')
+
+    for m in models.values():
+        m.to(device)
+        m.train()
+    factories = _per_model(optimizer, names, 'optimizer')
+    opts = {}
+    for n in names:
+        params = [p for p in models[n].parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f'model {n!r} has no trainable parameters')
+        make = factories[n] or (lambda ps: torch.optim.Adam(
+            ps, lr=1e-3 if lr is None else lr))
+        opts[n] = make(params)
+        if not isinstance(opts[n], torch.optim.Optimizer):
+            raise TypeError(f'the optimizer factory for {n!r} returned '
+                            f'{type(opts[n]).__name__}, not an Optimizer')
+    scheds = {}
+    for n, make in _per_model(scheduler, names, 'scheduler').items():
+        if make is not None:
+            scheds[n] = make(opts[n])
+
+    run_config = _plain({
+        'format': _FORMAT, 'mode': 'step_fn' if step_fn else 'loss_fn',
+        'seed': seed, 'batch_size': batch_size, 'shuffle': bool(shuffle),
+        'epochs': epochs, 'steps_per_epoch': steps_per_epoch,
+        'n_train': train_data.n,
+        'n_val': _length(val_data),
+        'val_every': val_every if val_metric else None,
+        'clip_grad_norm': clip_grad_norm, 'log_every': log_every,
+        'checkpoint_every': checkpoint_every, 'world_size': world,
+        'models': {n: {'class': type(m).__name__,
+                       'parameters': sum(p.numel() for p in m.parameters())}
+                   for n, m in models.items()},
+        'optimizers': {n: _describe_optimizer(o) for n, o in opts.items()},
+        'schedulers': {n: type(s).__name__ for n, s in scheds.items()},
+        'extra_state': sorted(extra_state), 'user': config or {},
+        'argv': sys.argv, 'torch': torch.__version__,
+    })
+
+    # -- out_dir: fresh run, resume, or refuse --
+    out = None if out_dir is None else Path(out_dir)
+    ckpt = None
+    if out is not None:
+        cfg_path = out / CONFIG
+        ours = [f for f in (METRICS, CHECKPOINT, WEIGHTS)
+                if (out / f).exists()]
+        if ours and not cfg_path.exists():
+            raise FileExistsError(
+                f'{out} holds {", ".join(ours)} but no {CONFIG}: not a run of '
+                'train (or its config was deleted); not overwriting. Choose '
+                'another out_dir')
+        if cfg_path.exists():
+            old = json.loads(cfg_path.read_text())
+            if not resume:
+                raise FileExistsError(
+                    f'{out} already holds a training run ({CONFIG}); pass '
+                    'resume=True to continue it, or choose another out_dir')
+            diff = _config_diff(old, run_config)
+            if diff:
+                raise ValueError(
+                    f'{out} holds a run with another configuration; not '
+                    'resuming or overwriting it. Choose another out_dir (or '
+                    'delete this one). Differences: ' + '; '.join(diff))
+            if (out / CHECKPOINT).exists():
+                ckpt = _load(out / CHECKPOINT)
+                if ckpt['step'] > total:
+                    raise ValueError(
+                        f'the checkpoint in {out} is at step {ckpt["step"]}, '
+                        f'past the {total} steps of epochs={epochs}')
+        ddp.barrier()  # every process has read the old files
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            for f in (CONFIG, METRICS, CHECKPOINT, WEIGHTS):
+                for tmp in out.glob(f'.{f}.tmp-*'):  # left by a killed run
+                    tmp.unlink()
+            _write_json(out / CONFIG, run_config)
+
+    # -- state: fresh or from the checkpoint --
+    start, val_history, elapsed0 = 0, [], 0.0
+    if ckpt is None:
+        seed_all(_derive_seed(seed, rank))
+        for m in models.values():
+            ddp.broadcast_module(m)  # every process starts from rank 0's
+    else:
+        start, val_history = ckpt['step'], ckpt['val_history']
+        elapsed0 = ckpt['elapsed']
+        for n in names:
+            models[n].load_state_dict(ckpt['models'][n])
+            opts[n].load_state_dict(ckpt['optimizers'][n])
+        for n, s in scheds.items():
+            s.load_state_dict(ckpt['schedulers'][n])
+        for k, obj in extra_state.items():
+            obj.load_state_dict(ckpt['extra'][k])
+        if len(ckpt['rng']) == world:
+            _set_rng_state(ckpt['rng'][rank], device)
+        else:
+            warnings.warn(
+                f'the checkpoint was written by {len(ckpt["rng"])} processes,'
+                f' this run has {world}: random states are reseeded, so the '
+                'run is not bit-identical to an uninterrupted one')
+            seed_all(_derive_seed(seed, rank, start))
+
+    log = _MetricsLog(None if out is None else out / METRICS, rank)
+    log.start(start)
+
+    # Average gradients inside every optimizer.step(), once per step call,
+    # whoever calls it (this loop or a user's step_fn).
+    synced, hooks = set(), []
+    if world > 1:
+        def pre_hook(opt, args, kwargs):
+            if id(opt) not in synced:
+                ddp.sync_grads(p for g in opt.param_groups
+                               for p in g['params'])
+            synced.discard(id(opt))
+
+        for o in opts.values():
+            hooks.append(o.register_step_pre_hook(pre_hook))
+
+    model_arg = model
+    opt_arg = opts if isinstance(model, dict) else opts['model']
+    all_params = [p for o in opts.values() for g in o.param_groups
+                  for p in g['params']]
+
+    def default_step(batch):
+        for o in opts.values():
+            o.zero_grad(set_to_none=True)
+        out_ = loss_fn(model_arg, batch)
+        loss = out_['loss'] if isinstance(out_, dict) else out_
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise TypeError('loss_fn must return a scalar tensor (or a dict '
+                            "with one under 'loss'), got "
+                            f'{type(loss).__name__}')
+        loss.backward()
+        if world > 1:
+            for o in opts.values():
+                ddp.sync_grads(p for g in o.param_groups for p in g['params'])
+                synced.add(id(o))
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(all_params, clip_grad_norm)
+        for o in opts.values():
+            o.step()
+        return out_
+
+    def validate():
+        modes = {n: m.training for n, m in models.items()}
+        for m in models.values():
+            m.eval()
+        try:
+            with torch.no_grad():
+                value = val_metric(model_arg, val_data)
+        finally:
+            for n, m in models.items():
+                m.train(modes[n])
+        if isinstance(value, dict):
+            return {str(k): float(v) for k, v in value.items()}
+        return float(value)
+
+    def save(step, elapsed):
+        if out is None:
+            return
+        rng = ddp.gather(_rng_state(device))  # every process's own state
+        if rank != 0:
+            return
+        state = {
+            'format': _FORMAT, 'step': step,
+            'epoch': step // steps_per_epoch, 'world_size': world,
+            'models': {n: m.state_dict() for n, m in models.items()},
+            'optimizers': {n: o.state_dict() for n, o in opts.items()},
+            'schedulers': {n: s.state_dict() for n, s in scheds.items()},
+            'extra': {k: o.state_dict() for k, o in extra_state.items()},
+            'rng': rng, 'val_history': val_history, 'elapsed': elapsed,
+        }
+        _atomic_write(out / CHECKPOINT, lambda f: torch.save(state, f))
+        if not save.checked:  # fail now, not when resuming
+            try:
+                _load(out / CHECKPOINT)
+            except Exception as e:
+                raise TypeError(
+                    'the checkpoint does not load with weights_only=True '
+                    '(does extra_state or a scheduler hold non-tensor '
+                    f'objects?): {e}') from e
+            save.checked = True
+    save.checked = False
+
+    # -- the loop --
+    bar = tqdm(total=total, initial=start, disable=not progress or rank != 0,
+               desc='train', unit='step', dynamic_ncols=True)
+    t0 = time.perf_counter()
+    history, pending, last_losses = [], {}, {}
+    last_saved = start
+    step = start
+    try:
+        while step < total:
+            epoch = step // steps_per_epoch
+            order = _epoch_order(seed, epoch, train_data.n, shuffle)
+            for i in range(step % steps_per_epoch, steps_per_epoch):
+                idx = order[i * batch_size:(i + 1) * batch_size]
+                idx = idx[rank * local:(rank + 1) * local]
+                batch = _to_device(train_data.batch(idx), device)
+                if step_fn is None:
+                    losses = _losses_of(default_step(batch), False)
+                else:
+                    losses = _losses_of(
+                        step_fn(model_arg, opt_arg, batch, step), True)
+                synced.clear()
+                for s in scheds.values():
+                    s.step()
+                for m in models.values():
+                    ddp.broadcast_module(m, buffers_only=True)
+                step += 1
+                keys = sorted(losses)
+                losses = dict(zip(keys, ddp.mean([losses[k] for k in keys])))
+                for k, v in losses.items():
+                    if not math.isfinite(v):
+                        raise FloatingPointError(
+                            f'{k} = {v} at step {step}; the checkpoint of '
+                            f'step {last_saved} is intact')
+                    pending.setdefault(k, []).append(v)
+                val = None
+                if val_metric is not None and (step % val_every == 0
+                                               or step == total):
+                    val = validate() if rank == 0 else None
+                    val_history.append((step, val))
+                elapsed = elapsed0 + time.perf_counter() - t0
+                if step % log_every == 0 or step == total or (
+                        val_metric is not None and val_history
+                        and val_history[-1][0] == step):
+                    row = {'step': step,
+                           'epoch': (step - 1) // steps_per_epoch,
+                           'time': round(elapsed, 3)}
+                    last_losses = {k: sum(v) / len(v)
+                                   for k, v in pending.items()}
+                    row.update(last_losses)
+                    pending = {}
+                    if rank == 0 and val_history and val_history[-1][0] == (
+                            step):
+                        v = val_history[-1][1]
+                        row.update({'val_' + k: x for k, x in v.items()}
+                                   if isinstance(v, dict) else {'val': v})
+                    history.append(row)
+                    log.append(row)
+                if progress and rank == 0:
+                    post = {k: f'{v:.4g}' for k, v in losses.items()}
+                    if val is not None:
+                        post['val'] = (f'{val:.4g}' if not isinstance(
+                            val, dict) else str(val))
+                    bar.set_postfix(post, refresh=False)
+                    bar.update(1)
+                if callback is not None:
+                    callback({'step': step, 'epoch': epoch, 'losses': losses,
+                              'val': val, 'model': model_arg,
+                              'optimizer': opt_arg, 'rank': rank})
+                if step % checkpoint_every == 0 or step == total:
+                    save(step, elapsed)
+                    last_saved = step
+        # The loop always checkpoints its last step; weights.pt is written
+        # once more only if training advanced (or it is missing).
+        if out is not None and rank == 0 and (
+                step > start or not (out / WEIGHTS).exists()):
+            weights = (models['model'].state_dict()
+                       if isinstance(model, torch.nn.Module) else
+                       {n: m.state_dict() for n, m in models.items()})
+            _atomic_write(out / WEIGHTS, lambda f: torch.save(weights, f))
+        ddp.barrier()  # the files exist when any process returns
+    finally:
+        bar.close()
+        for h in hooks:
+            h.remove()
+    if not last_losses and history == [] and start:
+        rows = read_metrics(out) if out is not None and (
+            out / METRICS).exists() else []
+        last_losses = {k: v for k, v in (rows[-1] if rows else {}).items()
+                       if k not in ('step', 'epoch', 'time')
+                       and k != 'val' and not k.startswith('val_')}
+    # Process 0 alone validated; share its history so all return the same.
+    if world > 1 and val_metric is not None:
+        val_history = ddp.gather(val_history)[0]
+    return TrainResult(step=step, epoch=step // steps_per_epoch,
+                       resumed_from=start, losses=last_losses,
+                       val_history=[tuple(v) for v in val_history],
+                       history=history, out_dir=out)
