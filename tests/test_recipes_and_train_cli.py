@@ -1,0 +1,101 @@
+"""Recipes, `odl-genprior train`, run folders and the shipped priors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import odl
+import pytest
+import torch
+
+from odl_genprior import TorchOperator
+from odl_genprior.generators import recipes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    return subprocess.run([sys.executable, '-m', 'odl_genprior', *args],
+                          capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)
+
+
+@pytest.mark.parametrize('kind', ['vae', 'ae', 'gan'])
+def test_fit_and_reload_each_kind(tmp_path, kind):
+    recipe = {'kind': kind, 'dataset': 'ellipses', 'size': 16,
+              'latent_dim': 4, 'arch': 'conv', 'width': 8}
+    model = recipes.fit(recipe, tmp_path, n_train=64, n_val=16, epochs=2,
+                        batch_size=16, progress=False)
+    again = recipes.load_run(tmp_path)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    z = torch.randn(3, 4)
+    with torch.no_grad():
+        out = recipes.generator_of(again)(z)
+    assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all()
+    cfg = json.loads((tmp_path / 'config.json').read_text())
+    assert cfg['user']['recipe']['kind'] == kind
+
+
+def test_cli_train_writes_run_and_resumes(tmp_path):
+    out = tmp_path / 'run'
+    args = ('train', 'ae', '--dataset', 'ellipses', '--size', '16',
+            '--latent-dim', '4', '--width', '8', '--n-train', '64',
+            '--n-val', '16', '--epochs', '2', '--batch-size', '16',
+            '--quiet', '--out', str(out))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ['checkpoint.pt', 'config.json', 'metrics.csv',
+                     'weights.pt']
+    cfg = json.loads((out / 'config.json').read_text())
+    assert cfg['user']['command'].startswith('odl-genprior train ae')
+    weights = (out / 'weights.pt').read_bytes()
+    # Same command again: the finished run is recognised, nothing retrained.
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert (out / 'weights.pt').read_bytes() == weights
+    # Another configuration in the same folder is refused by name.
+    third = run_cli(*args[:-2], '--lr', '0.01', '--out', str(out))
+    assert third.returncode != 0 and 'lr' in third.stderr
+
+
+def test_recipe_errors():
+    with pytest.raises(ValueError, match='kind'):
+        recipes.build_model({'kind': 'flow', 'dataset': 'mnist'})
+    with pytest.raises(ValueError, match='dataset'):
+        recipes.build_model({'kind': 'vae', 'dataset': 'cifar'})
+    with pytest.raises(KeyError, match='available'):
+        recipes.pretrained('no-such-model')
+    with pytest.raises(FileNotFoundError, match='config.json'):
+        recipes.load_run('/no/such/run')
+
+
+@pytest.mark.parametrize('name', recipes.list_pretrained())
+def test_pretrained_loads_by_name_and_generates(name):
+    model = recipes.pretrained(name)
+    cfg = json.loads((recipes.PRETRAINED_DIR / name / 'config.json')
+                     .read_text())['user']
+    assert cfg['command'].startswith('odl-genprior train')
+    size = (recipes.PRETRAINED_DIR / name / 'weights.pt').stat().st_size
+    assert size < 5e6
+    G = recipes.generator_of(model)
+    n = cfg['recipe']['latent_dim']
+    with torch.no_grad():
+        x = G(torch.randn(4, n, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(x).all() and 0 <= float(x.min())
+    assert float(x.std()) > 0.01  # images, not a constant
+    # As an ODL operator on the latent space.
+    shape = tuple(x.shape[-2:])
+    op = TorchOperator(G, odl.rn(n, dtype='float32'),
+                       odl.uniform_discr([-1, -1], [1, 1], shape,
+                                         dtype='float32'))
+    img = op(op.domain.element(np.zeros(n, dtype='float32')))
+    assert np.isfinite(img.asarray()).all()
+
+
+def test_some_priors_are_shipped():
+    assert {'mnist-vae-20', 'ellipses-64'} <= set(recipes.list_pretrained())
