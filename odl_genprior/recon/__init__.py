@@ -1,5 +1,10 @@
 """Reconstruction methods, all under one contract (`Reconstructor`)."""
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.recon.classical import FBP, TV
+from odl_genprior.recon.classical import (FBP, TV, Lasso, Tikhonov,
+                                          WaveletL1)
+from odl_genprior.recon.latent import (LatentHard, LatentResult, LatentSoft,
+                                       LatentSparseDeviation)
 
-__all__ = ('Reconstructor', 'FBP', 'TV')
+__all__ = ('Reconstructor', 'FBP', 'TV', 'Tikhonov', 'Lasso', 'WaveletL1',
+           'LatentHard', 'LatentSparseDeviation', 'LatentSoft',
+           'LatentResult')
