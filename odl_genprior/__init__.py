@@ -9,9 +9,10 @@ _odl_compat.apply()
 
 from odl_genprior.bridge import (  # noqa: E402
     OperatorLayer, TorchOperator, as_element, as_tensor, to_numpy)
-from odl_genprior import metrics, problems  # noqa: E402
+from odl_genprior import activations, bregman, metrics, problems  # noqa: E402
 
 __version__ = '0.1.0'
 
 __all__ = ('TorchOperator', 'OperatorLayer', 'as_tensor', 'as_element',
-           'to_numpy', 'metrics', 'problems', '__version__')
+           'to_numpy', 'activations', 'bregman', 'metrics', 'problems',
+           '__version__')
