@@ -59,11 +59,39 @@ def _train(args):
 
     from odl_genprior.generators import recipes
 
-    recipe = {'kind': args.kind, 'dataset': args.dataset,
-              'latent_dim': args.latent_dim, 'arch': args.arch,
-              'size': 28 if args.dataset == 'mnist' else args.size,
-              'width': args.width, 'hidden': args.hidden}
+    images = args.dataset != 'signals'
+    if args.kind == 'cgnn' and images:
+        print("odl-genprior train: error: kind 'cgnn' trains on 1D signals; "
+              "pass --dataset signals", file=sys.stderr)
+        return 2
+    if images:
+        # The image recipe keeps exactly its old keys (config.json of older
+        # runs must still match when they resume).
+        recipe = {'kind': args.kind, 'dataset': args.dataset,
+                  'latent_dim': args.latent_dim or 20,
+                  'arch': args.arch or 'conv',
+                  'size': 28 if args.dataset == 'mnist' else args.size or 64,
+                  'width': args.width or 64, 'hidden': args.hidden}
+        if args.beta is not None:
+            recipe['beta'] = args.beta
+    else:
+        # Unset options are filled by recipes.SIGNAL_DEFAULTS/CGNN_DEFAULTS.
+        recipe = {'kind': args.kind, 'dataset': 'signals',
+                  'latent_dim': args.latent_dim, 'arch': args.arch,
+                  'size': args.size, 'width': args.width,
+                  'modes': args.modes, 'beta': args.beta}
+        if args.arch == 'mlp':
+            recipe['hidden'] = args.hidden
+        if args.kind == 'cgnn':
+            recipe.update(levels=args.levels, channels=args.channels,
+                          wavelet=args.wavelet, boundary=args.boundary)
+        recipe = recipes.complete_recipe(recipe)
     command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
+    try:
+        recipes.build_model(recipe)  # wrong sizes: an error, not a traceback
+    except (ValueError, TypeError) as err:
+        print(f'odl-genprior train: error: {err}', file=sys.stderr)
+        return 2
     recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, data_dir=args.data_dir,
@@ -102,22 +130,49 @@ def build_parser():
     demo.set_defaults(func=_demo)
 
     tr = sub.add_parser(
-        'train', help='train a generator (VAE, autoencoder, WGAN-GP)',
+        'train', help='train a generator (VAE, autoencoder, WGAN-GP, CGNN)',
         description='Train a generator with the package\'s training loop: '
                     'seeded, progress bar, metric log, checkpoints; run the '
-                    'same command again to resume an interrupted run.')
-    tr.add_argument('kind', choices=('vae', 'ae', 'gan'))
-    tr.add_argument('--dataset', choices=('mnist', 'ellipses'),
-                    default='ellipses')
+                    'same command again to resume an interrupted run. '
+                    "'cgnn' is a VAE whose decoder is a 1D continuous "
+                    'generative network rendered at --size samples '
+                    '(--dataset signals).')
+    tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn'))
+    tr.add_argument('--dataset', choices=('mnist', 'ellipses', 'signals'),
+                    default=None,
+                    help="default: 'signals' for cgnn, else 'ellipses'")
     tr.add_argument('--data-dir', default=None,
                     help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
     tr.add_argument('--out', required=True, help='run folder')
-    tr.add_argument('--latent-dim', type=int, default=20)
-    tr.add_argument('--arch', choices=('mlp', 'conv'), default='conv')
-    tr.add_argument('--size', type=int, default=64,
-                    help='image side (ellipses)')
-    tr.add_argument('--width', type=int, default=64,
-                    help='channels of the conv nets')
+    tr.add_argument('--latent-dim', type=int, default=None,
+                    help='default 20 (images), 15 (signals)')
+    tr.add_argument('--arch', choices=('mlp', 'conv', 'conv1d'),
+                    default=None,
+                    help="images: 'conv' (default) or 'mlp'; signals: "
+                         "'conv1d' (default) or 'mlp' (for cgnn: the "
+                         'encoder)')
+    tr.add_argument('--size', type=int, default=None,
+                    help='image side (ellipses, default 64) or samples per '
+                         'signal (signals, default 4096)')
+    tr.add_argument('--width', type=int, default=None,
+                    help='channels of the conv nets (default 64 for images, '
+                         '32 for signals)')
+    tr.add_argument('--beta', type=float, default=None,
+                    help='VAE KL weight (default 1 for images, 1e-2 for '
+                         'signals)')
+    tr.add_argument('--modes', type=int, default=None,
+                    help='signals: Fourier modes of the trigonometric '
+                         'signals (default 2)')
+    tr.add_argument('--levels', type=int, nargs='+', default=None,
+                    help='cgnn: scale levels j_1 < ... < j_L (default '
+                         '2 3 4 5 6 7)')
+    tr.add_argument('--channels', type=int, nargs='+', default=None,
+                    help='cgnn: channels c_1 ... c_L (default '
+                         '32 16 8 4 2 1)')
+    tr.add_argument('--wavelet', default=None,
+                    help="cgnn: PyWavelets name (default 'db2')")
+    tr.add_argument('--boundary', choices=('zero', 'periodic'), default=None,
+                    help="cgnn: boundary of the MRA (default 'zero')")
     tr.add_argument('--hidden', type=int, nargs='+', default=[500, 500],
                     help='hidden widths of the MLP nets')
     tr.add_argument('--n-train', type=int, default=10000)
@@ -141,6 +196,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    if args.command == 'train' and args.dataset is None:
+        args.dataset = 'signals' if args.kind == 'cgnn' else 'ellipses'
     if not getattr(args, 'func', None):
         parser.print_help()
         return 0

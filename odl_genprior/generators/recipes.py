@@ -17,31 +17,81 @@ import torch
 
 from odl_genprior import data as _data
 from odl_genprior.generators.autoencoders import VAE, Autoencoder
+from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
                                               MLPDecoder, MLPEncoder)
+from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
+                                               ConvEncoder1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic
 from odl_genprior.training import load_weights, seed_all, train
 
-__all__ = ('KINDS', 'DATASETS', 'build_model', 'load_dataset', 'fit',
+__all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
+           'complete_recipe', 'build_model', 'load_dataset', 'fit',
            'load_run', 'pretrained', 'list_pretrained', 'generator_of',
            'PRETRAINED_DIR')
 
-KINDS = ('vae', 'ae', 'gan')
-DATASETS = ('mnist', 'ellipses')
+KINDS = ('vae', 'ae', 'gan', 'cgnn')
+DATASETS = ('mnist', 'ellipses', 'signals')
 PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
+
+
+# Defaults of the 1D signal recipes (dataset 'signals'). `fit` writes them
+# into config.json, so a run folder still rebuilds its model if they change.
+SIGNAL_DEFAULTS = {'size': 4096, 'modes': 2, 'latent_dim': 15, 'width': 32,
+                   'likelihood': 'gaussian', 'beta': 1e-2}
+CGNN_DEFAULTS = {'levels': [2, 3, 4, 5, 6, 7],
+                 'channels': [32, 16, 8, 4, 2, 1], 'wavelet': 'db2',
+                 'boundary': 'zero'}
 
 
 def _image_shape(recipe):
     return (28, 28) if recipe['dataset'] == 'mnist' else (recipe['size'],) * 2
 
 
+def complete_recipe(recipe):
+    """The recipe with every default written out (1D signal recipes).
+
+    Image recipes (``'mnist'``, ``'ellipses'``) are returned unchanged, so
+    their ``config.json`` stays as it was. For ``dataset='signals'`` the
+    defaults `SIGNAL_DEFAULTS` (and `CGNN_DEFAULTS` for ``kind='cgnn'``)
+    fill the missing keys, and ``arch`` defaults to ``'conv1d'``.
+
+    Examples
+    --------
+    >>> r = complete_recipe({'kind': 'cgnn', 'dataset': 'signals'})
+    >>> r['size'], r['latent_dim'], r['levels'], r['arch']
+    (4096, 15, [2, 3, 4, 5, 6, 7], 'conv1d')
+    """
+    recipe = dict(recipe)
+    if recipe.get('dataset') != 'signals':
+        return recipe
+    defaults = dict(SIGNAL_DEFAULTS, arch='conv1d')
+    if recipe.get('kind') == 'cgnn':
+        defaults.update(CGNN_DEFAULTS)
+    if recipe.get('arch') == 'mlp':
+        defaults['hidden'] = [500, 500]
+    for key, value in defaults.items():
+        if recipe.get(key) is None:
+            recipe[key] = value
+    return recipe
+
+
 def build_model(recipe):
     """Build the (untrained) module a recipe describes.
 
-    ``recipe`` keys: ``kind`` ('vae', 'ae', 'gan'), ``dataset`` ('mnist',
-    'ellipses'), ``latent_dim``, ``arch`` ('mlp' or 'conv'), ``size``
-    (image side, ellipses), ``width`` (conv channels), ``hidden`` (MLP
-    widths).
+    ``recipe`` keys: ``kind`` ('vae', 'ae', 'gan', or 'cgnn': a VAE whose
+    decoder is a 1D `CGNN`), ``dataset`` ('mnist', 'ellipses', 'signals'),
+    ``latent_dim``, ``arch`` ('mlp' or 'conv' for images; 'conv1d' or
+    'mlp' for signals, the encoder's for 'cgnn'), ``size`` (image side, or
+    samples per signal), ``width`` (conv channels), ``hidden`` (MLP widths),
+    ``likelihood`` and ``beta`` (VAE). For 'cgnn': ``levels``,
+    ``channels``, ``wavelet``, ``boundary`` (see `CGNN`). Signal recipes are
+    completed by `complete_recipe`.
+
+    The 1D models take and give signals ``(B, 1, size)``: encoder
+    `ConvEncoder1d` (or `MLPEncoder`), decoder `CGNNDecoder` (the CGNN
+    rendered by exact cell averages at ``size`` samples), `ConvDecoder1d`
+    (the discrete counterpart) or `MLPDecoder`.
 
     Examples
     --------
@@ -49,6 +99,9 @@ def build_model(recipe):
     ...                    'latent_dim': 20, 'arch': 'mlp'})
     >>> vae.decoder(torch.zeros(1, 20)).shape
     torch.Size([1, 1, 28, 28])
+    >>> cg = build_model({'kind': 'cgnn', 'dataset': 'signals', 'size': 256})
+    >>> cg.decoder(torch.zeros(1, 15)).shape
+    torch.Size([1, 1, 256])
     """
     kind = recipe.get('kind')
     if kind not in KINDS:
@@ -56,6 +109,11 @@ def build_model(recipe):
     if recipe.get('dataset') not in DATASETS:
         raise ValueError(f'dataset must be one of {DATASETS}, got '
                          f'{recipe.get("dataset")!r}')
+    if recipe['dataset'] == 'signals':
+        return _build_signal_model(complete_recipe(recipe))
+    if kind == 'cgnn':
+        raise ValueError("kind 'cgnn' (a VAE with a 1D CGNN decoder) needs "
+                         f"dataset 'signals', got {recipe['dataset']!r}")
     shape = _image_shape(recipe)
     n = int(recipe.get('latent_dim', 20))
     arch = recipe.get('arch', 'mlp' if recipe['dataset'] == 'mnist'
@@ -76,8 +134,37 @@ def build_model(recipe):
         raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
     if kind == 'vae':
         return VAE(enc, dec, n, likelihood=recipe.get('likelihood',
-                                                      'bernoulli'))
+                                                      'bernoulli'),
+                   beta=float(recipe.get('beta', 1.0)))
     return Autoencoder(enc, dec)
+
+
+def _build_signal_model(r):
+    kind, size, n = r['kind'], int(r['size']), int(r['latent_dim'])
+    width, arch = int(r['width']), r['arch']
+    if kind == 'gan':
+        raise ValueError("kind 'gan' is not available for dataset 'signals';"
+                         " use 'vae', 'ae' or 'cgnn'")
+    enc_out = n if kind == 'ae' else 2 * n
+    if arch == 'conv1d':
+        enc = ConvEncoder1d(enc_out, size, width)
+    elif arch == 'mlp':
+        enc = MLPEncoder(enc_out, (size,), tuple(r['hidden']))
+    else:
+        raise ValueError("arch for dataset 'signals' must be 'conv1d' or "
+                         f"'mlp', got {arch!r}")
+    if kind == 'cgnn':
+        cgnn = CGNN(n, channels=tuple(r['channels']),
+                    levels=tuple(r['levels']), wavelet=r['wavelet'], dim=1,
+                    boundary=r['boundary'])
+        dec = CGNNDecoder(cgnn, size)
+    elif arch == 'conv1d':
+        dec = ConvDecoder1d(n, size, width)
+    else:
+        dec = MLPDecoder(n, (size,), tuple(r['hidden']))
+    if kind == 'ae':
+        return Autoencoder(enc, dec)
+    return VAE(enc, dec, n, likelihood=r['likelihood'], beta=float(r['beta']))
 
 
 def generator_of(model):
@@ -93,11 +180,14 @@ def generator_of(model):
 
 
 def load_dataset(recipe, n_train, n_val, seed=0, data_dir=None):
-    """Training and validation images ``(N, 1, H, W)`` float32 in [0, 1].
+    """Training and validation data, float32 in [0, 1].
 
+    Images ``(N, 1, H, W)``; signals ``(N, 1, size)``.
     MNIST: the first ``n_train`` training images and the first ``n_val``
     test images (folder ``data_dir`` or ``$ODL_GENPRIOR_MNIST``).
     Ellipses: random-ellipse images from seeds ``seed`` (train) and
+    ``seed + 1`` (validation). Signals: `odl_genprior.data.trig_signals`
+    (``modes`` modes, ``size`` samples) from seeds ``seed`` (train) and
     ``seed + 1`` (validation).
 
     Examples
@@ -105,6 +195,9 @@ def load_dataset(recipe, n_train, n_val, seed=0, data_dir=None):
     >>> tr, va = load_dataset({'dataset': 'ellipses', 'size': 16}, 4, 2)
     >>> tr.shape, va.shape
     (torch.Size([4, 1, 16, 16]), torch.Size([2, 1, 16, 16]))
+    >>> tr, va = load_dataset({'dataset': 'signals', 'size': 64}, 4, 2)
+    >>> tr.shape, bool((tr[0] != va[0]).any())
+    (torch.Size([4, 1, 64]), True)
     """
     if recipe['dataset'] == 'mnist':
         x_tr, _ = _data.load_mnist('train', data_dir, limit=n_train)
@@ -114,6 +207,11 @@ def load_dataset(recipe, n_train, n_val, seed=0, data_dir=None):
         space = odl.uniform_discr([-1, -1], [1, 1], (size, size))
         x_tr = _data.ellipse_batch(space, n_train, seed=seed)
         x_va = _data.ellipse_batch(space, n_val, seed=seed + 1)
+    elif recipe['dataset'] == 'signals':
+        recipe = complete_recipe(recipe)
+        size, modes = int(recipe['size']), int(recipe['modes'])
+        x_tr = _data.trig_signals(n_train, size, modes, seed=seed)
+        x_va = _data.trig_signals(n_val, size, modes, seed=seed + 1)
     else:
         raise ValueError(f'dataset must be one of {DATASETS}, got '
                          f'{recipe["dataset"]!r}')
@@ -169,10 +267,10 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
         resume=True, command=None, checkpoint_every=None, log_every=50):
     """Train a recipe's model; the run directory can be reloaded by name.
 
-    Writes ``config.json`` (the recipe, the training options, the command)
-    and ``weights.pt`` through `odl_genprior.training.train`; an
-    interrupted run resumes from its last checkpoint. Returns the model
-    (eval mode).
+    Writes ``config.json`` (the recipe completed by `complete_recipe`, the
+    training options, the command) and ``weights.pt`` through
+    `odl_genprior.training.train`; an interrupted run resumes from its last
+    checkpoint. Returns the model (eval mode).
 
     Examples
     --------
@@ -185,7 +283,7 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
     >>> load_run(d).decoder(torch.zeros(1, 4)).shape
     torch.Size([1, 1, 16, 16])
     """
-    recipe = dict(recipe)
+    recipe = complete_recipe(recipe)
     seed_all(seed)
     model = build_model(recipe)
     train_x, val_x = load_dataset(recipe, n_train, n_val, seed, data_dir)
