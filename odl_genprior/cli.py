@@ -6,6 +6,37 @@ import time
 __all__ = ('main', 'build_parser')
 
 
+def _ellipse_prior_method(space):
+    """Soft latent-space reconstruction with the shipped ellipse prior.
+
+    The prior generates 64x64 images; ODL's ``Resampling`` carries them to
+    the problem's grid, so ``A * Resampling * G`` is the forward model.
+    """
+    import odl
+
+    from odl_genprior.bridge import TorchOperator
+    from odl_genprior.generators import recipes
+    from odl_genprior.recon import LatentSoft
+
+    vae = recipes.pretrained('ellipses-64')
+    decoder = recipes.generator_of(vae)
+    n = vae.latent_dim
+    kw = {'impl': space.impl}
+    if space.impl == 'pytorch':
+        kw['device'] = space.device
+        decoder = decoder.to(space.device)
+    grid64 = odl.uniform_discr(space.min_pt, space.max_pt, (64, 64),
+                               dtype=space.dtype_identifier, **kw)
+    G = TorchOperator(decoder, odl.rn(n, dtype=space.dtype_identifier, **kw),
+                      grid64)
+    if grid64.shape != space.shape:
+        G = odl.Resampling(grid64, space, 'linear') * G
+    method = LatentSoft(G, lam=0.3, mu=0.01, solver='bfgs', niter=30,
+                        restarts=1)
+    method.name = 'GenPrior'
+    return method
+
+
 def _demo(args):
     # Imports here keep `odl-genprior --help` fast.
     import matplotlib
@@ -23,6 +54,8 @@ def _demo(args):
                           noise_level=args.noise, seed=args.seed,
                           impl=args.impl, device=args.device)
     methods = [FBP(), TV(alpha=args.tv_alpha, niter=args.tv_iters)]
+    if not args.no_prior:
+        methods.append(_ellipse_prior_method(problem.space))
     truth = problem.ground_truth
     rows, images = [], {}
     for method in methods:
@@ -124,6 +157,9 @@ def build_parser():
                       help="torch device for --impl pytorch, e.g. 'cuda:0'")
     demo.add_argument('--tv-alpha', type=float, default=1e-3)
     demo.add_argument('--tv-iters', type=int, default=200)
+    demo.add_argument('--no-prior', action='store_true',
+                      help='leave out the generative prior (ellipses-64, '
+                           'soft latent-space reconstruction)')
     demo.add_argument('--out', default='demo.png', help='figure file')
     demo.add_argument('--quiet', action='store_true',
                       help='no progress bars')

@@ -46,10 +46,13 @@ def test_demo_small_prints_table_and_figure(tmp_path):
                   '60', '--quiet', '--out', str(png))
     assert out.returncode == 0, out.stderr
     rows = {m.group(1): (float(m.group(2)), float(m.group(3)))
-            for m in re.finditer(r'^(FBP|TV)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+$',
-                                 out.stdout, flags=re.M)}
-    assert set(rows) == {'FBP', 'TV'}
+            for m in re.finditer(
+                r'^(FBP|TV|GenPrior)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+$',
+                out.stdout, flags=re.M)}
+    assert set(rows) == {'FBP', 'TV', 'GenPrior'}
     assert rows['TV'][0] > rows['FBP'][0]
+    # The zero image scores about 6 dB on these phantoms.
+    assert rows['GenPrior'][0] > 12
     assert png.stat().st_size > 10_000
 
 

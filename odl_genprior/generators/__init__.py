@@ -8,9 +8,12 @@ from odl_genprior.generators.cgnn import (CGNN, injectivity_certificate,
                                           render, stability_constant)
 from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
                                               MLPDecoder, MLPEncoder)
+from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
+                                               ConvEncoder1d, GaussianBlur1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic, gradient_penalty
 
 __all__ = ('CGNN', 'injectivity_certificate', 'render', 'stability_constant',
            'VAE', 'Autoencoder', 'gaussian_kl', 'ConvDecoder', 'ConvEncoder',
            'MLPDecoder', 'MLPEncoder', 'WGANGP', 'ConvCritic',
-           'gradient_penalty')
+           'gradient_penalty', 'CGNNDecoder', 'ConvDecoder1d', 'ConvEncoder1d',
+           'GaussianBlur1d')
