@@ -128,7 +128,8 @@ def _train(args):
     recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, data_dir=args.data_dir,
-                progress=not args.quiet, resume=not args.no_resume,
+                progress=not args.quiet,
+                resume=args.resume or not args.no_resume,
                 command=command, checkpoint_every=args.checkpoint_every)
     print(f'weights, config.json and metrics.csv are in {args.out}')
     return 0
@@ -219,6 +220,9 @@ def build_parser():
     tr.add_argument('--seed', type=int, default=0)
     tr.add_argument('--checkpoint-every', type=int, default=None,
                     help='steps between checkpoints (default: each epoch)')
+    tr.add_argument('--resume', action='store_true',
+                    help='continue the run in --out from its last checkpoint '
+                         '(the default; kept for explicitness)')
     tr.add_argument('--no-resume', action='store_true',
                     help='refuse to continue a run already in --out')
     tr.add_argument('--quiet', action='store_true')

@@ -55,7 +55,7 @@ def test_cli_train_writes_run_and_resumes(tmp_path):
     assert cfg['user']['command'].startswith('odl-genprior train ae')
     weights = (out / 'weights.pt').read_bytes()
     # Same command again: the finished run is recognised, nothing retrained.
-    second = run_cli(*args)
+    second = run_cli(*args, '--resume')
     assert second.returncode == 0, second.stderr
     assert (out / 'weights.pt').read_bytes() == weights
     # Another configuration in the same folder is refused by name.
@@ -98,4 +98,6 @@ def test_pretrained_loads_by_name_and_generates(name):
 
 
 def test_some_priors_are_shipped():
-    assert {'mnist-vae-20', 'ellipses-64'} <= set(recipes.list_pretrained())
+    import odl_genprior.generators as generators
+    assert {'mnist-vae-20', 'ellipses-64'} <= set(generators.list_pretrained())
+    assert type(generators.pretrained('ellipses-64')).__name__ == 'VAE'

@@ -17,3 +17,9 @@ __all__ = ('CGNN', 'injectivity_certificate', 'render', 'stability_constant',
            'MLPDecoder', 'MLPEncoder', 'WGANGP', 'ConvCritic',
            'gradient_penalty', 'CGNNDecoder', 'ConvDecoder1d', 'ConvEncoder1d',
            'GaussianBlur1d')
+
+# Last: recipes builds on the modules above (and on the training loop).
+from odl_genprior.generators.recipes import (list_pretrained,  # noqa: E402
+                                             load_run, pretrained)
+
+__all__ += ('pretrained', 'list_pretrained', 'load_run')

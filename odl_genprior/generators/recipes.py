@@ -291,7 +291,7 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
                'batch_size': batch_size, 'lr': lr, 'seed': seed}
     config = {'recipe': recipe, 'options': options}
     if command is not None:
-        config['command'] = command
+        config['command'] = _recorded_command(out_dir, config, command)
     kind = recipe['kind']
     common = dict(out_dir=out_dir, epochs=epochs, batch_size=batch_size,
                   seed=seed, val_data=val_x,
@@ -305,6 +305,24 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
     else:
         train(model, _model_loss, train_x, lr=lr, **common)
     return model.eval()
+
+
+def _recorded_command(out_dir, config, command):
+    """The command to record: the saved one when resuming the same run.
+
+    The command line is a record, not part of the run's identity: resuming
+    with ``--resume`` or without ``--quiet`` must not count as another
+    configuration.
+    """
+    path = Path(out_dir) / 'config.json' if out_dir is not None else None
+    if path is not None and path.is_file():
+        with open(path) as f:
+            saved = json.load(f).get('user', {})
+        same = all(saved.get(k) == json.loads(json.dumps(config[k]))
+                   for k in ('recipe', 'options'))
+        if same and 'command' in saved:
+            return saved['command']
+    return command
 
 
 def _read_config(run_dir):
