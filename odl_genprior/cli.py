@@ -6,35 +6,117 @@ import time
 __all__ = ('main', 'build_parser')
 
 
-def _ellipse_prior_method(space):
-    """Soft latent-space reconstruction with the shipped ellipse prior.
+def _prior_operator(prior, space):
+    """A shipped prior (by name) or a run folder as an ODL operator onto ``space``.
 
-    The prior generates 64x64 images; ODL's ``Resampling`` carries them to
-    the problem's grid, so ``A * Resampling * G`` is the forward model.
+    The generator's own grid is carried to the problem's grid by ODL's
+    ``Resampling`` when the two differ, so ``A * Resampling * G`` is the
+    forward model.
     """
+    from pathlib import Path
+
     import odl
+    import torch
 
     from odl_genprior.bridge import TorchOperator
     from odl_genprior.generators import recipes
-    from odl_genprior.recon import LatentSoft
 
-    vae = recipes.pretrained('ellipses-64')
-    decoder = recipes.generator_of(vae)
-    n = vae.latent_dim
+    model = (recipes.load_run(prior) if Path(prior).is_dir()
+             else recipes.pretrained(prior))
+    decoder = recipes.generator_of(model)
+    n = model.latent_dim
     kw = {'impl': space.impl}
     if space.impl == 'pytorch':
         kw['device'] = space.device
         decoder = decoder.to(space.device)
-    grid64 = odl.uniform_discr(space.min_pt, space.max_pt, (64, 64),
-                               dtype=space.dtype_identifier, **kw)
+    param = next(decoder.parameters())
+    with torch.no_grad():
+        shape = tuple(decoder(param.new_zeros(1, n)).shape[2:])
+    grid = odl.uniform_discr(space.min_pt, space.max_pt, shape,
+                             dtype=space.dtype_identifier, **kw)
     G = TorchOperator(decoder, odl.rn(n, dtype=space.dtype_identifier, **kw),
-                      grid64)
-    if grid64.shape != space.shape:
-        G = odl.Resampling(grid64, space, 'linear') * G
-    method = LatentSoft(G, lam=0.3, mu=0.01, solver='bfgs', niter=30,
-                        restarts=1)
+                      grid)
+    if grid.shape != space.shape:
+        G = odl.Resampling(grid, space, 'linear') * G
+    return G
+
+
+def _ellipse_prior_method(space):
+    """Soft latent-space reconstruction with the shipped ellipse prior."""
+    from odl_genprior.recon import LatentSoft
+
+    method = LatentSoft(_prior_operator('ellipses-64', space), lam=0.3,
+                        mu=0.01, solver='bfgs', niter=30, restarts=1)
     method.name = 'GenPrior'
     return method
+
+
+METHODS = {'fbp': 'FBP', 'tv': 'TV', 'tikhonov': 'Tikhonov',
+           'lasso': 'Lasso', 'wavelet-l1': 'WaveletL1',
+           'latent-hard': 'LatentHard', 'latent-soft': 'LatentSoft',
+           'latent-sparse': 'LatentSparseDeviation'}
+PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
+
+
+def _problem(args):
+    from odl_genprior import problems
+
+    common = dict(seed=args.seed, phantom=args.phantom)
+    if args.problem in ('ct', 'fan-ct'):
+        return problems.ct(size=args.size, num_angles=args.angles,
+                           geometry='fan' if args.problem == 'fan-ct'
+                           else 'parallel', noise_level=args.noise,
+                           impl=args.impl, device=args.device, **common)
+    if args.problem == 'cs':
+        return problems.compressed_sensing(args.measurements, size=args.size,
+                                           noise_std=args.noise, **common)
+    make = {'deblur': problems.deblurring, 'inpaint': problems.inpainting,
+            'denoise': problems.denoising}[args.problem]
+    return make(size=args.size, noise_level=args.noise, impl=args.impl,
+                device=args.device, **common)
+
+
+def _reconstruct(args):
+    import ast
+    import time
+
+    import numpy as np
+
+    from odl_genprior import metrics, recon
+    from odl_genprior.bridge import to_numpy
+
+    options = {}
+    for item in args.set or ():
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise SystemExit(f'--set expects key=value, got {item!r}')
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    problem = _problem(args)
+    cls = getattr(recon, METHODS[args.method])
+    if args.method.startswith('latent'):
+        if not args.prior:
+            raise SystemExit(f'{args.method} needs --prior (a shipped prior: '
+                             'ellipses-64, mnist-vae-20, or a run folder)')
+        method = cls(_prior_operator(args.prior, problem.space), **options)
+    else:
+        method = cls(**options)
+    t0 = time.perf_counter()
+    x = method.reconstruct(problem, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    print(f'{problem.name}, {method!r}')
+    print(f'{"method":<22}{"PSNR [dB]":>11}{"SSIM":>8}{"seconds":>10}')
+    truth = problem.ground_truth
+    ssim = (metrics.ssim(x, truth) if np.ndim(to_numpy(truth)) == 2
+            else float('nan'))
+    print(f'{method.name:<22}{metrics.psnr(x, truth):>11.2f}{ssim:>8.3f}'
+          f'{seconds:>10.2f}')
+    if args.out:
+        np.save(args.out, to_numpy(x))
+        print(f'reconstruction written to {args.out}')
+    return 0
 
 
 def _demo(args):
@@ -165,6 +247,33 @@ def build_parser():
     demo.add_argument('--quiet', action='store_true',
                       help='no progress bars')
     demo.set_defaults(func=_demo)
+
+    rc = sub.add_parser(
+        'reconstruct', help='run any reconstruction method on a problem',
+        description='Build a forward problem from odl_genprior.problems, run '
+                    'one reconstruction method on it (options with --set '
+                    'key=value) and print PSNR, SSIM and seconds.')
+    rc.add_argument('method', choices=sorted(METHODS))
+    rc.add_argument('--problem', choices=PROBLEMS, default='ct')
+    rc.add_argument('--size', type=int, default=128)
+    rc.add_argument('--angles', type=int, default=30)
+    rc.add_argument('--measurements', type=int, default=200,
+                    help='compressed sensing: number of measurements')
+    rc.add_argument('--noise', type=float, default=0.05,
+                    help='relative noise level (cs: absolute std)')
+    rc.add_argument('--phantom', default='ellipses',
+                    help="'ellipses' or 'shepp_logan'")
+    rc.add_argument('--seed', type=int, default=0)
+    rc.add_argument('--impl', choices=('numpy', 'pytorch'), default='numpy')
+    rc.add_argument('--device', default='cpu')
+    rc.add_argument('--prior', default=None,
+                    help='generator for latent methods: ellipses-64, '
+                         'mnist-vae-20 or a run folder')
+    rc.add_argument('--set', action='append', metavar='KEY=VALUE',
+                    help='method option, e.g. --set alpha=1e-3 (repeatable)')
+    rc.add_argument('--out', default=None, help='save the result (.npy)')
+    rc.add_argument('--quiet', action='store_true')
+    rc.set_defaults(func=_reconstruct)
 
     tr = sub.add_parser(
         'train', help='train a generator (VAE, autoencoder, WGAN-GP, CGNN)',

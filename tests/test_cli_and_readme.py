@@ -68,3 +68,25 @@ def test_bad_argument_is_reported():
     out = run_cli('demo', '--impl', 'jax')
     assert out.returncode != 0
     assert 'jax' in out.stderr
+
+
+@pytest.mark.parametrize('args', [
+    ('tv', '--size', '32', '--angles', '20', '--set', 'niter=30'),
+    ('tikhonov', '--problem', 'deblur', '--size', '32', '--set', 'alpha=1e-3'),
+    ('latent-hard', '--size', '32', '--prior', 'ellipses-64', '--set',
+     'niter=10', '--set', 'restarts=1', '--set', "solver='bfgs'"),
+])
+def test_reconstruct_runs_a_method(tmp_path, args):
+    out = tmp_path / 'x.npy'
+    res = run_cli('reconstruct', *args, '--quiet', '--out', str(out))
+    assert res.returncode == 0, res.stderr
+    psnr = float(re.search(r'^\S+\s+([\d.]+)\s+[\d.]+\s+[\d.]+$', res.stdout,
+                           flags=re.M).group(1))
+    assert psnr > 12  # the zero image scores ~6 dB on these phantoms
+    import numpy as np
+    assert np.load(out).shape == (32, 32)
+
+
+def test_reconstruct_latent_needs_a_prior():
+    res = run_cli('reconstruct', 'latent-soft', '--size', '16')
+    assert res.returncode != 0 and '--prior' in res.stderr
