@@ -26,7 +26,7 @@ from odl_genprior.bridge import TorchOperator, as_element, to_numpy
 
 __all__ = ('ForwardProblem', 'image_space', 'ray_transform', 'ct',
            'compressed_sensing', 'deblurring', 'inpainting', 'denoising',
-           'GaussianBlur', 'MatrixMultiply')
+           'GaussianBlur', 'MatrixMultiply', 'phase_retrieval')
 
 
 @dataclasses.dataclass
@@ -390,3 +390,102 @@ def denoising(size=64, phantom='ellipses', noise='gaussian', noise_level=0.1,
     info = {'seed': seed, 'size': space.shape}
     return _make(odl.IdentityOperator(space), x, 'denoising', noise,
                  noise_level, noise_std, None, rng, info)
+
+
+def phase_retrieval(num_measurements=100, size=32, phantom='gaussian',
+                    complex_matrix=False, noise_std=0.0, seed=0, eps=1e-12,
+                    impl='numpy', device='cpu', dtype='float64'):
+    r"""Phase retrieval ``b = |A x| + e`` with a Gaussian matrix ``A``.
+
+    The operator ``x -> |A x|`` is a nonlinear `TorchOperator` of
+    `odl_genprior.recon.phase_retrieval.AbsMatrixMultiply`; its derivative
+    and the derivative's adjoint come from torch autograd. ``|t|`` is
+    smoothed to ``sqrt(t^2 + eps)`` so that the derivative exists
+    everywhere (at ``A x = 0`` it is 0); ``eps`` is added to the squared
+    modulus, so with the default the data differ from ``|A x|`` by at most
+    ``1e-6``.
+
+    Real case: ``A_ij ~ N(0, 1/m)``. Complex case (``complex_matrix=True``):
+    ``A = A_r + i A_i`` with ``A_r, A_i`` independent with entries ``N(0,
+    1/(2m))``, applied as two real matrices, ``|A x| = sqrt((A_r x)^2 +
+    (A_i x)^2)``; in both cases ``E |A x|_i^2 = ||x||^2 / m``. The signal
+    space is an unweighted tensor space (Euclidean inner product) of shape
+    ``(size,)`` for ``phantom='gaussian'`` (standard normal entries), of
+    ``(size, size)`` for ``'ellipses'``, or of the shape of a given array.
+    For a real signal ``x`` and ``-x`` give the same data, so ``x`` can
+    only be recovered up to its sign.
+
+    Parameters
+    ----------
+    num_measurements : int
+        ``m``, the number of magnitudes.
+    size : int
+        Signal length (``'gaussian'``) or image side (``'ellipses'``).
+    phantom : {'gaussian', 'ellipses'} or array-like
+    complex_matrix : bool
+        Complex Gaussian ``A`` (two real matrices) instead of a real one.
+    noise_std : float
+        Standard deviation of additive Gaussian noise on ``b`` (0: exact
+        data).
+    seed : int
+        Seed of the signal, the matrix and the noise.
+    eps : float
+        Smoothing of ``|.|`` (see above); positive.
+    impl, device, dtype : str
+        ODL backend and dtype of the spaces (float64 by default: the
+        smoothed modulus needs precision near zero).
+
+    Returns
+    -------
+    problem : ForwardProblem
+        ``problem.operator.module`` holds ``matrix`` (and ``matrix_imag``
+        for a complex ``A``); ``problem.info`` the sizes and seed.
+
+    Examples
+    --------
+    >>> p = phase_retrieval(num_measurements=40, size=10, seed=0)
+    >>> p.data.shape, p.operator.is_linear
+    ((40,), False)
+    >>> x = p.ground_truth
+    >>> bool(np.allclose(p.operator(-x).asarray(), p.data.asarray()))
+    True
+    """
+    from odl_genprior.recon.phase_retrieval import AbsMatrixMultiply
+
+    if not float(eps) > 0:
+        raise ValueError(f'eps must be positive, got {eps}')
+    rng = np.random.default_rng(seed)
+    kwargs = {'device': device} if impl == 'pytorch' else {}
+    if isinstance(phantom, str) and phantom == 'gaussian':
+        space = odl.tensor_space((int(size),), dtype=dtype, impl=impl,
+                                 **kwargs)
+        x = rng.standard_normal(int(size))
+    else:
+        shape = ((size, size) if isinstance(phantom, str)
+                 else to_numpy(phantom).shape)
+        space = odl.tensor_space(shape, dtype=dtype, impl=impl, **kwargs)
+        img_space = odl.uniform_discr([-1] * len(shape), [1] * len(shape),
+                                      shape)
+        x = (to_numpy(_phantom(img_space, phantom, rng))
+             if isinstance(phantom, str) else to_numpy(phantom))
+    x = as_element(torch.from_numpy(np.asarray(x, dtype=dtype)), space)
+    m, n = int(num_measurements), space.size
+    if m < 1:
+        raise ValueError(f'num_measurements must be positive, got {m}')
+    tdtype = getattr(torch, dtype)
+    if complex_matrix:
+        scale = math.sqrt(2 * m)
+        real = torch.from_numpy(rng.standard_normal((m, n)) / scale)
+        imag = torch.from_numpy(rng.standard_normal((m, n)) / scale)
+        module = AbsMatrixMultiply(real.to(tdtype), imag.to(tdtype), eps=eps)
+    else:
+        real = torch.from_numpy(rng.standard_normal((m, n)) / math.sqrt(m))
+        module = AbsMatrixMultiply(real.to(tdtype), eps=eps)
+    module.to(device if impl == 'pytorch' else 'cpu')
+    A = TorchOperator(module, space,
+                      odl.tensor_space((m,), dtype=dtype, impl=impl, **kwargs))
+    info = {'seed': seed, 'num_measurements': m, 'signal_shape': space.shape,
+            'complex_matrix': bool(complex_matrix), 'eps': float(eps)}
+    noise = 'gaussian' if noise_std else None
+    return _make(A, x, 'phase retrieval', noise, 0.0, noise_std, None, rng,
+                 info)
