@@ -220,6 +220,30 @@ def ct(size=128, num_angles=30, geometry='parallel', phantom='ellipses',
                  photons, rng, info)
 
 
+def _unweighted_signal(phantom, size, rng, dtype, impl, kwargs, random_1d):
+    """The signal of a matrix problem on an unweighted tensor space.
+
+    ``random_1d = (name, draw)``: ``phantom == name`` gives the 1D signal
+    ``draw(size)``; other names are image phantoms of shape
+    ``(size, size)``; arrays are taken as they are. Returns (space, x).
+    """
+    name, draw = random_1d
+    if isinstance(phantom, str) and phantom == name:
+        space = odl.tensor_space((int(size),), dtype=dtype, impl=impl,
+                                 **kwargs)
+        x = draw(int(size))
+    else:
+        shape = ((size, size) if isinstance(phantom, str)
+                 else to_numpy(phantom).shape)
+        space = odl.tensor_space(shape, dtype=dtype, impl=impl, **kwargs)
+        img_space = odl.uniform_discr([-1] * len(shape), [1] * len(shape),
+                                      shape)
+        x = (to_numpy(_phantom(img_space, phantom, rng))
+             if isinstance(phantom, str) else to_numpy(phantom))
+    return space, as_element(torch.from_numpy(np.asarray(x, dtype=dtype)),
+                             space)
+
+
 def compressed_sensing(num_measurements=100, size=32, phantom='ellipses',
                        sparsity=10, noise='gaussian', noise_level=0.0,
                        noise_std=0.1, seed=0, impl='numpy', device='cpu',
@@ -242,20 +266,14 @@ def compressed_sensing(num_measurements=100, size=32, phantom='ellipses',
     """
     rng = np.random.default_rng(seed)
     kwargs = {'device': device} if impl == 'pytorch' else {}
-    if isinstance(phantom, str) and phantom == 'sparse':
-        space = odl.tensor_space((size,), dtype=dtype, impl=impl, **kwargs)
-        x = np.zeros(size)
-        x[rng.choice(size, sparsity, replace=False)] = rng.standard_normal(
+    def sparse(n):
+        x = np.zeros(n)
+        x[rng.choice(n, sparsity, replace=False)] = rng.standard_normal(
             sparsity)
-    else:
-        shape = ((size, size) if isinstance(phantom, str)
-                 else to_numpy(phantom).shape)
-        space = odl.tensor_space(shape, dtype=dtype, impl=impl, **kwargs)
-        img_space = odl.uniform_discr([-1] * len(shape), [1] * len(shape),
-                                      shape)
-        x = (to_numpy(_phantom(img_space, phantom, rng))
-             if isinstance(phantom, str) else to_numpy(phantom))
-    x = as_element(torch.from_numpy(np.asarray(x, dtype=dtype)), space)
+        return x
+
+    space, x = _unweighted_signal(phantom, size, rng, dtype, impl, kwargs,
+                                  ('sparse', sparse))
     m, n = int(num_measurements), space.size
     matrix = torch.from_numpy(rng.standard_normal((m, n)) / math.sqrt(m))
     module = MatrixMultiply(matrix.to(getattr(torch, dtype)))
@@ -456,19 +474,8 @@ def phase_retrieval(num_measurements=100, size=32, phantom='gaussian',
         raise ValueError(f'eps must be positive, got {eps}')
     rng = np.random.default_rng(seed)
     kwargs = {'device': device} if impl == 'pytorch' else {}
-    if isinstance(phantom, str) and phantom == 'gaussian':
-        space = odl.tensor_space((int(size),), dtype=dtype, impl=impl,
-                                 **kwargs)
-        x = rng.standard_normal(int(size))
-    else:
-        shape = ((size, size) if isinstance(phantom, str)
-                 else to_numpy(phantom).shape)
-        space = odl.tensor_space(shape, dtype=dtype, impl=impl, **kwargs)
-        img_space = odl.uniform_discr([-1] * len(shape), [1] * len(shape),
-                                      shape)
-        x = (to_numpy(_phantom(img_space, phantom, rng))
-             if isinstance(phantom, str) else to_numpy(phantom))
-    x = as_element(torch.from_numpy(np.asarray(x, dtype=dtype)), space)
+    space, x = _unweighted_signal(phantom, size, rng, dtype, impl, kwargs,
+                                  ('gaussian', rng.standard_normal))
     m, n = int(num_measurements), space.size
     if m < 1:
         raise ValueError(f'num_measurements must be positive, got {m}')

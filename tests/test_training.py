@@ -271,7 +271,7 @@ def test_step_fn_two_models_resume_after_crash(tmp_path):
     full_models, full_ema, full = run(tmp_path / 'full')
 
     class Crash(Exception):
-        pass
+        """The simulated crash."""
 
     def crash(info):
         if info['step'] == 10:
