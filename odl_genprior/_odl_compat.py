@@ -21,7 +21,8 @@ import torch
 from odl.core.array_API_support import utils as _odl_array_utils
 from odl.core.space.base_tensors import Tensor as _OdlTensor
 
-__all__ = ('PATCHED_ODL_VERSIONS', 'apply', 'revert', 'is_applied')
+__all__ = ('PATCHED_ODL_VERSIONS', 'apply', 'revert', 'is_applied',
+           'LineSearchStall')
 
 PATCHED_ODL_VERSIONS = ('1.0.0',)
 
@@ -82,3 +83,39 @@ def revert():
 def is_applied():
     """Return True if the fast lookup is installed."""
     return _applied
+
+
+# ODL 1.0's BacktrackingLineSearch reports "no decrease left to find" (i.e.
+# convergence to float precision) by raising: these ValueErrors, or a bare
+# ``assert fval < fx`` when the decrease underflows.
+_STALL_MESSAGES = ('number of iterations exceeded', 'dir_derivative == 0')
+
+
+class LineSearchStall:
+    """Context manager that ends an ODL solver run at a line-search stall.
+
+    The solvers update their iterate in place, so after a stall it holds
+    the last accepted point; ``stalled`` says whether that happened. Other
+    errors pass through.
+
+    Examples
+    --------
+    >>> with LineSearchStall() as run:
+    ...     raise ValueError('dir_derivative == 0, no descent can be found')
+    >>> run.stalled
+    True
+    """
+
+    def __enter__(self):
+        self.stalled = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        if issubclass(exc_type, AssertionError) or (
+                issubclass(exc_type, ValueError)
+                and str(exc).startswith(_STALL_MESSAGES)):
+            self.stalled = True
+            return True
+        return False

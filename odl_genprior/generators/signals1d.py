@@ -23,6 +23,7 @@ import odl
 import torch
 from torch import nn
 
+from odl_genprior._odl_compat import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import base_size
@@ -473,8 +474,7 @@ def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
         raise ValueError("method must be 'bfgs', 'steepest_descent' or "
                          f"'adam', got {method!r}")
     obj0, mis0 = float(objective(z)), float(data_fit(z))
-    stalled = False
-    try:
+    with LineSearchStall() as run:
         if method == 'adam':
             odl.solvers.adam(objective, z, learning_rate=float(step),
                              maxiter=int(niter))
@@ -488,16 +488,6 @@ def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
                 odl.solvers.steepest_descent(objective, z, line_search=ls,
                                              maxiter=int(niter),
                                              tol=float(tol))
-    except ValueError as err:
-        # ODL's line search raises when it finds no decrease; z holds the
-        # last accepted iterate (the solvers update it in place).
-        if 'sufficient decrease' not in str(err):
-            raise
-        stalled = True
-    except AssertionError:
-        # The same at a flat point: ODL's BacktrackingLineSearch accepts
-        # f(x + a d) == f(x) when a * <d, grad> underflows, then asserts a
-        # strict decrease.
-        stalled = True
+    stalled = run.stalled
     return LatentFit(z, G(z), obj0, float(objective(z)), mis0,
                      float(data_fit(z)), stalled)

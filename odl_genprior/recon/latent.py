@@ -26,6 +26,7 @@ import numpy as np
 import odl
 import torch
 
+from odl_genprior._odl_compat import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
 from odl_genprior.recon.base import Reconstructor
 
@@ -174,20 +175,10 @@ class _LatentReconstructor(Reconstructor):
                              maxiter=niter, callback=callback)
             return
         line_search = odl.solvers.BacktrackingLineSearch(f)
-        try:
+        with LineSearchStall():
             odl.solvers.bfgs_method(f, z, line_search=line_search,
                                     maxiter=niter, num_store=10,
                                     callback=callback)
-        except (ValueError, AssertionError) as exc:
-            # ODL's backtracking line search raises (ValueError) or asserts
-            # `fval < fx` when no decrease is left to find, i.e. at
-            # convergence to float precision; the iterate is the last
-            # accepted one, so keep it.
-            msg = str(exc)
-            if isinstance(exc, ValueError) and not (
-                    msg.startswith('number of iterations exceeded')
-                    or msg.startswith('dir_derivative == 0')):
-                raise
 
     @staticmethod
     def _linear_operator(problem, who):

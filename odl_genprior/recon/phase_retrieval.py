@@ -24,6 +24,7 @@ import numpy as np
 import odl
 import torch
 
+from odl_genprior._odl_compat import LineSearchStall
 from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.recon.latent import _LatentReconstructor
@@ -431,17 +432,10 @@ class WirtingerFlow(Reconstructor):
         line_search = odl.solvers.BacktrackingLineSearch(
             scaled, tau=0.5, discount=1e-4, max_num_iter=40)
         try:
-            odl.solvers.steepest_descent(
-                scaled, x, line_search=line_search, maxiter=self.niter,
-                tol=0.0, callback=bar)
-        except (ValueError, AssertionError) as exc:
-            # ODL's line search raises when no decrease is left to find
-            # (converged to float precision); x is the last accepted iterate.
-            msg = str(exc)
-            if isinstance(exc, ValueError) and not (
-                    msg.startswith('number of iterations exceeded')
-                    or msg.startswith('dir_derivative == 0')):
-                raise
+            with LineSearchStall():
+                odl.solvers.steepest_descent(
+                    scaled, x, line_search=line_search, maxiter=self.niter,
+                    tol=0.0, callback=bar)
         finally:
             if bar is not None:
                 bar.pbar.close()
