@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 import odl
 import torch
+import torch.autograd.forward_ad as fwad
 from odl.core.space.base_tensors import TensorSpace
 from odl.core.space.pspace import ProductSpaceElement
 
@@ -352,8 +353,14 @@ class TorchJacobian(odl.Operator):
 
     def _call(self, h):
         h = as_tensor(h, device=self.op.device, dtype=self.op.dtype)
-        with torch.no_grad():
-            _, jvp = torch.func.jvp(self.op._run, (self._point,), (h,))
+        # torch.autograd.forward_ad rather than torch.func.jvp: a module
+        # may contain an OperatorLayer (ODL, NumPy inside), whose jvp
+        # torch.func cannot run on its wrapped tensors.
+        with torch.no_grad(), fwad.dual_level():
+            out = self.op._run(fwad.make_dual(self._point, h))
+            jvp = fwad.unpack_dual(out).tangent
+        if jvp is None:  # the output does not depend on the input
+            jvp = torch.zeros_like(out)
         return as_element(jvp, self.range)
 
     def _linearization(self):
@@ -449,12 +456,37 @@ def _apply_per_sample(op, x):
 class _OperatorFunction(torch.autograd.Function):
     """Autograd function of an ODL operator on a batch (internal)."""
 
+    # forward + setup_context (not forward(ctx, ...)) so that torch.func
+    # transforms accept it: TorchOperator's derivative is torch.func.jvp,
+    # and a module may contain an OperatorLayer (unrolled networks).
     @staticmethod
-    def forward(ctx, x, layer):
+    def forward(x, layer):
+        return _apply_per_sample(layer.operator, x).to(x.device)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, layer = inputs
         ctx.layer = layer
         if not layer.operator.is_linear:
             ctx.save_for_backward(x)
-        return _apply_per_sample(layer.operator, x).to(x.device)
+            ctx.save_for_forward(x)
+
+    @staticmethod
+    def jvp(ctx, x_t, layer_t):
+        """Forward mode: ``A x_t``, or ``A'(x) x_t`` per sample."""
+        op = ctx.layer.operator
+        if op.is_linear:
+            return _apply_per_sample(op, x_t).to(x_t.device)
+        (x,) = ctx.saved_tensors
+        dom, ran = op.domain, op.range
+        xs = x.detach() if _is_pytorch(dom) else x.detach().cpu().numpy()
+        ts = x_t.detach() if _is_pytorch(dom) else x_t.detach().cpu().numpy()
+        out = torch.empty((x.shape[0],) + tuple(ran.shape),
+                          dtype=_torch_dtype(ran), device=x_t.device)
+        for i in range(x.shape[0]):
+            d = op.derivative(dom.element(xs[i]))
+            out[i] = as_tensor(d(dom.element(ts[i])), device=x_t.device)
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -536,8 +568,12 @@ class OperatorLayer(torch.nn.Module):
     def adjoint_layer(self):
         """`OperatorLayer` of the adjoint, for linear operators."""
         if self._adjoint_layer is None:
-            self._adjoint_layer = OperatorLayer(self.operator.adjoint)
-            self._adjoint_layer._adjoint_layer = self
+            adjoint = OperatorLayer(self.operator.adjoint)
+            # Plain attributes, not submodules: the two layers refer to each
+            # other, and a cycle of submodules makes .eval() or .to() recurse
+            # forever.
+            object.__setattr__(self, '_adjoint_layer', adjoint)
+            object.__setattr__(adjoint, '_adjoint_layer', self)
         return self._adjoint_layer
 
     def forward(self, x):

@@ -97,3 +97,20 @@ def test_errors_name_shape_and_dtype():
         layer(torch.zeros(24, 24, dtype=torch.float64))
     with pytest.raises(TypeError, match='odl.Operator'):
         OperatorLayer(torch.nn.Identity())
+
+
+def test_forward_mode_jvp_through_operator_layer():
+    # Forward-mode AD (torch.autograd.forward_ad) runs the layer's jvp:
+    # TorchOperator's derivative of a module that contains an ODL operator.
+    import torch.autograd.forward_ad as fwad
+    space = odl.uniform_discr([0, 0], [1, 1], (5, 5), dtype='float64')
+    for op in (odl.Gradient(space),
+               odl.PointwiseNorm(odl.ProductSpace(space, 2))):
+        layer = OperatorLayer(op)
+        shape = (3,) + tuple(op.domain.shape)
+        x = torch.rand(shape, dtype=torch.float64) + 0.5
+        v = torch.randn(shape, dtype=torch.float64)
+        with fwad.dual_level():
+            t = fwad.unpack_dual(layer(fwad.make_dual(x, v))).tangent
+        fd = (layer(x + 1e-6 * v) - layer(x - 1e-6 * v)) / 2e-6
+        torch.testing.assert_close(t, fd, rtol=1e-6, atol=1e-6)
