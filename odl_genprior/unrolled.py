@@ -1,0 +1,312 @@
+"""Unrolled reconstruction networks over any ODL forward operator.
+
+Each scheme unrolls an iterative method for ``A x = y`` into a fixed number
+of steps with separate learned weights; the forward operator and its adjoint
+enter every step through `odl_genprior.bridge.OperatorLayer` (a batched ODL
+operator with autograd), so any operator from `odl_genprior.problems` (an
+ASTRA ray transform, a blur, a matrix) works unchanged.
+
+* `LearnedGradientDescent` (Adler and Oktem 2017):
+  ``[x, s] <- [x + dx, s']`` with ``(dx, s') = Gamma_k(x, A^T(A x - y), s)``.
+* `LearnedPrimalDual` (Adler and Oktem 2018): learned updates in the data
+  space (dual, ``h``) and the image space (primal, ``f``).
+* `LearnedForwardBackward` (Celledoni et al. 2021): ``x0 = 0``, a memory of
+  5 channels, 8 steps; each step concatenates ``(x, A^T(A x - y), memory)``
+  and applies conv -> residual block -> conv, split into ``(dx, memory)``.
+
+Every image-space block is either ordinary (`ConvBlock`, `ConvNet`) or
+equivariant under rotations in a group ``C_N`` / ``D_N``
+(`odl_genprior.equivariant`), with the same channel counts. The operator is
+scaled by ``1 / ||A||`` inside (``||A||`` by ODL's power method, or given),
+so the same learning rate suits any operator.
+"""
+import numbers
+
+import odl
+import torch
+
+from odl_genprior.bridge import OperatorLayer
+
+__all__ = ('ConvBlock', 'ConvNet', 'make_block', 'LearnedGradientDescent',
+           'LearnedPrimalDual', 'LearnedForwardBackward', 'SCHEMES')
+
+
+def _conv(cin, cout, k):
+    return torch.nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+class ConvBlock(torch.nn.Module):
+    """conv -> ReLU -> residual block -> conv, the ordinary unrolling block.
+
+    The residual block is ``relu(h + conv(relu(conv(h))))``; the same
+    structure as `odl_genprior.equivariant.EquivariantBlock`.
+
+    Examples
+    --------
+    >>> ConvBlock(7, 6, hidden_channels=8)(torch.randn(2, 7, 10, 10)).shape
+    torch.Size([2, 6, 10, 10])
+    """
+
+    def __init__(self, in_channels, out_channels, hidden_channels=32,
+                 kernel_size=3):
+        super().__init__()
+        k = kernel_size
+        self.head = _conv(in_channels, hidden_channels, k)
+        self.res1 = _conv(hidden_channels, hidden_channels, k)
+        self.res2 = _conv(hidden_channels, hidden_channels, k)
+        self.tail = _conv(hidden_channels, out_channels, k)
+
+    def forward(self, x):
+        h = torch.relu(self.head(x))
+        h = torch.relu(h + self.res2(torch.relu(self.res1(h))))
+        return self.tail(h)
+
+
+class ConvNet(torch.nn.Sequential):
+    """``num_layers`` convolutions with ReLU between (Adler and Oktem's
+    3-layer update network by default).
+
+    Examples
+    --------
+    >>> ConvNet(3, 2, hidden_channels=8)(torch.randn(1, 3, 6, 6)).shape
+    torch.Size([1, 2, 6, 6])
+    """
+
+    def __init__(self, in_channels, out_channels, hidden_channels=32,
+                 num_layers=3, kernel_size=3):
+        layers = [_conv(in_channels, hidden_channels, kernel_size)]
+        for _ in range(num_layers - 2):
+            layers += [torch.nn.ReLU(),
+                       _conv(hidden_channels, hidden_channels, kernel_size)]
+        layers += [torch.nn.ReLU(),
+                   _conv(hidden_channels, out_channels, kernel_size)]
+        super().__init__(*layers)
+
+
+def make_block(in_channels, out_channels, hidden_channels=32, group=None,
+               kernel_size=3, residual=True):
+    """An image-space block, ordinary (``group=None``) or equivariant.
+
+    Parameters
+    ----------
+    in_channels, out_channels, hidden_channels : int
+        Channel counts; with a group, ``hidden_channels`` must be a multiple
+        of its order (32 channels = 8 regular fields of C4).
+    group : str, optional
+        ``None`` (translations only), ``'C<N>'`` or ``'D<N>'``.
+    residual : bool, optional
+        True: `ConvBlock` / `EquivariantBlock` (Celledoni et al.); False:
+        the 3-layer `ConvNet` / `EquivariantCNN` (Adler and Oktem).
+
+    Examples
+    --------
+    >>> type(make_block(7, 6, 8)).__name__
+    'ConvBlock'
+    >>> type(make_block(7, 6, 8, group='C4')).__name__
+    'EquivariantBlock'
+    """
+    if group is None:
+        if residual:
+            return ConvBlock(in_channels, out_channels, hidden_channels,
+                             kernel_size)
+        return ConvNet(in_channels, out_channels, hidden_channels, 3,
+                       kernel_size)
+    from odl_genprior.equivariant import EquivariantBlock, EquivariantCNN
+    if residual:
+        return EquivariantBlock(in_channels, out_channels, hidden_channels,
+                                group, kernel_size)
+    return EquivariantCNN(in_channels, out_channels, hidden_channels, 3,
+                          group, kernel_size)
+
+
+class _Unrolled(torch.nn.Module):
+    """Shared parts: the scaled operator layers and the input checks."""
+
+    scheme = None
+
+    def __init__(self, operator, opnorm=None):
+        super().__init__()
+        if not isinstance(operator, odl.Operator) or not operator.is_linear:
+            raise TypeError(f'{type(self).__name__} needs a linear ODL '
+                            f'operator, got {operator!r}')
+        if len(operator.domain.shape) != 2:
+            raise ValueError(f'{type(self).__name__} needs images: the '
+                             f'operator domain {operator.domain!r} has shape '
+                             f'{operator.domain.shape}, not (H, W)')
+        if opnorm is None:
+            # ODL's power method; a fixed seed keeps the model reproducible.
+            x0 = odl.core.phantom.noise.white_noise(operator.domain, seed=0)
+            opnorm = odl.power_method_opnorm(operator, xstart=x0, maxiter=100)
+        if not isinstance(opnorm, numbers.Real) or not opnorm > 0:
+            raise ValueError(f'opnorm must be a positive number, got {opnorm}')
+        self.operator = operator
+        self.opnorm = float(opnorm)
+        # OperatorLayer has no parameters: nothing enters the state_dict.
+        self._A = OperatorLayer(operator)
+        self._At = self._A.adjoint_layer()
+        self.image_shape = tuple(operator.domain.shape)
+        self.data_shape = tuple(operator.range.shape)
+
+    def A(self, x):
+        """``A x / ||A||`` on a batch ``(B, C, H, W)`` (channels kept)."""
+        return self._A(x) / self.opnorm
+
+    def At(self, y):
+        """``A^T y / ||A||`` on a batch ``(B, C, *data_shape)``."""
+        return self._At(y) / self.opnorm
+
+    def _check(self, y):
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f'{type(self).__name__} expects a torch.Tensor, '
+                            f'got {type(y).__name__}')
+        if y.ndim != len(self.data_shape) + 1 or \
+                tuple(y.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f'{type(self).__name__}: data must have shape (batch, '
+                f'{", ".join(map(str, self.data_shape))}) (the range of '
+                f'{self.operator!r}), got {tuple(y.shape)}')
+        return y[:, None] / self.opnorm
+
+    def gradient(self, x, y):
+        """``A^T (A x - y)`` with the scaled operator (``y`` scaled too)."""
+        return self.At(self.A(x) - y)
+
+    def extra_repr(self):
+        return (f'image_shape={self.image_shape}, '
+                f'data_shape={self.data_shape}, opnorm={self.opnorm:.4g}')
+
+
+class LearnedGradientDescent(_Unrolled):
+    """Learned gradient descent (Adler and Oktem 2017) over ``operator``.
+
+    ``x_0 = 0``, ``s_0 = 0``; for ``k < n_iter``:
+    ``(dx, s_{k+1}) = Gamma_k(x_k, A^T(A x_k - y), s_k)`` and
+    ``x_{k+1} = x_k + dx``, with 3-layer convolutional ``Gamma_k``.
+
+    Parameters
+    ----------
+    operator : odl.Operator
+        Linear forward operator on images ``(H, W)``.
+    n_iter : int, optional
+        Unrolled steps (separate weights).
+    memory : int, optional
+        Memory channels carried between steps.
+    hidden_channels : int, optional
+        Channels inside each update network.
+    group : str, optional
+        ``None`` or a rotation group for equivariant updates.
+    opnorm : float, optional
+        ``||A||``; default ODL's power method.
+
+    Examples
+    --------
+    >>> space = odl.uniform_discr([0, 0], [1, 1], (8, 8), dtype='float32')
+    >>> net = LearnedGradientDescent(odl.IdentityOperator(space), n_iter=2,
+    ...                              hidden_channels=4)
+    >>> net(torch.rand(3, 8, 8)).shape
+    torch.Size([3, 8, 8])
+    """
+
+    scheme = 'lgd'
+
+    def __init__(self, operator, n_iter=10, memory=5, hidden_channels=32,
+                 group=None, opnorm=None):
+        super().__init__(operator, opnorm)
+        self.n_iter, self.memory, self.group = n_iter, memory, group
+        self.blocks = torch.nn.ModuleList(
+            make_block(2 + memory, 1 + memory, hidden_channels, group,
+                       residual=False) for _ in range(n_iter))
+
+    def forward(self, y):
+        y = self._check(y)
+        b = y.shape[0]
+        x = y.new_zeros((b, 1) + self.image_shape)
+        s = y.new_zeros((b, self.memory) + self.image_shape)
+        for block in self.blocks:
+            out = block(torch.cat([x, self.gradient(x, y), s], dim=1))
+            x, s = x + out[:, :1], out[:, 1:]
+        return x[:, 0]
+
+
+class LearnedForwardBackward(_Unrolled):
+    """Learned forward-backward of Celledoni et al. (2021) over ``operator``.
+
+    ``x_0 = 0``, memory ``s_0 = 0`` (5 channels); ``n_iter`` (8) steps with
+    separate weights: ``(dx, s_{k+1}) = B_k(x_k, A^T(A x_k - y), s_k)``,
+    ``x_{k+1} = x_k + dx``, each ``B_k`` conv -> residual block -> conv,
+    ordinary (`ConvBlock`) or equivariant under ``group``
+    (`~odl_genprior.equivariant.EquivariantBlock`), with the same channels.
+
+    Examples
+    --------
+    >>> space = odl.uniform_discr([0, 0], [1, 1], (8, 8), dtype='float32')
+    >>> net = LearnedForwardBackward(odl.IdentityOperator(space), n_iter=2,
+    ...                              hidden_channels=8, group='C4')
+    >>> net(torch.rand(1, 8, 8)).shape
+    torch.Size([1, 8, 8])
+    """
+
+    scheme = 'lfb'
+
+    def __init__(self, operator, n_iter=8, memory=5, hidden_channels=32,
+                 group=None, opnorm=None):
+        super().__init__(operator, opnorm)
+        self.n_iter, self.memory, self.group = n_iter, memory, group
+        self.blocks = torch.nn.ModuleList(
+            make_block(2 + memory, 1 + memory, hidden_channels, group,
+                       residual=True) for _ in range(n_iter))
+
+    forward = LearnedGradientDescent.forward
+
+
+class LearnedPrimalDual(_Unrolled):
+    """Learned primal-dual (Adler and Oktem 2018) over ``operator``.
+
+    ``f_0 = 0`` (``n_primal`` channels), ``h_0 = 0`` (``n_dual`` channels in
+    the data space); for ``k < n_iter``:
+    ``h <- h + Gamma^d_k(h, A f^(2), y)`` and
+    ``f <- f + Gamma^p_k(f, A^T h^(1))``; the result is ``f^(1)``. The dual
+    networks are ordinary convolutions on the data array (rotations of the
+    image are not rotations of a sinogram); with ``group`` the primal
+    networks are equivariant.
+
+    Examples
+    --------
+    >>> space = odl.uniform_discr([0, 0], [1, 1], (8, 8), dtype='float32')
+    >>> net = LearnedPrimalDual(odl.IdentityOperator(space), n_iter=2,
+    ...                         hidden_channels=4)
+    >>> net(torch.rand(2, 8, 8)).shape
+    torch.Size([2, 8, 8])
+    """
+
+    scheme = 'lpd'
+
+    def __init__(self, operator, n_iter=10, n_primal=5, n_dual=5,
+                 hidden_channels=32, group=None, opnorm=None):
+        super().__init__(operator, opnorm)
+        if len(self.data_shape) != 2:
+            raise ValueError(f'LearnedPrimalDual needs 2D data (e.g. angles x '
+                             f'detector pixels), the operator range has shape '
+                             f'{self.data_shape}')
+        self.n_iter, self.n_primal, self.n_dual = n_iter, n_primal, n_dual
+        self.group = group
+        self.dual = torch.nn.ModuleList(
+            ConvNet(n_dual + 2, n_dual, hidden_channels)
+            for _ in range(n_iter))
+        self.primal = torch.nn.ModuleList(
+            make_block(n_primal + 1, n_primal, hidden_channels, group,
+                       residual=False) for _ in range(n_iter))
+
+    def forward(self, y):
+        y = self._check(y)
+        b = y.shape[0]
+        f = y.new_zeros((b, self.n_primal) + self.image_shape)
+        h = y.new_zeros((b, self.n_dual) + self.data_shape)
+        for dual, primal in zip(self.dual, self.primal):
+            h = h + dual(torch.cat([h, self.A(f[:, 1:2]), y], dim=1))
+            f = f + primal(torch.cat([f, self.At(h[:, :1])], dim=1))
+        return f[:, 0]
+
+
+SCHEMES = {'lgd': LearnedGradientDescent, 'lpd': LearnedPrimalDual,
+           'lfb': LearnedForwardBackward}
