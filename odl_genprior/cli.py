@@ -54,7 +54,8 @@ def _ellipse_prior_method(space):
 METHODS = {'fbp': 'FBP', 'tv': 'TV', 'tikhonov': 'Tikhonov',
            'lasso': 'Lasso', 'wavelet-l1': 'WaveletL1',
            'latent-hard': 'LatentHard', 'latent-soft': 'LatentSoft',
-           'latent-sparse': 'LatentSparseDeviation'}
+           'latent-sparse': 'LatentSparseDeviation',
+           'learned': 'LearnedReconstructor'}
 PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 
 
@@ -94,24 +95,38 @@ def _reconstruct(args):
             options[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             options[key] = value
-    problem = _problem(args)
-    cls = getattr(recon, METHODS[args.method])
-    if args.method.startswith('latent'):
+    if args.method == 'learned':
+        from odl_genprior.ct_benchmark import EllipseCT
+        from odl_genprior.recon.learned import (LearnedReconstructor,
+                                                load_unrolled)
+        if not args.model:
+            raise SystemExit('learned needs --model RUN (a run folder of '
+                             '`odl-genprior train unrolled`)')
+        model = load_unrolled(args.model)
+        # The problem is the test sample --seed of the model's own benchmark.
+        bench = EllipseCT(**model.config.get('benchmark', {}))
+        problem = bench.problem(args.seed, 'test')
+        method = LearnedReconstructor(model, **options)
+    elif args.method.startswith('latent'):
         if not args.prior:
             raise SystemExit(f'{args.method} needs --prior (a shipped prior: '
                              'ellipses-64, mnist-vae-20, or a run folder)')
-        method = cls(_prior_operator(args.prior, problem.space), **options)
+        problem = _problem(args)
+        method = getattr(recon, METHODS[args.method])(
+            _prior_operator(args.prior, problem.space), **options)
     else:
-        method = cls(**options)
+        problem = _problem(args)
+        method = getattr(recon, METHODS[args.method])(**options)
     t0 = time.perf_counter()
     x = method.reconstruct(problem, progress=not args.quiet)
     seconds = time.perf_counter() - t0
     print(f'{problem.name}, {method!r}')
-    print(f'{"method":<22}{"PSNR [dB]":>11}{"SSIM":>8}{"seconds":>10}')
+    w = max(22, len(method.name) + 2)
+    print(f'{"method":<{w}}{"PSNR [dB]":>11}{"SSIM":>8}{"seconds":>10}')
     truth = problem.ground_truth
     ssim = (metrics.ssim(x, truth) if np.ndim(to_numpy(truth)) == 2
             else float('nan'))
-    print(f'{method.name:<22}{metrics.psnr(x, truth):>11.2f}{ssim:>8.3f}'
+    print(f'{method.name:<{w}}{metrics.psnr(x, truth):>11.2f}{ssim:>8.3f}'
           f'{seconds:>10.2f}')
     if args.out:
         np.save(args.out, to_numpy(x))
@@ -169,10 +184,43 @@ def _demo(args):
     return 0
 
 
+def _train_unrolled(args, command):
+    from odl_genprior.recon.learned import build_unrolled, train_unrolled
+
+    config = {'scheme': args.scheme, 'group': args.group,
+              'benchmark': {'size': args.size or 128,
+                            'num_angles': args.angles,
+                            'noise_level': args.noise,
+                            'geometry': args.geometry,
+                            'seed': args.data_seed}}
+    if args.width is not None:
+        config['hidden_channels'] = args.width
+    if args.iterations is not None:
+        config['n_iter'] = args.iterations
+    try:
+        build_unrolled(config)  # wrong sizes: an error, not a traceback
+    except (ValueError, TypeError) as err:
+        print(f'odl-genprior train: error: {err}', file=sys.stderr)
+        return 2
+    train_unrolled(config, args.out, n_train=args.n_train, n_val=args.n_val,
+                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   seed=args.seed, progress=not args.quiet,
+                   resume=args.resume or not args.no_resume, command=command,
+                   checkpoint_every=args.checkpoint_every)
+    print(f'weights, config.json and metrics.csv are in {args.out}; '
+          f'reconstruct with: odl-genprior reconstruct learned --model '
+          f'{args.out}')
+    return 0
+
+
 def _train(args):
     import shlex
 
     from odl_genprior.generators import recipes
+
+    command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
+    if args.kind == 'unrolled':
+        return _train_unrolled(args, command)
 
     images = args.dataset != 'signals'
     if args.kind == 'cgnn' and images:
@@ -201,7 +249,6 @@ def _train(args):
             recipe.update(levels=args.levels, channels=args.channels,
                           wavelet=args.wavelet, boundary=args.boundary)
         recipe = recipes.complete_recipe(recipe)
-    command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
     try:
         recipes.build_model(recipe)  # wrong sizes: an error, not a traceback
     except (ValueError, TypeError) as err:
@@ -269,6 +316,10 @@ def build_parser():
     rc.add_argument('--prior', default=None,
                     help='generator for latent methods: ellipses-64, '
                          'mnist-vae-20 or a run folder')
+    rc.add_argument('--model', default=None,
+                    help='learned: run folder of `odl-genprior train '
+                         'unrolled` (the problem is then test sample --seed '
+                         'of its benchmark)')
     rc.add_argument('--set', action='append', metavar='KEY=VALUE',
                     help='method option, e.g. --set alpha=1e-3 (repeatable)')
     rc.add_argument('--out', default=None, help='save the result (.npy)')
@@ -276,14 +327,35 @@ def build_parser():
     rc.set_defaults(func=_reconstruct)
 
     tr = sub.add_parser(
-        'train', help='train a generator (VAE, autoencoder, WGAN-GP, CGNN)',
+        'train', help='train a generator (VAE, autoencoder, WGAN-GP, CGNN) '
+                      'or an unrolled CT network',
         description='Train a generator with the package\'s training loop: '
                     'seeded, progress bar, metric log, checkpoints; run the '
                     'same command again to resume an interrupted run. '
                     "'cgnn' is a VAE whose decoder is a 1D continuous "
                     'generative network rendered at --size samples '
-                    '(--dataset signals).')
-    tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn'))
+                    "(--dataset signals). 'unrolled' trains a learned "
+                    'gradient descent / primal-dual / forward-backward '
+                    'network (--scheme, --group) on the ellipse CT '
+                    'benchmark (--size, --angles, --noise).')
+    tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn', 'unrolled'))
+    tr.add_argument('--scheme', choices=('lgd', 'lpd', 'lfb'), default='lfb',
+                    help='unrolled: learned gradient descent, primal-dual '
+                         'or forward-backward (default lfb)')
+    tr.add_argument('--group', default=None,
+                    help="unrolled: rotation group of equivariant blocks, "
+                         "e.g. C4, C8, D4 (default: ordinary blocks)")
+    tr.add_argument('--iterations', type=int, default=None,
+                    help='unrolled: unrolled steps (default 10 lgd/lpd, '
+                         '8 lfb)')
+    tr.add_argument('--angles', type=int, default=30,
+                    help='unrolled: parallel-beam angles')
+    tr.add_argument('--noise', type=float, default=0.05,
+                    help='unrolled: relative Gaussian noise')
+    tr.add_argument('--geometry', choices=('parallel', 'fan'),
+                    default='parallel', help='unrolled: beam geometry')
+    tr.add_argument('--data-seed', type=int, default=0,
+                    help='unrolled: seed of the benchmark splits')
     tr.add_argument('--dataset', choices=('mnist', 'ellipses', 'signals'),
                     default=None,
                     help="default: 'signals' for cgnn, else 'ellipses'")
@@ -298,11 +370,12 @@ def build_parser():
                          "'conv1d' (default) or 'mlp' (for cgnn: the "
                          'encoder)')
     tr.add_argument('--size', type=int, default=None,
-                    help='image side (ellipses, default 64) or samples per '
-                         'signal (signals, default 4096)')
+                    help='image side (ellipses, default 64; unrolled, '
+                         'default 128) or samples per signal (signals, '
+                         'default 4096)')
     tr.add_argument('--width', type=int, default=None,
                     help='channels of the conv nets (default 64 for images, '
-                         '32 for signals)')
+                         '32 for signals and unrolled)')
     tr.add_argument('--beta', type=float, default=None,
                     help='VAE KL weight (default 1 for images, 1e-2 for '
                          'signals)')
@@ -321,10 +394,13 @@ def build_parser():
                     help="cgnn: boundary of the MRA (default 'zero')")
     tr.add_argument('--hidden', type=int, nargs='+', default=[500, 500],
                     help='hidden widths of the MLP nets')
-    tr.add_argument('--n-train', type=int, default=10000)
-    tr.add_argument('--n-val', type=int, default=500)
+    tr.add_argument('--n-train', type=int, default=None,
+                    help='training samples (default 10000; unrolled 100)')
+    tr.add_argument('--n-val', type=int, default=None,
+                    help='validation samples (default 500; unrolled 10)')
     tr.add_argument('--epochs', type=int, default=10)
-    tr.add_argument('--batch-size', type=int, default=64)
+    tr.add_argument('--batch-size', type=int, default=None,
+                    help='default 64; unrolled 4')
     tr.add_argument('--lr', type=float, default=1e-3)
     tr.add_argument('--seed', type=int, default=0)
     tr.add_argument('--checkpoint-every', type=int, default=None,
@@ -345,8 +421,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    if args.command == 'train' and args.dataset is None:
-        args.dataset = 'signals' if args.kind == 'cgnn' else 'ellipses'
+    if args.command == 'train':
+        if args.dataset is None:
+            args.dataset = 'signals' if args.kind == 'cgnn' else 'ellipses'
+        small = args.kind == 'unrolled'  # a CT network: few, costly samples
+        for key, default in (('n_train', (10000, 100)), ('n_val', (500, 10)),
+                             ('batch_size', (64, 4))):
+            if getattr(args, key) is None:
+                setattr(args, key, default[small])
     if not getattr(args, 'func', None):
         parser.print_help()
         return 0

@@ -125,7 +125,32 @@ def _conv(t_in, t_out, kernel_size):
     # e2cnn 0.2.3 indexes with uint8 masks when it builds the kernel basis.
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
-        return enn.R2Conv(t_in, t_out, kernel_size, padding=kernel_size // 2)
+        # recompute=True: e2cnn otherwise shares one basis module between
+        # all convolutions of a kind, and .double() or .to(device) on one
+        # network would convert the others.
+        return enn.R2Conv(t_in, t_out, kernel_size, padding=kernel_size // 2,
+                          recompute=True)
+
+
+# e2cnn's convolutions keep their expanded filters as buffers in eval mode
+# only, so a state_dict would depend on the mode it was saved in. They are
+# derived from the weights: never saved, rebuilt after loading.
+_DERIVED = ('filter', 'expanded_bias')
+
+
+def _drop_derived(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix)
+                and k.rsplit('.', 1)[-1] in _DERIVED]:
+        del state_dict[key]
+    return state_dict
+
+
+def _rebuild_derived(module, incompatible_keys):
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if k.rsplit('.', 1)[-1] not in _DERIVED]
+    if not module.training:  # refresh the eval-mode filters from the weights
+        module.train()
+        module.eval()
 
 
 class _TensorModule(torch.nn.Module):
@@ -137,6 +162,9 @@ class _TensorModule(torch.nn.Module):
         self.in_type = in_type
         self.in_channels = in_channels
         self.group = group
+        self.train()  # e2cnn builds its modules with eval-mode buffers
+        self._register_state_dict_hook(_drop_derived)
+        self.register_load_state_dict_post_hook(_rebuild_derived)
 
     def forward(self, x):
         from e2cnn import nn as enn

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all')
+__all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
+           'recorded_command')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -334,6 +335,32 @@ def _csv_text(columns, rows, header=True):
         writer.writerow({k: (repr(v) if isinstance(v, float) else v)
                          for k, v in r.items()})
     return buf.getvalue()
+
+
+def recorded_command(out_dir, config, command):
+    """The command line to record in a run's configuration.
+
+    The command is a record, not part of the run's identity: resuming with
+    ``--resume``, without ``--quiet`` or with more ``--epochs`` must not
+    count as another configuration. So when ``out_dir`` already holds a run
+    whose configuration (every key of ``config`` but ``'command'``) equals
+    ``config``, its saved command is returned; otherwise ``command``.
+
+    Examples
+    --------
+    >>> recorded_command(None, {'options': {}}, 'odl-genprior train ...')
+    'odl-genprior train ...'
+    """
+    path = Path(out_dir) / CONFIG if out_dir is not None else None
+    if path is not None and path.is_file():
+        with open(path) as f:
+            saved = json.load(f).get('user', {})
+        keys = [k for k in config if k != 'command']
+        same = all(saved.get(k) == json.loads(json.dumps(config[k]))
+                   for k in keys)
+        if same and 'command' in saved:
+            return saved['command']
+    return command
 
 
 def load_weights(model, path, strict=True):

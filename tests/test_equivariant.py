@@ -124,3 +124,23 @@ def test_bad_input_shape_names_the_shape():
         net(torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match='square'):
         rotation_equivariance_error(net, torch.randn(1, 2, 8, 6), 90)
+
+
+def test_state_dict_does_not_depend_on_the_mode():
+    block = EquivariantBlock(3, 2, hidden_channels=8, group='C4')
+    x = torch.randn(1, 3, 8, 8)
+    block.eval()
+    saved_eval = block.state_dict()
+    block.train()
+    assert sorted(saved_eval) == sorted(block.state_dict())
+    assert not any(k.endswith('.filter') for k in saved_eval)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    for mode in ('train', 'eval'):
+        other = EquivariantBlock(3, 2, hidden_channels=8, group='C4')
+        getattr(other, mode)()
+        other.load_state_dict(block.state_dict())
+        other.eval()
+        block.eval()
+        torch.testing.assert_close(other(x), block(x))

@@ -116,3 +116,20 @@ def test_operator_layer_pair_is_not_a_module_cycle(bench):
     assert adj.adjoint_layer() is layer
     layer.eval()  # a registered cycle would recurse forever here
     assert len(list(layer.modules())) == 1
+
+
+def test_cli_trains_resumes_and_reconstructs(tmp_path, capsys):
+    from odl_genprior.cli import main
+    run = str(tmp_path / 'run')
+    args = ['train', 'unrolled', '--scheme', 'lgd', '--size', '16',
+            '--angles', '8', '--width', '4', '--iterations', '2',
+            '--n-train', '4', '--n-val', '2', '--batch-size', '2',
+            '--out', run, '--quiet']
+    assert main(args + ['--epochs', '1']) == 0
+    assert main(args + ['--epochs', '2']) == 0  # resumes: same run
+    with open(tmp_path / 'run' / 'config.json') as f:
+        assert '--epochs 1' in f.read()  # the command of the first call
+    assert main(['reconstruct', 'learned', '--model', run, '--quiet']) == 0
+    out = capsys.readouterr().out
+    assert 'LearnedGradientDescent' in out and 'PSNR' in out
+    assert main(['train', 'unrolled', '--group', 'C5', '--out', run]) == 2

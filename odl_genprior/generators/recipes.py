@@ -23,7 +23,8 @@ from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
                                                ConvEncoder1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic
-from odl_genprior.training import load_weights, seed_all, train
+from odl_genprior.training import (load_weights, recorded_command,
+                                   seed_all, train)
 
 __all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'complete_recipe', 'build_model', 'load_dataset', 'fit',
@@ -291,7 +292,7 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
                'batch_size': batch_size, 'lr': lr, 'seed': seed}
     config = {'recipe': recipe, 'options': options}
     if command is not None:
-        config['command'] = _recorded_command(out_dir, config, command)
+        config['command'] = recorded_command(out_dir, config, command)
     kind = recipe['kind']
     common = dict(out_dir=out_dir, epochs=epochs, batch_size=batch_size,
                   seed=seed, val_data=val_x,
@@ -305,24 +306,6 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
     else:
         train(model, _model_loss, train_x, lr=lr, **common)
     return model.eval()
-
-
-def _recorded_command(out_dir, config, command):
-    """The command to record: the saved one when resuming the same run.
-
-    The command line is a record, not part of the run's identity: resuming
-    with ``--resume`` or without ``--quiet`` must not count as another
-    configuration.
-    """
-    path = Path(out_dir) / 'config.json' if out_dir is not None else None
-    if path is not None and path.is_file():
-        with open(path) as f:
-            saved = json.load(f).get('user', {})
-        same = all(saved.get(k) == json.loads(json.dumps(config[k]))
-                   for k in ('recipe', 'options'))
-        if same and 'command' in saved:
-            return saved['command']
-    return command
 
 
 def _read_config(run_dir):

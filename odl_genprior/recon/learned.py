@@ -18,7 +18,8 @@ from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor
 from odl_genprior.ct_benchmark import EllipseCT
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.training import load_weights, seed_all, train
+from odl_genprior.training import (load_weights, recorded_command,
+                                   seed_all, train)
 from odl_genprior.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
@@ -65,6 +66,13 @@ class LearnedReconstructor(Reconstructor):
             group = getattr(model, 'group', None)
             name += f' ({group})' if group else ''
         self.name = name
+
+    def __repr__(self):
+        m = self.model
+        opts = ', '.join(f'{k}={getattr(m, k)!r}' for k in
+                         ('n_iter', 'group') if hasattr(m, k))
+        return (f'LearnedReconstructor(model={type(m).__name__}({opts}), '
+                f'name={self.name!r})')
 
     def _reconstruct(self, problem, progress):
         A = problem.operator
@@ -116,7 +124,9 @@ def build_unrolled(config, operator=None):
     kwargs = dict(UNROLLED_DEFAULTS[scheme])
     kwargs.update({k: config[k] for k in UNROLLED_DEFAULTS[scheme]
                    if k in config})
-    return SCHEMES[scheme](operator, group=config.get('group'), **kwargs)
+    net = SCHEMES[scheme](operator, group=config.get('group'), **kwargs)
+    net.config = dict(config)  # what rebuilds it (and its benchmark)
+    return net
 
 
 def _psnr_metric(model, val):
@@ -175,7 +185,7 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
                'lr': lr, 'seed': seed}
     run_config = {'unrolled': config, 'options': options}
     if command is not None:
-        run_config['command'] = command
+        run_config['command'] = recorded_command(out_dir, run_config, command)
     train(model, _mse_loss, train_data, out_dir=out_dir, epochs=epochs,
           batch_size=batch_size, lr=lr,
           scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(
