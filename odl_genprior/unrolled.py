@@ -106,17 +106,35 @@ def make_block(in_channels, out_channels, hidden_channels=32, group=None,
     'EquivariantBlock'
     """
     if group is None:
-        if residual:
-            return ConvBlock(in_channels, out_channels, hidden_channels,
-                             kernel_size)
-        return ConvNet(in_channels, out_channels, hidden_channels, 3,
-                       kernel_size)
-    from odl_genprior.equivariant import EquivariantBlock, EquivariantCNN
-    if residual:
-        return EquivariantBlock(in_channels, out_channels, hidden_channels,
-                                group, kernel_size)
-    return EquivariantCNN(in_channels, out_channels, hidden_channels, 3,
-                          group, kernel_size)
+        block = (ConvBlock(in_channels, out_channels, hidden_channels,
+                           kernel_size) if residual else
+                 ConvNet(in_channels, out_channels, hidden_channels, 3,
+                         kernel_size))
+    else:
+        from odl_genprior.equivariant import EquivariantBlock, EquivariantCNN
+        block = (EquivariantBlock(in_channels, out_channels, hidden_channels,
+                                  group, kernel_size) if residual else
+                 EquivariantCNN(in_channels, out_channels, hidden_channels, 3,
+                                group, kernel_size))
+    return _quiet_start(block)
+
+
+def _quiet_start(block, scale=0.1):
+    """Shrink the last layer so that each update starts small.
+
+    The schemes add the block's output to the iterate; with default
+    initialisation (e2cnn's in particular) the first updates are O(10) and
+    training starts from an exploding iterate.
+    """
+    last = [m for m in block.modules()
+            if any(True for _ in m.parameters(recurse=False))][-1]
+    with torch.no_grad():
+        for name, p in last.named_parameters(recurse=False):
+            if 'bias' in name:
+                p.zero_()
+            else:
+                p.mul_(scale)
+    return block
 
 
 class _Unrolled(torch.nn.Module):
@@ -291,7 +309,7 @@ class LearnedPrimalDual(_Unrolled):
         self.n_iter, self.n_primal, self.n_dual = n_iter, n_primal, n_dual
         self.group = group
         self.dual = torch.nn.ModuleList(
-            ConvNet(n_dual + 2, n_dual, hidden_channels)
+            _quiet_start(ConvNet(n_dual + 2, n_dual, hidden_channels))
             for _ in range(n_iter))
         self.primal = torch.nn.ModuleList(
             make_block(n_primal + 1, n_primal, hidden_channels, group,
