@@ -1,0 +1,455 @@
+"""HTC2022: measured 2D fan-beam CT of acrylic discs, as ODL forward problems.
+
+The Helsinki Tomography Challenge 2022 teaching data (Zenodo DOI
+10.5281/zenodo.6984868, CC BY 4.0) holds, per phantom ``ta``, ``tb``,
+``tc``, ``td`` and ``solid_disc``, a measured sinogram (721 angles
+0:0.5:360 degrees, 560 detector pixels; already flat-field corrected and
+-log transformed), the organisers' FBP on a 512x512 grid and their
+segmentation of it (the challenge's ground truth). The package does not
+ship the files: pass ``directory=`` or set ``$ODL_GENPRIOR_HTC2022``.
+
+Geometry
+--------
+Flat-detector fan beam, source-origin 410.66 mm, source-detector
+553.74 mm, 560 detector pixels of 0.2 mm, image grid of 512 pixels of
+``effectivePixelSizePost`` = 0.1483223 mm (75.94 mm wide; ``size`` picks a
+coarser grid over the same square). The source starts on the positive
+``x`` axis (``src_to_det_init = (-1, 0)``), the detector axis is ``(0,
+1)`` and angles grow counter-clockwise as in the files. This was chosen
+among the 8 flips/quarter turns by reproducing the organisers' FBP: with
+this choice ODL's ``fbp_op`` (Ram-Lak) on the full ``ta`` data correlates
+with ``reconFullFbp`` at 0.9999 (128x128 grid, the reference block
+averaged), the next best choice at 0.991 and the others at 0.68-0.70, and the
+arrays agree in orientation (``x.asarray()`` lies like ``reconFullFbp``).
+See docs/htc2022.md.
+
+Scoring
+-------
+The challenge scores a binary segmentation against the organisers' one by
+the Matthews correlation coefficient, `mcc`; `segment` is Otsu's threshold
+and `score` resamples a reconstruction to the reference grid, segments it
+and returns the MCC.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import odl
+from odl.applications import tomo
+
+from odl_genprior.bridge import to_numpy
+from odl_genprior.problems import ForwardProblem
+
+__all__ = ('HTC2022_ENV', 'PHANTOMS', 'SOURCE_ORIGIN', 'SOURCE_DETECTOR',
+           'NUM_DETECTORS', 'DETECTOR_PIXEL', 'EFFECTIVE_PIXEL',
+           'htc2022_directory', 'htc2022_space', 'htc2022_ray_transform',
+           'load_sinogram', 'load_reference', 'load_htc2022', 'segment',
+           'mcc', 'score', 'disc_phantom')
+
+HTC2022_ENV = 'ODL_GENPRIOR_HTC2022'
+PHANTOMS = ('ta', 'tb', 'tc', 'td', 'solid_disc')
+# The organisers' limited-angle example (``CtDataLimited``, 0:0.5:60 of ta).
+_SPARSE_EXAMPLE = 'ta_sparse_example'
+
+# From ``CtDataFull.parameters`` (the same in every file), in mm.
+SOURCE_ORIGIN = 410.66
+SOURCE_DETECTOR = 553.74
+NUM_DETECTORS = 560
+DETECTOR_PIXEL = 0.2
+EFFECTIVE_PIXEL = 0.1483223173330444
+_REFERENCE_SIZE = 512
+ANGLE_STEP = 0.5  # degrees between projections in every file
+
+
+def htc2022_directory(directory=None):
+    """The HTC2022 folder: the argument, else ``$ODL_GENPRIOR_HTC2022``.
+
+    Raises a ``FileNotFoundError`` that names the folder and the variable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> htc2022_directory(d) == Path(d)
+    True
+    """
+    directory = directory or os.environ.get(HTC2022_ENV)
+    if not directory:
+        raise FileNotFoundError(
+            'no HTC2022 directory: pass directory=... or set the environment '
+            f'variable {HTC2022_ENV} to the folder holding '
+            'htc2022_<name>_full.mat files')
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f'HTC2022 directory {path} does not exist (set by the directory '
+            f'argument or ${HTC2022_ENV})')
+    return path
+
+
+def htc2022_space(size=_REFERENCE_SIZE, impl='numpy', dtype='float32'):
+    """The image space of the organisers' reconstructions (lengths in mm).
+
+    A square of ``512 * EFFECTIVE_PIXEL`` = 75.94 mm centred on the
+    rotation axis, with ``size`` x ``size`` pixels (512: the organisers'
+    grid). ASTRA needs ``dtype='float32'``.
+
+    Examples
+    --------
+    >>> space = htc2022_space(128)
+    >>> space.shape, round(float(space.cell_sides[0]), 4)
+    ((128, 128), 0.5933)
+    """
+    size = int(size)
+    if size < 2:
+        raise ValueError(f'size must be an int >= 2, got {size}')
+    half = 0.5 * _REFERENCE_SIZE * EFFECTIVE_PIXEL
+    kwargs = {'impl': impl} if impl == 'numpy' else {'impl': impl,
+                                                     'device': 'cpu'}
+    return odl.uniform_discr([-half, -half], [half, half], (size, size),
+                             dtype=dtype, **kwargs)
+
+
+def _check_angles(angles_deg):
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    if angles.ndim != 1 or angles.size < 2:
+        raise ValueError(f'angles must be a 1D array of >= 2 values in '
+                         f'degrees, got shape {angles.shape}')
+    steps = np.diff(angles)
+    if not np.allclose(steps, steps[0]) or steps[0] <= 0:
+        raise ValueError('angles must be increasing and equally spaced '
+                         f'(degrees), got steps from {steps.min()} to '
+                         f'{steps.max()}')
+    return angles
+
+
+def htc2022_ray_transform(space, angles_deg, impl='astra_cpu', det_binning=1):
+    """ODL fan-beam ``RayTransform`` of the HTC2022 scanner.
+
+    Parameters
+    ----------
+    space : odl.DiscretizedSpace
+        A float32 image space in mm, e.g. `htc2022_space`.
+    angles_deg : array-like
+        Increasing, equally spaced source angles in degrees (as in the
+        files' ``parameters.angles``).
+    impl : str
+        ODL's ray-transform backend ('astra_cpu', 'astra_cuda').
+    det_binning : int
+        Merge this many neighbouring detector pixels into one (a divisor
+        of 560): ``560 / det_binning`` pixels of ``0.2 det_binning`` mm.
+
+    Examples
+    --------
+    >>> A = htc2022_ray_transform(htc2022_space(64), np.arange(0, 60.5, 0.5))
+    >>> A.range.shape
+    (121, 560)
+    >>> htc2022_ray_transform(htc2022_space(64), [0, 90], det_binning=4).range.shape
+    (2, 140)
+    """
+    if space.dtype_identifier != 'float32':
+        raise ValueError(f'ASTRA needs a float32 space, got {space!r}')
+    angles = np.deg2rad(_check_angles(angles_deg))
+    step = angles[1] - angles[0]
+    # Cells centred on the given angles, so the nodes are the angles.
+    apart = odl.uniform_partition(angles[0] - step / 2, angles[-1] + step / 2,
+                                  angles.size)
+    half = 0.5 * NUM_DETECTORS * DETECTOR_PIXEL
+    dpart = odl.uniform_partition(-half, half,
+                                  NUM_DETECTORS // _check_binning(det_binning))
+    geometry = tomo.FanBeamGeometry(
+        apart, dpart, src_radius=SOURCE_ORIGIN,
+        det_radius=SOURCE_DETECTOR - SOURCE_ORIGIN,
+        src_to_det_init=(-1, 0), det_axis_init=(0, 1))
+    return tomo.RayTransform(space, geometry, impl=impl)
+
+
+def _check_binning(det_binning):
+    b = int(det_binning)
+    if b != det_binning or b < 1 or NUM_DETECTORS % b:
+        raise ValueError(f'det_binning must be a divisor of {NUM_DETECTORS}, '
+                         f'got {det_binning}')
+    return b
+
+
+def _file(directory, name, suffix):
+    if name not in PHANTOMS and name != _SPARSE_EXAMPLE:
+        raise ValueError(f'unknown HTC2022 phantom {name!r}; expected one of '
+                         f'{PHANTOMS + (_SPARSE_EXAMPLE,)}')
+    path = htc2022_directory(directory) / f'htc2022_{name}{suffix}.mat'
+    if not path.is_file():
+        raise FileNotFoundError(f'HTC2022 file {path} not found')
+    return path
+
+
+def _loadmat(path, key):
+    import scipy.io  # scipy comes with scikit-image
+
+    mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    if key not in mat:
+        raise KeyError(f'{path} has no variable {key!r}; it has '
+                       f'{sorted(k for k in mat if not k.startswith("__"))}')
+    return mat[key]
+
+
+def load_sinogram(name, directory=None):
+    """The measured sinogram and its angles: ``(sinogram, angles_deg)``.
+
+    ``name`` is one of `PHANTOMS` (``CtDataFull``: 721 angles 0:0.5:360) or
+    ``'ta_sparse_example'`` (``CtDataLimited``: 121 angles 0:0.5:60). The
+    sinogram is float64 of shape ``(angles, 560)``, ``-log`` attenuation.
+    """
+    if name == _SPARSE_EXAMPLE:
+        ct = _loadmat(_file(directory, name, ''), 'CtDataLimited')
+    else:
+        ct = _loadmat(_file(directory, name, '_full'), 'CtDataFull')
+    sino = np.asarray(ct.sinogram, dtype=np.float64)
+    angles = np.asarray(ct.parameters.angles, dtype=np.float64).ravel()
+    if sino.shape != (angles.size, NUM_DETECTORS):
+        raise ValueError(f'{name}: sinogram shape {sino.shape} does not match '
+                         f'{angles.size} angles x {NUM_DETECTORS} pixels')
+    return sino, angles
+
+
+def load_reference(name, directory=None):
+    """The organisers' FBP and segmentation: ``(fbp, segmentation)``.
+
+    Both are 512x512 NumPy arrays oriented like the arrays of
+    `htc2022_space` elements: ``fbp`` float64 (``reconFullFbp``) and
+    ``segmentation`` bool (``reconFullFbpSeg``, the challenge's ground
+    truth).
+    """
+    fbp = _loadmat(_file(directory, name, '_full_recon_fbp'), 'reconFullFbp')
+    seg = _loadmat(_file(directory, name, '_full_recon_fbp_seg'),
+                   'reconFullFbpSeg')
+    return np.asarray(fbp, dtype=np.float64), np.asarray(seg) > 0
+
+
+def _select(angles, angular_range, start_angle):
+    """Row indices and angles (deg) of ``[start, start + range]`` (internal).
+
+    Both ends are included, as in the organisers' 0:0.5:60 example (121
+    angles for 60 degrees); the range wraps around 360 degrees.
+    """
+    full = angles
+    if np.isclose(full[-1] - full[0], 360.0):
+        full = full[:-1]  # the last angle repeats the first
+    if angular_range is None:
+        return np.arange(full.size), full
+    span = full[-1] - full[0] + ANGLE_STEP
+    if not 0 < float(angular_range) <= span:
+        raise ValueError(f'angular_range must be in (0, {span:g}] degrees, '
+                         f'got {angular_range}')
+    offset = (float(start_angle) - full[0]) / ANGLE_STEP
+    count = float(angular_range) / ANGLE_STEP
+    if not (np.isclose(offset, round(offset))
+            and np.isclose(count, round(count))):
+        raise ValueError(f'start_angle and angular_range must be multiples of '
+                         f'{ANGLE_STEP} degrees, got {start_angle}, '
+                         f'{angular_range}')
+    num = int(round(count)) + (1 if float(angular_range) < 360 else 0)
+    num = min(num, full.size)
+    if span < 360 and int(round(offset)) + num > full.size:
+        raise ValueError(f'start_angle {start_angle} + angular_range '
+                         f'{angular_range} leaves the measured angles '
+                         f'{full[0]:g}..{full[-1]:g}')
+    rows = (int(round(offset)) + np.arange(num)) % full.size
+    return rows, float(start_angle) + ANGLE_STEP * np.arange(num)
+
+
+def load_htc2022(name, directory=None, angular_range=None, start_angle=0,
+                 size=_REFERENCE_SIZE, angle_step=1, det_binning=1,
+                 impl='astra_cpu', space_impl='numpy'):
+    """An HTC2022 phantom as a `ForwardProblem` with measured data.
+
+    Parameters
+    ----------
+    name : str
+        One of `PHANTOMS` ('ta', 'tb', 'tc', 'td', 'solid_disc'), or
+        'ta_sparse_example' (the organisers' 60-degree example).
+    directory : str or Path, optional
+        Folder of the .mat files; default ``$ODL_GENPRIOR_HTC2022``.
+    angular_range : float, optional
+        Degrees of data to keep, from ``start_angle`` to ``start_angle +
+        angular_range`` inclusive (60 -> 121 angles, 90 -> 181); a multiple
+        of 0.5. None (default) or 360: all 720 distinct angles (the 721st
+        file row repeats 0 degrees and is dropped).
+    start_angle : float
+        First angle in degrees (wraps around 360).
+    size : int
+        Image grid ``size`` x ``size`` over the organisers' 75.94 mm square
+        (512: their grid; 256 or 128 for speed).
+    angle_step : int
+        Keep every ``angle_step``-th of the selected angles (for speed).
+    det_binning : int
+        Average this many neighbouring detector columns (a divisor of
+        560; for speed on coarse grids, where a 0.2 mm detector pixel is
+        finer than the image pixel).
+    impl : str
+        Ray-transform backend.
+    space_impl : str
+        ODL backend of the image space ('numpy' or 'pytorch').
+
+    Returns
+    -------
+    problem : ForwardProblem
+        ``operator`` the fan-beam ray transform, ``data`` the measured
+        (float32) sinogram rows, ``ground_truth`` None, ``noise_level`` NaN;
+        ``info`` holds 'angles_deg', 'rows' (file rows used),
+        'reference_fbp' and 'reference_segmentation' (512x512 arrays, or
+        None if those files are missing) and 'directory'.
+    """
+    sino, angles = load_sinogram(name, directory)
+    rows, used = _select(angles, angular_range, start_angle)
+    step = int(angle_step)
+    if step != angle_step or step < 1 or step >= rows.size:
+        raise ValueError(f'angle_step must be an int in [1, {rows.size}), '
+                         f'got {angle_step}')
+    rows, used = rows[::step], used[::step]
+    b = _check_binning(det_binning)
+    space = htc2022_space(size, impl=space_impl)
+    A = htc2022_ray_transform(space, used, impl=impl, det_binning=b)
+    # The mean of -log data over merged pixels approximates the line
+    # integral over the wider pixel.
+    sel = sino[rows].reshape(rows.size, NUM_DETECTORS // b, b).mean(axis=2)
+    data = A.range.element(np.ascontiguousarray(sel, dtype=np.float32))
+    ref_name = 'ta' if name == _SPARSE_EXAMPLE else name
+    try:
+        fbp, seg = load_reference(ref_name, directory)
+    except FileNotFoundError:
+        fbp = seg = None
+    info = {'source': 'HTC2022 (Zenodo 10.5281/zenodo.6984868)',
+            'phantom': name, 'angles_deg': used, 'rows': rows,
+            'angular_range': angular_range, 'start_angle': float(start_angle),
+            'size': int(size), 'angle_step': step, 'det_binning': b,
+            'reference_fbp': fbp,
+            'reference_segmentation': seg,
+            'directory': str(htc2022_directory(directory))}
+    rng = '' if angular_range is None else f', {angular_range:g} deg'
+    return ForwardProblem(operator=A, data=data, ground_truth=None,
+                          noise_level=float('nan'),
+                          name=f'HTC2022 {name}{rng}', info=info)
+
+
+def segment(image):
+    """Binary segmentation by Otsu's threshold (``image > threshold``).
+
+    Examples
+    --------
+    >>> img = np.zeros((8, 8)); img[2:5, 2:5] = 1.0
+    >>> int(segment(img).sum())
+    9
+    """
+    from skimage.filters import threshold_otsu
+
+    arr = np.asarray(to_numpy(image), dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f'segment needs a 2D image, got shape {arr.shape}')
+    if arr.max() == arr.min():
+        return np.zeros(arr.shape, dtype=bool)
+    return arr > threshold_otsu(arr)
+
+
+def mcc(seg, truth):
+    """Matthews correlation coefficient of two binary masks (the HTC score).
+
+    ``(TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN))`` with the
+    counts of ``seg`` against ``truth``; 0 when a factor of the denominator
+    is 0 (a constant mask). 1: identical, -1: complementary.
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 0], [0, 0, 0]], dtype=bool)
+    >>> seg = np.array([[1, 0, 1], [0, 0, 0]], dtype=bool)
+    >>> round(mcc(seg, truth), 4)  # TP=1, TN=3, FP=1, FN=1: (3-1)/sqrt(2*2*4*4)
+    0.25
+    >>> mcc(truth, truth), mcc(~truth, truth)
+    (1.0, -1.0)
+    """
+    seg = np.asarray(to_numpy(seg))
+    truth = np.asarray(to_numpy(truth))
+    if seg.shape != truth.shape:
+        raise ValueError(f'shapes differ: segmentation {seg.shape}, truth '
+                         f'{truth.shape}')
+    seg, truth = seg.astype(bool), truth.astype(bool)
+    tp = float(np.sum(seg & truth))
+    tn = float(np.sum(~seg & ~truth))
+    fp = float(np.sum(seg & ~truth))
+    fn = float(np.sum(~seg & truth))
+    denom = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    if denom == 0:
+        return 0.0
+    return float((tp * tn - fp * fn) / np.sqrt(denom))
+
+
+def score(reconstruction, truth):
+    """MCC of the Otsu segmentation of ``reconstruction`` against ``truth``.
+
+    A reconstruction on a coarser grid is first resampled (bilinear) to the
+    shape of ``truth`` (512x512 for the organisers' segmentations).
+
+    Examples
+    --------
+    >>> truth = np.zeros((8, 8), dtype=bool); truth[2:6, 2:6] = True
+    >>> score(truth.astype(float), truth)
+    1.0
+    """
+    from skimage.transform import resize
+
+    arr = np.asarray(to_numpy(reconstruction), dtype=np.float64)
+    truth = np.asarray(truth)
+    if arr.ndim != 2 or truth.ndim != 2:
+        raise ValueError(f'score needs 2D arrays, got {arr.shape} and '
+                         f'{truth.shape}')
+    if arr.shape != truth.shape:
+        arr = resize(arr, truth.shape, order=1, anti_aliasing=False)
+    return mcc(segment(arr), truth)
+
+
+def disc_phantom(space, rng=None, max_holes=10, attenuation=0.04):
+    """A random acrylic disc with holes, like the HTC2022 phantoms.
+
+    A disc of radius 33-36 mm (lengths of `htc2022_space`), shifted by up
+    to 1 mm, of value ``attenuation`` (about the measured mm^-1 of the
+    discs), with 1 to ``max_holes`` holes of value 0: ellipses and rotated
+    rectangles of 2-15 mm, kept 2 mm inside the rim. For training learned
+    methods on simulated data of the scanner's geometry.
+
+    Parameters
+    ----------
+    space : odl.DiscretizedSpace
+        2D image space in mm.
+    rng : numpy.random.Generator or int, optional
+    max_holes : int
+    attenuation : float
+
+    Returns
+    -------
+    phantom : numpy.ndarray
+        ``space.shape`` float32 array.
+
+    Examples
+    --------
+    >>> x = disc_phantom(htc2022_space(64), rng=0)
+    >>> x.shape, round(float(x.max()), 6), float(x.min())
+    ((64, 64), 0.04, 0.0)
+    """
+    rng = np.random.default_rng(rng)
+    xs, ys = (np.asarray(c, dtype=np.float64) for c in space.meshgrid)
+    radius = rng.uniform(33.0, 36.0)
+    cx, cy = rng.uniform(-1.0, 1.0, size=2)
+    out = ((xs - cx) ** 2 + (ys - cy) ** 2 <= radius ** 2).astype(np.float64)
+    for _ in range(rng.integers(1, max_holes + 1)):
+        a, b = rng.uniform(1.0, 7.5, size=2)
+        reach = radius - 2.0 - max(a, b)
+        r, phi = reach * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+        hx, hy = cx + r * np.cos(phi), cy + r * np.sin(phi)
+        t = rng.uniform(0, np.pi)
+        u = (xs - hx) * np.cos(t) + (ys - hy) * np.sin(t)
+        v = -(xs - hx) * np.sin(t) + (ys - hy) * np.cos(t)
+        if rng.uniform() < 0.5:
+            hole = (u / a) ** 2 + (v / b) ** 2 <= 1
+        else:
+            hole = (np.abs(u) <= a) & (np.abs(v) <= b)
+        out[hole] = 0.0
+    return (attenuation * out).astype(np.float32)
