@@ -23,6 +23,7 @@ Both SDEs here have affine drift, so the transition kernel is Gaussian::
 ``lambda(t) = std(t)^2``; `gaussian_score` is the closed-form score of a
 Gaussian data distribution, used for exact checks of the samplers.
 """
+import abc
 import math
 
 import torch
@@ -47,7 +48,7 @@ def _bcast(v, x):
     return v.reshape((-1,) + (1,) * (x.ndim - 1))
 
 
-class SDE:
+class SDE(abc.ABC):
     """Base class: a forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``[0, 1]``.
 
     Subclasses implement `drift`, `diffusion`, `mean_coeff`,
@@ -58,21 +59,21 @@ class SDE:
     #: Standard deviation of the prior ``p_1 = N(0, prior_std^2 I)``.
     prior_std = 1.0
 
+    @abc.abstractmethod
     def drift(self, x, t):
         """The drift ``f(x, t)``, shaped like ``x``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def diffusion(self, t):
         """The diffusion coefficient ``g(t)``, shape ``(B,)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mean_coeff(self, t):
         """``alpha(t)``: ``E[x_t | x_0] = alpha(t) x_0``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def marginal_std(self, t):
         """``std(t)``: the standard deviation of ``x_t`` given ``x_0``."""
-        raise NotImplementedError
 
     def marginal(self, x0, t):
         """Mean and std of ``p_t(x_t | x_0)``: ``(alpha(t) x0, std(t))``.

@@ -178,7 +178,7 @@ def test_a_few_epochs_reduce_the_test_error():
 
 
 class _Kill(Exception):
-    pass
+    """Raised by a callback to interrupt training mid-run."""
 
 
 def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
