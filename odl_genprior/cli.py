@@ -1,5 +1,6 @@
 """The ``odl-genprior`` command line."""
 import argparse
+import os
 import sys
 import time
 
@@ -55,7 +56,8 @@ METHODS = {'fbp': 'FBP', 'tv': 'TV', 'tikhonov': 'Tikhonov',
            'lasso': 'Lasso', 'wavelet-l1': 'WaveletL1',
            'latent-hard': 'LatentHard', 'latent-soft': 'LatentSoft',
            'latent-sparse': 'LatentSparseDeviation',
-           'learned': 'LearnedReconstructor'}
+           'learned': 'LearnedReconstructor', 'dip': 'DeepImagePrior',
+           'learned-svd': 'LearnedSVD'}
 PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 
 
@@ -107,6 +109,19 @@ def _reconstruct(args):
         bench = EllipseCT(**model.config.get('benchmark', {}))
         problem = bench.problem(args.seed, 'test')
         method = LearnedReconstructor(model, **options)
+    elif args.method == 'learned-svd':
+        from odl_genprior import problems
+        from odl_genprior.recon.learned_svd import load_learned_svd
+        if not args.model:
+            raise SystemExit('learned-svd needs --model RUN (a run folder of '
+                             '`odl-genprior train learned-svd`)')
+        model = load_learned_svd(args.model, device=args.device)
+        # The problem is the trained geometry (size, angles) with --noise.
+        data = _recorded_data(args.model)
+        problem = problems.ct(size=data['size'], num_angles=data['angles'],
+                              noise_level=args.noise, seed=args.seed,
+                              phantom=args.phantom)
+        method = recon.LearnedSVD(model, device=args.device, **options)
     elif args.method.startswith('latent'):
         if not args.prior:
             raise SystemExit(f'{args.method} needs --prior (a shipped prior: '
@@ -118,7 +133,11 @@ def _reconstruct(args):
         problem = _problem(args)
         method = getattr(recon, METHODS[args.method])(**options)
     t0 = time.perf_counter()
-    x = method.reconstruct(problem, progress=not args.quiet)
+    try:
+        x = method.reconstruct(problem, progress=not args.quiet)
+    except ValueError as err:  # e.g. a model trained for other shapes
+        print(f'odl-genprior reconstruct: error: {err}', file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - t0
     print(f'{problem.name}, {method!r}')
     w = max(22, len(method.name) + 2)
@@ -213,6 +232,68 @@ def _train_unrolled(args, command):
     return 0
 
 
+def _recorded_data(run_dir):
+    """The ``data`` entry that `_train_learned_svd` recorded in a run."""
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(run_dir) / 'config.json').read_text())
+    data = cfg.get('user', {}).get('data', {})
+    if not {'size', 'angles'} <= set(data):
+        raise SystemExit(f'{run_dir} records no training geometry (size, '
+                         'angles): not made by `odl-genprior train '
+                         'learned-svd`')
+    return data
+
+
+def _train_learned_svd(args, command):
+    import torch
+
+    from odl_genprior import data, problems
+    from odl_genprior.recon.learned_svd import (mnist_tomography_pairs,
+                                                tomography_pairs,
+                                                train_learned_svd)
+
+    size = 28 if args.dataset == 'mnist' else args.size or 64
+    if args.dataset == 'mnist' and args.size not in (None, 28):
+        print('odl-genprior train: error: MNIST digits are 28x28; drop '
+              '--size', file=sys.stderr)
+        return 2
+    A = problems.ray_transform(problems.image_space(size), args.angles)
+    # Training and validation data and noise come from separate seeds.
+    if args.dataset == 'mnist':
+        train_pairs = mnist_tomography_pairs(
+            A, n=args.n_train, split='train', noise_level=args.noise,
+            seed=args.seed, directory=args.data_dir)
+        val_pairs = mnist_tomography_pairs(
+            A, n=args.n_val, split='test', noise_level=args.noise,
+            seed=args.seed + 1, directory=args.data_dir)
+    else:
+        train_pairs = tomography_pairs(
+            A, data.ellipse_batch(A.domain, args.n_train, seed=args.seed),
+            args.noise, seed=args.seed)
+        val_pairs = tomography_pairs(
+            A, data.ellipse_batch(A.domain, args.n_val, seed=args.seed + 1),
+            args.noise, seed=args.seed + 1)
+    info = {'dataset': args.dataset, 'size': size, 'angles': args.angles,
+            'noise_level': args.noise, 'n_train': args.n_train,
+            'n_val': args.n_val}
+    torch.manual_seed(args.seed)
+    train_learned_svd(A, *train_pairs, args.out,
+                      latent_dim=args.latent_dim or 64,
+                      hidden=tuple(args.hidden), epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      val_data=val_pairs, data_info=info,
+                      progress=not args.quiet,
+                      resume=args.resume or not args.no_resume,
+                      checkpoint_every=args.checkpoint_every,
+                      command=command)
+    print(f'weights, config.json and metrics.csv are in {args.out}; '
+          f'reconstruct with: odl-genprior reconstruct learned-svd --model '
+          f'{args.out}')
+    return 0
+
+
 def _train(args):
     import shlex
 
@@ -221,6 +302,8 @@ def _train(args):
     command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
     if args.kind == 'unrolled':
         return _train_unrolled(args, command)
+    if args.kind == 'learned-svd':
+        return _train_learned_svd(args, command)
 
     images = args.dataset != 'signals'
     if args.kind == 'cgnn' and images:
@@ -319,7 +402,10 @@ def build_parser():
     rc.add_argument('--model', default=None,
                     help='learned: run folder of `odl-genprior train '
                          'unrolled` (the problem is then test sample --seed '
-                         'of its benchmark)')
+                         'of its benchmark); learned-svd: run folder of '
+                         '`odl-genprior train learned-svd` (the problem is '
+                         'CT of the trained size and angles, --size and '
+                         '--angles are ignored)')
     rc.add_argument('--set', action='append', metavar='KEY=VALUE',
                     help='method option, e.g. --set alpha=1e-3 (repeatable)')
     rc.add_argument('--out', default=None, help='save the result (.npy)')
@@ -337,8 +423,12 @@ def build_parser():
                     "(--dataset signals). 'unrolled' trains a learned "
                     'gradient descent / primal-dual / forward-backward '
                     'network (--scheme, --group) on the ellipse CT '
-                    'benchmark (--size, --angles, --noise).')
-    tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn', 'unrolled'))
+                    "benchmark (--size, --angles, --noise). 'learned-svd' "
+                    'trains a learned SVD (Boink and Brune) on parallel-beam '
+                    'CT pairs of ellipses or MNIST digits (--dataset, '
+                    '--size, --angles, --noise, --latent-dim, --hidden).')
+    tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn', 'unrolled',
+                                     'learned-svd'))
     tr.add_argument('--scheme', choices=('lgd', 'lpd', 'lfb'), default='lfb',
                     help='unrolled: learned gradient descent, primal-dual '
                          'or forward-backward (default lfb)')
@@ -392,8 +482,9 @@ def build_parser():
                     help="cgnn: PyWavelets name (default 'db2')")
     tr.add_argument('--boundary', choices=('zero', 'periodic'), default=None,
                     help="cgnn: boundary of the MRA (default 'zero')")
-    tr.add_argument('--hidden', type=int, nargs='+', default=[500, 500],
-                    help='hidden widths of the MLP nets')
+    tr.add_argument('--hidden', type=int, nargs='+', default=None,
+                    help='hidden widths of the MLP nets (default 500 500; '
+                         'learned-svd 512)')
     tr.add_argument('--n-train', type=int, default=None,
                     help='training samples (default 10000; unrolled 100)')
     tr.add_argument('--n-val', type=int, default=None,
@@ -424,6 +515,8 @@ def main(argv=None):
     if args.command == 'train':
         if args.dataset is None:
             args.dataset = 'signals' if args.kind == 'cgnn' else 'ellipses'
+        if args.hidden is None:
+            args.hidden = [512] if args.kind == 'learned-svd' else [500, 500]
         small = args.kind == 'unrolled'  # a CT network: few, costly samples
         for key, default in (('n_train', (10000, 100)), ('n_val', (500, 10)),
                              ('batch_size', (64, 4))):
@@ -432,7 +525,15 @@ def main(argv=None):
     if not getattr(args, 'func', None):
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input (sizes, folders, a run of another configuration): the
+        # message names what is wrong; a traceback would bury it.
+        if os.environ.get('ODL_GENPRIOR_TRACEBACK'):
+            raise
+        print(f'odl-genprior {args.command}: error: {err}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ benchmarks treat all methods alike through this class.
 import abc
 
 import numpy as np
+import torch
 
 from odl_genprior.bridge import to_numpy
 
@@ -59,6 +60,15 @@ class Reconstructor(abc.ABC):
         """Method-specific work (abstract)."""
 
     def __repr__(self):
-        opts = ', '.join(f'{k}={v!r}' for k, v in sorted(vars(self).items())
+        opts = ', '.join(f'{k}={_short_repr(v)}'
+                         for k, v in sorted(vars(self).items())
                          if not k.startswith('_'))
         return f'{type(self).__name__}({opts})'
+
+
+def _short_repr(value):
+    """``repr`` with networks as one line (class and parameter count)."""
+    if isinstance(value, torch.nn.Module):
+        n = sum(p.numel() for p in value.parameters())
+        return f'{type(value).__name__}(<{n} parameters>)'
+    return repr(value)

@@ -42,7 +42,8 @@ from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device)
 from odl_genprior.generators.decoders import MLPDecoder, MLPEncoder
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.training import load_weights, seed_all, train
+from odl_genprior.training import (load_weights, recorded_command, seed_all,
+                                   train)
 
 __all__ = ('LearnedSVDNet', 'DiagonalMap', 'LearnedSVD', 'LOSS_TERMS',
            'LATENT_MAPS', 'learned_svd_losses', 'check_operator',
@@ -503,7 +504,8 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
                       out_activation='sigmoid', weights=None, epochs=10,
                       batch_size=64, lr=1e-3, seed=0, val_data=None,
                       data_info=None, progress=True, resume=True,
-                      log_every=20, checkpoint_every=None, device='cpu'):
+                      log_every=20, checkpoint_every=None, device='cpu',
+                      command=None):
     """Build and train a `LearnedSVDNet` on pairs ``(x, y)`` for ``operator``.
 
     Uses `odl_genprior.training.train` with `learned_svd_losses`: seeded
@@ -536,6 +538,9 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
         mean squared reconstruction error ``val_mse``.
     data_info : dict, optional
         JSON-able description of the data (source, count, noise), recorded.
+    command : str, optional
+        The command line that made the run, recorded (not part of the run's
+        identity: see `odl_genprior.training.recorded_command`).
 
     Returns
     -------
@@ -582,6 +587,8 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
             return {'mse': float(torch.mean((net(vy) - vx) ** 2))}
     config = {'learned_svd': model.config, 'weights': w,
               'data': data_info or {}, 'lr': float(lr)}
+    if command is not None:
+        config['command'] = recorded_command(out_dir, config, command)
     result = train(model, lambda m, b: learned_svd_losses(m, b, w), (x, y),
                    out_dir=out_dir, epochs=epochs, batch_size=batch_size,
                    lr=lr, seed=seed, val_data=val_data, val_metric=val_metric,
