@@ -17,14 +17,13 @@ with the defaults (5 digits, 3 restarts, 50 BFGS iterations each).
     python examples/latent_cs_mnist.py [--digits 5] [--restarts 3]
 """
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, metrics, problems
 from odl_genprior.generators import recipes
 from odl_genprior.recon import (Lasso, LatentHard, LatentSoft,
@@ -34,17 +33,6 @@ TRAIN_COMMAND = (
     'odl-genprior train vae --dataset mnist --data-dir DIR --arch mlp '
     '--hidden 400 400 --latent-dim 20 --n-train 60000 --n-val 1000 '
     '--epochs 20 --batch-size 100 --lr 1e-3 --seed 0 --out runs/mnist-vae-20')
-
-
-def mnist_dir():
-    env = os.environ.get(data.MNIST_ENV)
-    if env:
-        return env
-    shared = Path(__file__).resolve().parents[1].parent / 'shared/data/mnist'
-    if shared.is_dir():
-        return str(shared)
-    sys.exit(f'MNIST not found: set {data.MNIST_ENV} to the folder with the '
-             't10k-images-idx3-ubyte[.gz] files')
 
 
 def load_decoder(run_dir):

@@ -19,30 +19,17 @@ restricted to its range does better.
     python examples/phase_retrieval_mnist.py [--digits 5] [--restarts 3]
 """
 import argparse
-import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import odl
 import torch
 
+from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, problems
 from odl_genprior.generators import recipes
 from odl_genprior.recon import (GenerativePhaseRetrieval, LatentHard,
                                 WirtingerFlow, relative_error_up_to_sign)
-
-
-def mnist_dir():
-    env = os.environ.get(data.MNIST_ENV)
-    if env:
-        return env
-    shared = Path(__file__).resolve().parents[1].parent / 'shared/data/mnist'
-    if shared.is_dir():
-        return str(shared)
-    sys.exit(f'MNIST not found: set {data.MNIST_ENV} to the folder with the '
-             't10k-images-idx3-ubyte[.gz] files')
 
 
 def methods(decoder, restarts, niter):

@@ -47,14 +47,13 @@ Tiny run (seconds)::
         --alphas 0.1 1.0
 """
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, metrics, problems
 from odl_genprior.bridge import to_numpy
 from odl_genprior.generators import recipes
@@ -65,18 +64,6 @@ ALPHAS = (0.003, 0.01, 0.03, 0.1, 0.3)
 NOISE_STD = 0.1
 # Seeds of the validation problems: far from the test seeds (0, 1, ...).
 VAL_SEED = 100_000
-
-
-def mnist_dir():
-    """The MNIST folder: ``$ODL_GENPRIOR_MNIST`` or ``../shared/data/mnist``."""
-    env = os.environ.get(data.MNIST_ENV)
-    if env:
-        return env
-    shared = Path(__file__).resolve().parents[1].parent / 'shared/data/mnist'
-    if shared.is_dir():
-        return str(shared)
-    sys.exit(f'MNIST not found: set {data.MNIST_ENV} to the folder with the '
-             'MNIST IDX files')
 
 
 def load_decoder():

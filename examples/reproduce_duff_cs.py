@@ -49,14 +49,13 @@ Tiny run (seconds)::
         --grid-size 1
 """
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, metrics, problems
 from odl_genprior.generators import recipes
 from odl_genprior.recon import (LatentHard, LatentSoft, LatentSparseDeviation,
@@ -70,18 +69,6 @@ MU_SPARSE = (0.1, 0.3, 1.0)
 ALPHA_TV = (0.03, 0.1, 0.3)
 ALPHA_TIKHONOV = (0.1, 1.0, 10.0)
 METHODS = ('hard', 'soft', 'sparse deviation', 'TV', 'Tikhonov')
-
-
-def mnist_dir():
-    """The MNIST folder: ``$ODL_GENPRIOR_MNIST`` or ``../shared/data/mnist``."""
-    env = os.environ.get(data.MNIST_ENV)
-    if env:
-        return env
-    shared = Path(__file__).resolve().parents[1].parent / 'shared/data/mnist'
-    if shared.is_dir():
-        return str(shared)
-    sys.exit(f'MNIST not found: set {data.MNIST_ENV} to the folder with the '
-             'MNIST IDX files')
 
 
 def load_decoder():

@@ -7,6 +7,7 @@ files or the pretrained VAE.
 """
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,9 @@ def script_env(monkeypatch):
 
 def load_script(name):
     """Import ``examples/<name>.py`` as a module (not run as __main__)."""
+    # As under `python examples/<name>.py`: its folder is importable.
+    if str(ROOT / 'examples') not in sys.path:
+        sys.path.insert(0, str(ROOT / 'examples'))
     spec = importlib.util.spec_from_file_location(
         name, ROOT / 'examples' / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
