@@ -32,13 +32,14 @@ import torch
 from odl.core.set.space import LinearSpaceElement
 from odl.core.space.base_tensors import TensorSpace
 from odl.functionals import (
-    Functional, IndicatorBox, IndicatorNonnegativity, L1Norm)
+    Functional, IndicatorBox, IndicatorNonnegativity, IndicatorZero, L1Norm,
+    ZeroFunctional)
 from odl.solvers.nonsmooth.proximal_operators import proximal_convex_conj
 
 from odl_genprior.bridge import as_element, as_tensor
 
 __all__ = ('ProximalActivation', 'ReLU', 'SoftThreshold', 'Tanh', 'HardTanh',
-           'LeakyReLU', 'TanhPsi', 'TanhPsiConvexConj', 'LeakyReLUPsi',
+           'LeakyReLU', 'Identity', 'TanhPsi', 'TanhPsiConvexConj', 'LeakyReLUPsi',
            'LeakyReLUPsiConvexConj', 'ACTIVATIONS', 'get_activation')
 
 _INF = float('inf')
@@ -749,14 +750,43 @@ class LeakyReLU(ProximalActivation):
         return f'slope={self.slope}'
 
 
+class Identity(ProximalActivation):
+    r"""The identity ``sigma(z) = z``: the prox of ``Psi = 0``.
+
+    ``B_Psi(y, z) = 1/2 ||y - z||^2`` (the squared error), ``Psi^*`` is the
+    indicator of ``{0}``. The linear output layer of a network.
+
+    Examples
+    --------
+    >>> Identity()(torch.tensor([-1.0, 2.0]))
+    tensor([-1.,  2.])
+    >>> Identity().psi_conj(odl.rn(2))
+    IndicatorZero(rn(2), 0)
+    """
+
+    name = 'identity'
+
+    def prox(self, z, sigma=1.0):
+        return z
+
+    def psi_pointwise(self, u):
+        return torch.zeros_like(u)
+
+    def psi(self, space):
+        return ZeroFunctional(_checked_space(space))
+
+    def psi_conj(self, space):
+        return IndicatorZero(_checked_space(space))
+
+
 #: name -> activation class; see `get_activation`.
 ACTIVATIONS = {cls.name: cls for cls in (ReLU, SoftThreshold, Tanh, HardTanh,
-                                         LeakyReLU)}
+                                         LeakyReLU, Identity)}
 
 _ALIASES = {'soft_thresholding': 'soft_threshold', 'softshrink':
             'soft_threshold', 'shrink': 'soft_threshold',
             'hard_tanh': 'hardtanh', 'clip': 'hardtanh',
-            'leakyrelu': 'leaky_relu'}
+            'leakyrelu': 'leaky_relu', 'linear': 'identity'}
 
 
 def get_activation(activation, **kwargs):
@@ -768,7 +798,7 @@ def get_activation(activation, **kwargs):
         One of ``'relu'``, ``'soft_threshold'`` (aliases
         ``'soft_thresholding'``, ``'softshrink'``, ``'shrink'``), ``'tanh'``,
         ``'hardtanh'`` (``'hard_tanh'``, ``'clip'``), ``'leaky_relu'``
-        (``'leakyrelu'``); case and ``-`` versus ``_`` do not matter.
+        (``'leakyrelu'``), ``'identity'`` (``'linear'``); case and ``-`` versus ``_`` do not matter.
     **kwargs
         Passed to the class: ``alpha`` (soft-thresholding), ``slope``
         (leaky ReLU).

@@ -46,53 +46,20 @@ import math
 import numbers
 
 import torch
-from odl.functionals import IndicatorZero, ZeroFunctional
 
-from odl_genprior.activations import (
-    ProximalActivation, _checked_space, get_activation)
+from odl_genprior.activations import Identity, get_activation
 from odl_genprior.bregman import bregman_loss
 from odl_genprior.training import train
 
-__all__ = ('Identity', 'LiftedNetwork', 'lifted_energy', 'lifted_prox',
+__all__ = ('LiftedNetwork', 'lifted_energy', 'lifted_prox',
            'weight_gradients', 'forward_states', 'implicit_sgd_step',
            'LiftedStep', 'train_lifted')
 
 _W_STEPS = ('lipschitz', 'metric')
 
 
-class Identity(ProximalActivation):
-    r"""The identity ``sigma(z) = z``: the prox of ``Psi = 0``.
-
-    ``B_Psi(y, z) = 1/2 ||y - z||^2`` (the squared error), ``Psi^*`` is the
-    indicator of ``{0}``. The linear output layer of a network.
-
-    Examples
-    --------
-    >>> Identity()(torch.tensor([-1.0, 2.0]))
-    tensor([-1.,  2.])
-    >>> y, z = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
-    >>> bregman_loss(y, z, Identity()).item()  # 1/2 ||y - z||^2
-    2.5
-    """
-
-    name = 'identity'
-
-    def prox(self, z, sigma=1.0):
-        return z
-
-    def psi_pointwise(self, u):
-        return torch.zeros_like(u)
-
-    def psi(self, space):
-        return ZeroFunctional(_checked_space(space))
-
-    def psi_conj(self, space):
-        return IndicatorZero(_checked_space(space))
-
-
 def _activation(act):
-    if isinstance(act, str) and act.lower() in ('identity', 'linear',
-                                                'none'):
+    if isinstance(act, str) and act.lower() in ('linear', 'none'):
         return Identity()
     return get_activation(act)
 

@@ -12,26 +12,28 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 
 from odl_genprior.activations import (
-    ACTIVATIONS, HardTanh, LeakyReLU, LeakyReLUPsi, LeakyReLUPsiConvexConj,
+    ACTIVATIONS, HardTanh, Identity, LeakyReLU, LeakyReLUPsi, LeakyReLUPsiConvexConj,
     ProximalActivation, ReLU, SoftThreshold, Tanh, TanhPsi, TanhPsiConvexConj,
     get_activation)
 from odl_genprior.bridge import to_numpy
 
 ALPHA, SLOPE = 0.7, 0.2
 ACTS = {'relu': {}, 'soft_threshold': {'alpha': ALPHA}, 'tanh': {},
-        'hardtanh': {}, 'leaky_relu': {'slope': SLOPE}}
+        'hardtanh': {}, 'leaky_relu': {'slope': SLOPE}, 'identity': {}}
 # What each activation must be, as torch computes it.
 REFERENCE = {'relu': torch.relu,
              'soft_threshold': lambda z: F.softshrink(z, ALPHA),
              'tanh': torch.tanh, 'hardtanh': F.hardtanh,
-             'leaky_relu': lambda z: F.leaky_relu(z, SLOPE)}
+             'leaky_relu': lambda z: F.leaky_relu(z, SLOPE),
+             'identity': lambda z: z}
 # Interval holding the minimiser of 1/2 (u - z)^2 + sigma psi(u), and of the
 # conjugate's problem (B stands for |z| + 1).
 DOMAIN = {'relu': (0, 'B'), 'soft_threshold': ('-B', 'B'), 'tanh': (-1, 1),
-          'hardtanh': (-1, 1), 'leaky_relu': ('-B', 'B')}
+          'hardtanh': (-1, 1), 'leaky_relu': ('-B', 'B'),
+          'identity': ('-B', 'B')}
 CONJ_DOMAIN = {'relu': ('-B', 0), 'soft_threshold': (-ALPHA, ALPHA),
                'tanh': ('-B', 'B'), 'hardtanh': ('-B', 'B'),
-               'leaky_relu': ('-B', 0)}
+               'leaky_relu': ('-B', 0), 'identity': (0, 0)}
 DTYPES = ('float32', 'float64')
 
 
@@ -322,7 +324,7 @@ def test_get_activation_names_and_aliases():
     for alias, cls in [('ReLU', ReLU), ('soft-thresholding', SoftThreshold),
                        ('softshrink', SoftThreshold), ('tanh', Tanh),
                        ('clip', HardTanh), ('hard_tanh', HardTanh),
-                       ('LeakyReLU', LeakyReLU)]:
+                       ('LeakyReLU', LeakyReLU), ('linear', Identity)]:
         assert type(get_activation(alias)) is cls
     assert get_activation('soft_threshold', alpha=0.2).alpha == 0.2
     assert get_activation('leaky_relu', slope=0.3).slope == 0.3

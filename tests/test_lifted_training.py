@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from odl_genprior.activations import (
-    LeakyReLU, ReLU, SoftThreshold, Tanh)
+    Identity, LeakyReLU, ReLU, SoftThreshold, Tanh)
 from odl_genprior.bregman import bregman_prox
 from odl_genprior.lifted_training import (
-    Identity, LiftedNetwork, LiftedStep, implicit_sgd_step, lifted_energy,
+    LiftedNetwork, LiftedStep, implicit_sgd_step, lifted_energy,
     lifted_prox, train_lifted, weight_gradients)
 from odl_genprior.training import seed_all
 
