@@ -263,6 +263,19 @@ def perceptron_problem(size=64, num_outputs=512, activation='relu',
                           f'{name} perceptron inversion', info)
 
 
+
+def _check_positive(name, value):
+    if not float(value) > 0:
+        raise ValueError(f'{name} must be positive, got {value!r}')
+
+
+def _check_regularisation(alpha, regulariser):
+    """The checks every inversion method makes of its regulariser."""
+    _check_positive('alpha', alpha)
+    if regulariser not in _REGULARISERS:
+        raise ValueError(f'regulariser must be one of {_REGULARISERS}, '
+                         f'got {regulariser!r}')
+
 class LiftedBregmanInversion(Reconstructor):
     r"""Lifted Bregman inversion of a one-layer network ``sigma(W u + b)``.
 
@@ -333,11 +346,7 @@ class LiftedBregmanInversion(Reconstructor):
     def __init__(self, activation=None, alpha=0.015, regulariser='tv',
                  niter=500, solver='pdhg', step_ratio=1.0, W=None, b=None,
                  callback=None):
-        if not float(alpha) > 0:
-            raise ValueError(f'alpha must be positive, got {alpha!r}')
-        if regulariser not in _REGULARISERS:
-            raise ValueError(f'regulariser must be one of {_REGULARISERS}, '
-                             f'got {regulariser!r}')
+        _check_regularisation(alpha, regulariser)
         if solver not in _SOLVERS:
             raise ValueError(f'solver must be one of {_SOLVERS}, got '
                              f'{solver!r}')
@@ -347,9 +356,7 @@ class LiftedBregmanInversion(Reconstructor):
         self.regulariser = regulariser
         self.niter = int(niter)
         self.solver = solver
-        if not float(step_ratio) > 0:
-            raise ValueError(f'step_ratio must be positive, got '
-                             f'{step_ratio!r}')
+        _check_positive('step_ratio', step_ratio)
         self.step_ratio = float(step_ratio)
         self.W = W
         self.b = b
@@ -1041,14 +1048,9 @@ class MultilayerBregmanInversion(Reconstructor):
     def __init__(self, alpha=1e-3, regulariser='tv', niter=500, inner=5,
                  rho=1.0, lam=1.0, layers=None, output=None,
                  callback=None):
-        if not float(alpha) > 0:
-            raise ValueError(f'alpha must be positive, got {alpha!r}')
-        if regulariser not in _REGULARISERS:
-            raise ValueError(f'regulariser must be one of {_REGULARISERS}, '
-                             f'got {regulariser!r}')
+        _check_regularisation(alpha, regulariser)
         for name, value in (('rho', rho), ('lam', lam)):
-            if not float(value) > 0:
-                raise ValueError(f'{name} must be positive, got {value!r}')
+            _check_positive(name, value)
         if int(inner) < 1 or int(niter) < 0:
             raise ValueError(f'inner must be >= 1 and niter >= 0, got '
                              f'{inner!r}, {niter!r}')
