@@ -20,6 +20,9 @@ from odl_genprior.generators.autoencoders import VAE, Autoencoder
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
                                               MLPDecoder, MLPEncoder)
+from odl_genprior.generators.score_recipe import (build_score_model,
+                                                  complete_score_recipe,
+                                                  score_training)
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
                                                ConvEncoder1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic
@@ -31,7 +34,7 @@ __all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'load_run', 'pretrained', 'list_pretrained', 'generator_of',
            'PRETRAINED_DIR')
 
-KINDS = ('vae', 'ae', 'gan', 'cgnn')
+KINDS = ('vae', 'ae', 'gan', 'cgnn', 'score')
 DATASETS = ('mnist', 'ellipses', 'signals')
 PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
 
@@ -53,7 +56,9 @@ def complete_recipe(recipe):
     """The recipe with every default written out (1D signal recipes).
 
     Image recipes (``'mnist'``, ``'ellipses'``) are returned unchanged, so
-    their ``config.json`` stays as it was. For ``dataset='signals'`` the
+    their ``config.json`` stays as it was, except score recipes
+    (``kind='score'``), which `score_recipe.complete_score_recipe`
+    completes. For ``dataset='signals'`` the
     defaults `SIGNAL_DEFAULTS` (and `CGNN_DEFAULTS` for ``kind='cgnn'``)
     fill the missing keys, and ``arch`` defaults to ``'conv1d'``.
 
@@ -64,6 +69,8 @@ def complete_recipe(recipe):
     (4096, 15, [2, 3, 4, 5, 6, 7], 'conv1d')
     """
     recipe = dict(recipe)
+    if recipe.get('kind') == 'score':
+        return complete_score_recipe(recipe)
     if recipe.get('dataset') != 'signals':
         return recipe
     defaults = dict(SIGNAL_DEFAULTS, arch='conv1d')
@@ -87,7 +94,8 @@ def build_model(recipe):
     samples per signal), ``width`` (conv channels), ``hidden`` (MLP widths),
     ``likelihood`` and ``beta`` (VAE). For 'cgnn': ``levels``,
     ``channels``, ``wavelet``, ``boundary`` (see `CGNN`). Signal recipes are
-    completed by `complete_recipe`.
+    completed by `complete_recipe`. ``kind='score'``: a score network
+    (`odl_genprior.generators.score_recipe.build_score_model`).
 
     The 1D models take and give signals ``(B, 1, size)``: encoder
     `ConvEncoder1d` (or `MLPEncoder`), decoder `CGNNDecoder` (the CGNN
@@ -107,6 +115,8 @@ def build_model(recipe):
     kind = recipe.get('kind')
     if kind not in KINDS:
         raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    if kind == 'score':
+        return build_score_model(recipe)
     if recipe.get('dataset') not in DATASETS:
         raise ValueError(f'dataset must be one of {DATASETS}, got '
                          f'{recipe.get("dataset")!r}')
@@ -294,6 +304,13 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
     if command is not None:
         config['command'] = recorded_command(out_dir, config, command)
     kind = recipe['kind']
+    if kind == 'score':  # denoising score matching, EMA weights
+        kw = score_training(model, recipe)
+        train(model, kw.pop('loss_fn'), train_x, out_dir=out_dir,
+              epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+              val_data=val_x, config=config, resume=resume, progress=progress,
+              checkpoint_every=checkpoint_every, log_every=log_every, **kw)
+        return model.eval()
     common = dict(out_dir=out_dir, epochs=epochs, batch_size=batch_size,
                   seed=seed, val_data=val_x,
                   val_metric=_val_metric(kind, model),

@@ -16,7 +16,8 @@ from torch import nn
 
 from odl_genprior.sde import SDE
 
-__all__ = ('ScoreUNet', 'GaussianFourierEmbedding', 'SinusoidalEmbedding')
+__all__ = ('ScoreUNet', 'EMAScore', 'GaussianFourierEmbedding',
+           'SinusoidalEmbedding')
 
 
 class GaussianFourierEmbedding(nn.Module):
@@ -174,3 +175,75 @@ class ScoreUNet(nn.Module):
 
     def extra_repr(self):
         return f'sde={self.sde!r}'
+
+
+class EMAScore(nn.Module):
+    """A score network with an exponential moving average of its weights.
+
+    In training mode ``forward`` runs the trained network ``net``; in eval
+    mode it runs ``ema``, a copy whose weights follow ``ema <- decay ema +
+    (1 - decay) net`` at every `update` (Song et al. 2021 sample with the
+    EMA weights). The copy holds no trainable parameters, so an optimizer
+    over ``parameters()`` that skips ``requires_grad=False`` (as
+    `odl_genprior.training.train` does) trains ``net`` alone, and one
+    ``state_dict`` stores both.
+
+    Parameters
+    ----------
+    net : ScoreUNet
+        Any module ``net(x, t)`` with an ``sde`` attribute.
+    decay : float
+        In ``[0, 1)``; 0 makes ``ema`` a plain copy of ``net``.
+
+    Examples
+    --------
+    >>> from odl_genprior.sde import VPSDE
+    >>> model = EMAScore(ScoreUNet(VPSDE(), channels=(8, 16), embed_dim=16),
+    ...                  decay=0.5)
+    >>> sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+    ...     p.numel() for p in model.net.parameters())
+    True
+    >>> model.update()
+    >>> int(model.num_updates)
+    1
+    >>> model.eval()(torch.randn(2, 8, 8), 0.5).shape
+    torch.Size([2, 8, 8])
+    """
+
+    def __init__(self, net, decay=0.999):
+        super().__init__()
+        if not 0 <= decay < 1:
+            raise ValueError(f'decay must lie in [0, 1), got {decay}')
+        if not hasattr(net, 'sde'):
+            raise TypeError(f'net must be a score network with an `sde` '
+                            f'attribute (e.g. ScoreUNet), got '
+                            f'{type(net).__name__}')
+        import copy
+        self.net = net
+        self.ema = copy.deepcopy(net)
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.decay = float(decay)
+        self.register_buffer('num_updates', torch.zeros((), dtype=torch.long))
+
+    @property
+    def sde(self):
+        """The SDE of the network."""
+        return self.net.sde
+
+    @torch.no_grad()
+    def update(self):
+        """One EMA step (with Song's warm-up ``min(decay, (1+n)/(10+n))``)."""
+        n = int(self.num_updates)
+        d = min(self.decay, (1 + n) / (10 + n))
+        for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+            pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        for be, b in zip(self.ema.buffers(), self.net.buffers()):
+            be.copy_(b)
+        self.num_updates += 1
+
+    def forward(self, x, t):
+        return self.net(x, t) if self.training else self.ema(x, t)
+
+    def extra_repr(self):
+        return f'decay={self.decay}'
