@@ -360,8 +360,10 @@ def list_pretrained():
     """
     if not PRETRAINED_DIR.is_dir():
         return []
+    # A folder whose run has not written weights.pt yet is not listed.
     return sorted(p.name for p in PRETRAINED_DIR.iterdir()
-                  if (p / 'config.json').is_file())
+                  if (p / 'config.json').is_file()
+                  and (p / 'weights.pt').is_file())
 
 
 def pretrained(name, device='cpu'):
