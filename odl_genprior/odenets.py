@@ -609,17 +609,43 @@ def lipschitz_bound(net):
                     'RKNet, FeedForwardNet or HamiltonianNet')
 
 
+def _row_norms(t):
+    """Euclidean norm of each sample ``t[n]`` (all axes but the first)."""
+    return t.flatten(1).norm(dim=1)
+
+
+def _per_row(n, t):
+    """``n`` of shape ``(B,)`` reshaped to broadcast against ``t``."""
+    return n.reshape((-1,) + (1,) * (t.ndim - 1))
+
+
+def _jvp_and_jtjv(net, x, v):
+    """``J v`` and ``J^T J v`` at the samples of ``x``, by torch autograd.
+
+    Forward mode (`torch.autograd.forward_ad`) and a vector-Jacobian
+    product rather than `torch.func`: a network may contain an
+    `odl_genprior.bridge.OperatorLayer`, which `torch.func` cannot run.
+    """
+    with torch.autograd.forward_ad.dual_level():
+        out = net(torch.autograd.forward_ad.make_dual(x, v))
+        jv = torch.autograd.forward_ad.unpack_dual(out).tangent
+    if jv is None:  # the output does not depend on the input
+        return torch.zeros_like(out), torch.zeros_like(x)
+    xg = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (jtjv,) = torch.autograd.grad(net(xg), xg, jv.detach())
+    return jv.detach(), jtjv
+
+
 def _jac_norms(net, x, iters, generator):
-    """``||J(x_n)||_2`` per row of ``x`` by power iteration on ``J^T J``."""
+    """``||J(x_n)||_2`` per sample of ``x`` by power iteration on ``J^T J``."""
     v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    v = v / v.norm(dim=-1, keepdim=True)
-    sq = torch.zeros(x.shape[0], dtype=x.dtype)
+    v = (v / _per_row(_row_norms(v), v)).to(x.device)
+    sq = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for _ in range(iters):
-        _, jv = torch.func.jvp(net, (x,), (v,))
-        _, vjp = torch.func.vjp(net, x)
-        jtjv, = vjp(jv)
-        sq = (jv * jv).sum(-1)  # = ||J v||^2 for the current unit v
-        nrm = jtjv.norm(dim=-1, keepdim=True)
+        jv, jtjv = _jvp_and_jtjv(net, x, v)
+        sq = _row_norms(jv) ** 2  # = ||J v||^2 for the current unit v
+        nrm = _per_row(_row_norms(jtjv), jtjv)
         v = torch.where(nrm > 0, jtjv / nrm.clamp_min(1e-300), v)
     return sq.sqrt(), v
 
@@ -643,9 +669,11 @@ def lipschitz_estimate(net, x0, iters=50, search_steps=100, lr=1e-2,
     Parameters
     ----------
     net : torch.nn.Module
-        Maps ``(B, d) -> (B, m)`` row by row.
+        Maps a batch ``(B, ...) -> (B, ...)`` sample by sample (rows
+        ``(B, d)``, or images, sinograms, ...: norms are taken over all
+        axes but the first).
     x0 : torch.Tensor
-        Points, shape ``(B, d)``, of the network's dtype.
+        Points, shape ``(B, ...)``, of the network's dtype.
     iters, search_steps : int, optional
     lr : float, optional
         Adam learning rate of the search.
@@ -662,8 +690,8 @@ def lipschitz_estimate(net, x0, iters=50, search_steps=100, lr=1e-2,
     >>> lipschitz_estimate(net, x) <= lipschitz_bound(net)
     True
     """
-    if not isinstance(x0, torch.Tensor) or x0.ndim != 2:
-        raise ValueError(f'`x0` must be a (B, d) tensor, got '
+    if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
+        raise ValueError(f'`x0` must be a (B, ...) tensor, got '
                          f'{getattr(x0, "shape", type(x0).__name__)}')
     gen = torch.Generator().manual_seed(int(seed))
     was_training = net.training
@@ -679,8 +707,8 @@ def lipschitz_estimate(net, x0, iters=50, search_steps=100, lr=1e-2,
         y = (x0 + 0.1 * v).clone().requires_grad_(True)
         opt = torch.optim.Adam([x, y], lr=lr)
         for _ in range(int(search_steps)):
-            dx = (x - y).norm(dim=-1)
-            ratio = (net(x) - net(y)).norm(dim=-1) / dx.clamp_min(1e-12)
+            dx = _row_norms(x - y)
+            ratio = _row_norms(net(x) - net(y)) / dx.clamp_min(1e-12)
             ratio = torch.where(dx > 1e-9, ratio, torch.zeros_like(ratio))
             best = max(best, float(ratio.detach().max()))
             opt.zero_grad()
