@@ -269,13 +269,14 @@ class NonexpansiveBlock(torch.nn.Module):
     """
 
     def __init__(self, channels, hidden=32, n_layers=2, kernel_size=3,
-                 activation='relu'):
+                 activation='relu', step_fraction=0.9):
         super().__init__()
         if int(n_layers) < 1:
             raise ValueError(f'n_layers must be positive, got {n_layers}')
         self.channels = int(channels)
         self.layers = torch.nn.ModuleList(
-            ConvexPotentialLayer(channels, hidden, kernel_size, activation)
+            ConvexPotentialLayer(channels, hidden, kernel_size, activation,
+                                 step_fraction)
             for _ in range(int(n_layers)))
 
     def forward(self, z):
@@ -342,6 +343,9 @@ class CertifiedLearnedGradient(_Unrolled):
     kernel_size : int, optional
     activation : str, optional
         ``'relu'``, ``'tanh'`` or ``'sigmoid'``.
+    step_fraction : float, optional
+        Initial ``h / h_max`` of every layer, in ``(0, 1)`` (small: the
+        blocks start near the identity).
     opnorm : float, optional
         ``||A||`` for the scaling; default ODL's power method.
     margin : float, optional
@@ -373,8 +377,9 @@ class CertifiedLearnedGradient(_Unrolled):
     scheme = 'certified'
 
     def __init__(self, operator, n_iter=10, memory=5, hidden_channels=32,
-                 n_layers=2, kernel_size=3, activation='relu', opnorm=None,
-                 margin=1e-2, power_iter=100):
+                 n_layers=2, kernel_size=3, activation='relu',
+                 step_fraction=0.9, opnorm=None, margin=1e-2,
+                 power_iter=100):
         super().__init__(operator, opnorm)
         if int(n_iter) < 1 or int(memory) < 0:
             raise ValueError(f'n_iter must be positive and memory >= 0, got '
@@ -385,7 +390,7 @@ class CertifiedLearnedGradient(_Unrolled):
         self.margin = float(margin)
         self.blocks = torch.nn.ModuleList(
             NonexpansiveBlock(1 + self.memory, hidden_channels, n_layers,
-                              kernel_size, activation)
+                              kernel_size, activation, step_fraction)
             for _ in range(self.n_iter))
         dtype = _space_dtype(operator.domain)
         normal = _power_norm(lambda x: self.gradient(x[:, None], 0.0)[:, 0],
