@@ -322,3 +322,18 @@ def test_train_and_reconstruct(bench, tmp_path):
     assert x.shape == (16, 16)
     with pytest.raises(ValueError, match='batch_size'):
         train_certified(net, pairs, None, batch_size=8)
+
+
+@pytest.mark.slow
+def test_example_script_runs(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run(
+        [sys.executable, 'examples/certified_learned_gradient.py', '--size',
+         '16', '--angles', '8', '--n-train', '4', '--n-test', '2',
+         '--steps', '2', '--n-lip', '1', '--lip-iters', '2', '--lip-search',
+         '2', '--certified', '2:1:4:0.5', '--landweber', '2', '--runs',
+         str(tmp_path), '--quiet'], capture_output=True, text=True,
+        check=True, timeout=600).stdout
+    assert '| certified K=2 L=1 H=4 f=0.5 |' in out
+    assert '| Landweber K=2 | 0 |' in out
