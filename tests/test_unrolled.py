@@ -133,3 +133,32 @@ def test_cli_trains_resumes_and_reconstructs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'LearnedGradientDescent' in out and 'PSNR' in out
     assert main(['train', 'unrolled', '--group', 'C5', '--out', run]) == 2
+
+
+def test_ellipse_ct_benchmark_script_prints_table_and_reuses_runs(
+        tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / 'benchmarks' / 'ellipse_ct.py'
+    spec = importlib.util.spec_from_file_location('_ellipse_ct', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = tmp_path / 'runs'
+    args = ['--size', '16', '--angles', '8', '--n-train', '4', '--n-val',
+            '2', '--epochs', '1', '--batch-size', '2', '--width', '4',
+            '--n-test', '2', '--n-tune', '1', '--tv-iter', '3',
+            '--fbp-scalings', '0.8', '--tv-alphas', '1e-3',
+            '--models', 'lgd', 'lfb-c4', '--runs', str(runs), '--quiet',
+            '--json', str(tmp_path / 'r.json')]
+    mod.main(args)
+    out = capsys.readouterr().out
+    for name in ('FBP', 'TV', 'learned GD', 'learned FB C4', '24.18',
+                 '30.30', '2 steps'):
+        assert name in out
+    weights = (runs / 'lgd' / 'weights.pt').stat().st_mtime_ns
+    mod.main(args)  # finished runs are reused, not retrained
+    assert (runs / 'lgd' / 'weights.pt').stat().st_mtime_ns == weights
+    with open(tmp_path / 'r.json') as f:
+        import json
+        assert [r['method'] for r in json.load(f)['results']][:2] == \
+            ['FBP', 'TV']
