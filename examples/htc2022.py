@@ -20,7 +20,7 @@ same geometry, with ``odl_genprior.training.train``.
 
 Command (the table in docs/htc2022.md)::
 
-    python examples/htc2022.py --learned --out /tmp/htc/runs --plot htc2022.png
+    python examples/htc2022.py --learned --out runs/htc2022
 
 It took 473 s on the 2 shared CPU cores of the development machine, 224 s of
 them training; without ``--learned`` about 4 minutes. Data: ``--data DIR``

@@ -8,13 +8,9 @@ reconstruction on the test split next to FBP and TV. Every training run is a
 resumable run folder under ``--runs`` (run the command again to continue).
 
 The defaults are a CPU-sized version (32x32, 16 angles, 200 training
-pairs, 3 epochs: ~10 min on 2 cores); the benchmark of issue 6 is
-
-    python examples/unrolled_ct.py --size 128 --angles 30 --n-train 2000 \
-        --epochs 20 --runs runs/bench128
-
-which needs a GPU-sized budget (DIVal's reference on its ellipses: FBP 24.18,
-TV 27.96, learned GD 30.30, learned PD 32.27 dB).
+pairs, 3 epochs: ~10 min on 2 cores). The benchmark table of issue 6 (the
+same methods with tuned FBP/TV settings, DIVal's reference numbers beside
+them, cached runs) is ``benchmarks/ellipse_ct.py``; see docs/benchmarks.md.
 """
 import argparse
 from pathlib import Path
