@@ -57,11 +57,14 @@ def test_demo_small_prints_table_and_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_default_tv_beats_fbp(tmp_path):
+def test_demo_default_tv_and_prior_beat_fbp(tmp_path):
     out = run_cli('demo', '--quiet', '--out', str(tmp_path / 'demo.png'))
     assert out.returncode == 0, out.stderr
-    psnr = dict(re.findall(r'^(FBP|TV)\s+([\d.]+)', out.stdout, flags=re.M))
+    psnr = dict(re.findall(r'^(FBP|TV|GenPrior)\s+([\d.]+)', out.stdout,
+                           flags=re.M))
     assert float(psnr['TV']) > float(psnr['FBP']) + 1.0
+    # The shipped ellipses-vae-128 prior beats FBP on the default phantom.
+    assert float(psnr['GenPrior']) > float(psnr['FBP'])
 
 
 def test_bad_argument_is_reported():
