@@ -332,6 +332,68 @@ def test_batched_operator_matches_odl_and_is_the_transpose(name):
         assert torch.allclose(lhs, rhs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('name', [n for n, _ in _operators()])
+def test_assembled_matrix_matches_the_operator_path(name):
+    """matrix=True: the sparse matrix gives A x and A^T y of the ODL path."""
+    op = dict(_operators())[name]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn((3,) + op.domain.shape, generator=g)
+    y = torch.randn((3,) + op.range.shape, generator=g)
+    ref = BatchedLinearOperator(op, batched_module=False)
+    mat = BatchedLinearOperator(op, matrix=True)
+    assert mat.matrix.layout == torch.sparse_csr
+    assert mat.matrix.shape == (int(np.prod(op.range.shape)),
+                                int(np.prod(op.domain.shape)))
+    assert torch.allclose(mat.forward(x), ref.forward(x), atol=1e-5)
+    assert torch.allclose(mat.transpose(y), ref.transpose(y), atol=1e-5)
+
+
+def test_matrix_option_gives_the_same_samples_and_is_kept():
+    problem = ct(size=16, num_angles=6, seed=0)
+    sde = VESDE(0.01, 5.0)
+    torch.manual_seed(0)
+    net = ScoreUNet(sde, channels=(4, 8), embed_dim=8)
+    runs = {}
+    for matrix in (False, True):
+        m = ScoreProjection(net, sde, steps=3, n_samples=2, cg_niter=3,
+                            matrix=matrix)
+        m(problem, progress=False)
+        runs[matrix] = m.samples
+    assert np.allclose(runs[False], runs[True], atol=1e-4)
+    op = m._op_cache[2]
+    assert op.matrix is not None
+    m(problem, progress=False)
+    assert m._op_cache[2] is op  # same operator: not assembled again
+    m2 = ScoreProjection(net, sde, steps=3, n_samples=2, matrix=True)
+    m2(problem, progress=False)
+    m2(ct(size=16, num_angles=7, seed=0), progress=False)
+    assert m2._op_cache[0] is not problem.operator  # a new operator
+
+
+def test_dps_guidance_per_step_moves_by_zeta():
+    """guidance_per_step: one EM step with a zero prior score moves the
+    sample by zeta J^T A^T r / ||r|| (J = I / alpha for a zero score)."""
+    problem, m, _, _, mat = _gaussian_problem(noise_std=0.05)
+    sde = VPSDE()
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    steps, eps, zeta = 4, 1e-3, 0.7
+    method = DiffusionPosteriorSampling(zero, sde, steps=steps, eps=eps,
+                                        guidance_scale=zeta,
+                                        guidance_per_step=True, n_samples=3)
+    op, y, _, _ = method._setup(problem)
+    score = method._conditional_score(problem, op, y)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((3,) + problem.space.shape, generator=g)
+    for t in (0.9, 0.2):
+        tt = torch.full((3,), t)
+        a = float(sde.mean_coeff(torch.tensor(t)))
+        r = y - op.forward(x / a)
+        direction = op.transpose(r / r.norm(dim=1, keepdim=True)) / a
+        dt = (1 - eps) / steps
+        move = score(x, tt) * (sde.diffusion(tt)[:, None] ** 2 * dt)
+        assert torch.allclose(move, zeta * direction, rtol=1e-4, atol=1e-6)
+
+
 def test_batched_operator_errors():
     with pytest.raises(ValueError, match='linear'):
         BatchedLinearOperator(odl.PowerOperator(odl.rn(3), 2))

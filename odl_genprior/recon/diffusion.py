@@ -43,6 +43,7 @@ the orthogonal projection for ``lambda = 1, delta = 0`` (for Song's
 ``A = P(Lambda) T`` with orthogonal ``T`` it is their mixing step).
 """
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -82,6 +83,14 @@ class BatchedLinearOperator:
         axis of one, run its module on the whole batch (and its
         vector-Jacobian product for the transpose) instead of one ODL call
         per sample through `OperatorLayer`. The results are the same.
+    matrix : bool
+        Assemble the Euclidean matrix of ``A`` once (one ODL call per row
+        or per column, whichever are fewer, batched through
+        `OperatorLayer`) and apply ``A`` and ``A^T`` to batches as sparse
+        (CSR) matrix products. Worth it for small problems applied many
+        times, such as 64x64 CT inside a sampler: ODL calls ASTRA once per
+        sample, with a fixed cost per call. The matrix is exact up to
+        rounding; entries that are exactly zero are dropped.
 
     Examples
     --------
@@ -90,9 +99,12 @@ class BatchedLinearOperator:
     >>> x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
     >>> op.forward(x).tolist(), op.transpose(x).tolist()
     ([[3.0, 1.0]], [[1.0, 3.0]])
+    >>> mat = BatchedLinearOperator(A, matrix=True)
+    >>> mat.forward(x).tolist(), mat.transpose(x).tolist()
+    ([[3.0, 1.0]], [[1.0, 3.0]])
     """
 
-    def __init__(self, operator, batched_module=True):
+    def __init__(self, operator, batched_module=True, matrix=False):
         if not getattr(operator, 'is_linear', False):
             raise ValueError(f'the forward operator must be a linear ODL '
                              f'operator, got {operator!r}')
@@ -106,6 +118,32 @@ class BatchedLinearOperator:
             self._in_shape = tuple(operator.in_shape[1:])
         else:
             self.layer = OperatorLayer(operator)
+        self.matrix = None
+        if matrix:
+            self.matrix, self.matrix_t = self._assemble()
+
+    def _assemble(self, chunk=256):
+        """The CSR matrices of ``A`` and ``A^T`` (dtype of the domain)."""
+        n_in = int(np.prod(self.domain_shape))
+        n_out = int(np.prod(self.range_shape))
+        dtype = _torch_dtype(self.operator.domain)
+        rows = n_out <= n_in  # rows of A are A^T e_i
+        n, shape, apply = ((n_out, self.range_shape, self._transpose) if rows
+                           else (n_in, self.domain_shape, self._forward))
+        parts = []
+        with torch.no_grad():
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                e = torch.zeros((stop - start, n), dtype=dtype)
+                e[torch.arange(stop - start), torch.arange(start, stop)] = 1
+                parts.append(apply(e.reshape((-1,) + shape)).reshape(
+                    stop - start, -1))
+        m = torch.cat(parts)  # (n_out, n_in) if rows, else (n_in, n_out)
+        if not rows:
+            m = m.T
+        with warnings.catch_warnings():  # 'sparse CSR support is in beta'
+            warnings.simplefilter('ignore', UserWarning)
+            return m.to_sparse_csr(), m.T.contiguous().to_sparse_csr()
 
     def _check(self, x, shape, what):
         if tuple(x.shape[1:]) != shape:
@@ -117,9 +155,19 @@ class BatchedLinearOperator:
         return self.module(x.reshape((b,) + self._in_shape)).reshape(
             (b,) + self.range_shape)
 
+    def _matmul(self, m, x, shape):
+        b = x.shape[0]
+        m = m.to(device=x.device, dtype=x.dtype)
+        return (m @ x.reshape(b, -1).T).T.reshape((b,) + shape)
+
     def forward(self, x):
         """``A x`` for every sample of the batch ``x``."""
         self._check(x, self.domain_shape, 'input')
+        if self.matrix is not None:
+            return self._matmul(self.matrix, x, self.range_shape)
+        return self._forward(x)
+
+    def _forward(self, x):
         if self.module is not None:
             return self._module_forward(x)
         return self.layer(x)
@@ -127,6 +175,11 @@ class BatchedLinearOperator:
     def transpose(self, y):
         """``A^T y`` (Euclidean) for every sample of the batch ``y``."""
         self._check(y, self.range_shape, 'input')
+        if self.matrix is not None:
+            return self._matmul(self.matrix_t, y, self.domain_shape)
+        return self._transpose(y)
+
+    def _transpose(self, y):
         if self.module is not None:
             with torch.enable_grad():
                 x = torch.zeros((y.shape[0],) + self.domain_shape,
@@ -193,7 +246,8 @@ class _DiffusionSampling(Reconstructor):
     """Shared options and bookkeeping of the conditional samplers."""
 
     def __init__(self, score, sde, steps=500, sampler='em', n_samples=8,
-                 seed=0, eps=1e-3, sampler_options=None, batched_module=True):
+                 seed=0, eps=1e-3, sampler_options=None, batched_module=True,
+                 matrix=False):
         if not callable(score):
             raise TypeError(f'score must be a callable score(x, t) or a '
                             f'torch.nn.Module, got {type(score).__name__}')
@@ -217,6 +271,8 @@ class _DiffusionSampling(Reconstructor):
         self.eps = eps
         self.sampler_options = dict(sampler_options or {})
         self.batched_module = batched_module
+        self.matrix = bool(matrix)
+        self._op_cache = None
         self.samples = None
         self.mean = None
         self.std = None
@@ -234,7 +290,15 @@ class _DiffusionSampling(Reconstructor):
         else:
             device = space_device(space)
         dtype = _torch_dtype(space)
-        op = BatchedLinearOperator(problem.operator, self.batched_module)
+        cache = self._op_cache
+        if cache is not None and cache[0] is problem.operator and cache[1] == (
+                self.batched_module, self.matrix):
+            op = cache[2]  # e.g. the assembled matrix of the same operator
+        else:
+            op = BatchedLinearOperator(problem.operator, self.batched_module,
+                                       self.matrix)
+            self._op_cache = (problem.operator,
+                              (self.batched_module, self.matrix), op)
         y = as_tensor(problem.data, device=device, dtype=dtype)[None]
         return op, y, device, dtype
 
@@ -312,6 +376,15 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
         Final time.
     guidance_scale : float
         ``zeta`` of Chung et al.'s normalised step (``prior_std=None``).
+    guidance_per_step : bool
+        With ``prior_std=None``: divide the guidance term by ``g(t)^2
+        |dt|`` (``dt`` the step of the time grid), so that one
+        Euler-Maruyama step moves the sample by ``zeta J^T A^T r / ||r||``
+        whatever ``t`` is, as Chung et al.'s Algorithm 1 does (their step
+        ``zeta_i = zeta / ||r||`` on the gradient of ``||r||^2`` is this
+        with ``2 zeta``). Without it the move is ``zeta g(t)^2 |dt|``, a
+        factor ``beta_max / beta_min`` larger at ``t = 1`` than at ``t = 0``
+        for the VP SDE.
     prior_std : float, optional
         ``s``: use the covariance-corrected Gaussian likelihood with
         ``r_t^2 = s^2 q^2 / (s^2 + q^2)`` (exact for the prior ``N(m, s^2
@@ -324,8 +397,9 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
         x0_hat``.
     sampler_options : dict, optional
         Passed on to the sampler (``snr``, ``n_corrector``, ``method``).
-    batched_module : bool
-        See `BatchedLinearOperator`.
+    batched_module, matrix : bool
+        See `BatchedLinearOperator` (``matrix=True``: assemble ``A`` once
+        as a sparse matrix, kept for later calls with the same operator).
 
     Examples
     --------
@@ -353,15 +427,17 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
 
     def __init__(self, score, sde, steps=500, sampler='em', n_samples=8,
                  seed=0, eps=1e-3, guidance_scale=1.0, prior_std=None,
-                 noise_std=None, cg_niter=50, cg_tol=1e-6,
-                 sampler_options=None, batched_module=True):
+                 guidance_per_step=False, noise_std=None, cg_niter=50,
+                 cg_tol=1e-6,
+                 sampler_options=None, batched_module=True, matrix=False):
         super().__init__(score, sde, steps, sampler, n_samples, seed, eps,
-                         sampler_options, batched_module)
+                         sampler_options, batched_module, matrix)
         if prior_std is not None and not prior_std > 0:
             raise ValueError(f'prior_std must be positive, got {prior_std}')
         if noise_std is not None and noise_std < 0:
             raise ValueError(f'noise_std must be >= 0, got {noise_std}')
         self.guidance_scale = float(guidance_scale)
+        self.guidance_per_step = bool(guidance_per_step)
         self.prior_std = prior_std
         self.noise_std = noise_std
         self.cg_niter = int(cg_niter)
@@ -374,6 +450,8 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
         if covariance:
             s2 = float(self.prior_std) ** 2
         zeta = self.guidance_scale
+        per_step = self.guidance_per_step
+        dt = (1 - self.eps) / self.steps  # |t_{i+1} - t_i| of the grid
 
         def score(x, t):
             with torch.enable_grad():
@@ -392,6 +470,8 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
                         + sigma2 * v, res, self.cg_niter, self.cg_tol)
                 else:
                     norm = res.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
+                    if per_step:  # a move of zeta per Euler step
+                        norm = norm * sde.diffusion(t) ** 2 * dt
                     w = zeta * res / norm.reshape(
                         (-1,) + (1,) * (res.ndim - 1))
                 u = op.transpose(w)
@@ -412,7 +492,7 @@ class ScoreProjection(_DiffusionSampling):
     Parameters
     ----------
     score, sde, steps, sampler, n_samples, seed, eps, sampler_options, \
-batched_module
+batched_module, matrix
         As in `DiffusionPosteriorSampling` (``score`` need not be
         differentiable here).
     weight : float
@@ -444,9 +524,9 @@ batched_module
     def __init__(self, score, sde, steps=500, sampler='pc', n_samples=8,
                  seed=0, eps=1e-3, weight=1.0, regularization=0.0,
                  cg_niter=20, cg_tol=1e-6, sampler_options=None,
-                 batched_module=True):
+                 batched_module=True, matrix=False):
         super().__init__(score, sde, steps, sampler, n_samples, seed, eps,
-                         sampler_options, batched_module)
+                         sampler_options, batched_module, matrix)
         if not 0 <= weight <= 1:
             raise ValueError(f'weight must lie in [0, 1], got {weight}')
         if regularization < 0:
