@@ -46,6 +46,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from odl_genprior import samplers as _samplers
@@ -130,20 +131,29 @@ class BatchedLinearOperator:
         rows = n_out <= n_in  # rows of A are A^T e_i
         n, shape, apply = ((n_out, self.range_shape, self._transpose) if rows
                            else (n_in, self.domain_shape, self._forward))
-        parts = []
+        parts = []  # sparse chunks: the dense matrix is never formed
         with torch.no_grad():
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
                 e = torch.zeros((stop - start, n), dtype=dtype)
                 e[torch.arange(stop - start), torch.arange(start, stop)] = 1
-                parts.append(apply(e.reshape((-1,) + shape)).reshape(
-                    stop - start, -1))
-        m = torch.cat(parts)  # (n_out, n_in) if rows, else (n_in, n_out)
+                block = apply(e.reshape((-1,) + shape)).reshape(
+                    stop - start, -1)
+                parts.append(scipy.sparse.csr_matrix(block.cpu().numpy()))
+        m = scipy.sparse.vstack(parts).tocsr()  # rows: of A, or of A^T
         if not rows:
-            m = m.T
-        with warnings.catch_warnings():  # 'sparse CSR support is in beta'
-            warnings.simplefilter('ignore', UserWarning)
-            return m.to_sparse_csr(), m.T.contiguous().to_sparse_csr()
+            m = m.T.tocsr()
+
+        def csr(a):
+            a.sort_indices()
+            with warnings.catch_warnings():  # 'sparse CSR is in beta'
+                warnings.simplefilter('ignore', UserWarning)
+                return torch.sparse_csr_tensor(
+                    torch.from_numpy(a.indptr.astype(np.int64)),
+                    torch.from_numpy(a.indices.astype(np.int64)),
+                    torch.from_numpy(a.data), size=a.shape, dtype=dtype)
+
+        return csr(m), csr(m.T.tocsr())
 
     def _check(self, x, shape, what):
         if tuple(x.shape[1:]) != shape:
