@@ -66,8 +66,44 @@ METHODS = {'fbp': 'FBP', 'tv': 'TV', 'tikhonov': 'Tikhonov',
            'latent-hard': 'LatentHard', 'latent-soft': 'LatentSoft',
            'latent-sparse': 'LatentSparseDeviation',
            'learned': 'LearnedReconstructor', 'dip': 'DeepImagePrior',
-           'learned-svd': 'LearnedSVD'}
+           'learned-svd': 'LearnedSVD', 'dps': 'DiffusionPosteriorSampling',
+           'score-projection': 'ScoreProjection'}
+#: The score model of dps / score-projection unless --prior names another.
+SCORE_PRIOR = 'ellipses-score-64'
+#: Defaults of the diffusion methods (chosen on validation phantoms of 64x64
+#: ellipse CT, see docs/diffusion.md); --set key=value overrides them.
+DIFFUSION_DEFAULTS = {
+    'dps': {'steps': 200, 'sampler': 'em', 'n_samples': 8,
+            'guidance_scale': 3.0, 'guidance_per_step': True,
+            'matrix': True},
+    'score-projection': {'steps': 200, 'sampler': 'em', 'n_samples': 8,
+                         'cg_niter': 5, 'matrix': True}}
 PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
+
+
+def _diffusion_method(args, space, options):
+    """DPS or the projection sampler with a score model (name or run folder)."""
+    from pathlib import Path
+
+    from odl_genprior import recon
+    from odl_genprior.generators import recipes
+
+    prior = args.prior or SCORE_PRIOR
+    model = (recipes.load_run(prior) if Path(prior).is_dir()
+             else recipes.pretrained(prior))
+    if not hasattr(model, 'sde'):
+        raise SystemExit(f'{args.method} needs a score model (`odl-genprior '
+                         f'train score`); {prior} is a '
+                         f'{type(model).__name__}')
+    size = getattr(model, 'image_size', None)
+    if size is not None and tuple(space.shape) != (size, size):
+        raise SystemExit(f'the score model {prior} was trained on '
+                         f'{size}x{size} images but the problem space has '
+                         f'shape {tuple(space.shape)}; pass --size {size}')
+    if space.impl == 'pytorch':
+        model = model.to(space.device)
+    kw = dict(DIFFUSION_DEFAULTS[args.method], **options)
+    return getattr(recon, METHODS[args.method])(model, model.sde, **kw)
 
 
 def _problem(args):
@@ -139,6 +175,9 @@ def _reconstruct(args):
         problem = _problem(args)
         method = getattr(recon, METHODS[args.method])(
             _prior_operator(args.prior, problem.space), **options)
+    elif args.method in DIFFUSION_DEFAULTS:
+        problem = _problem(args)
+        method = _diffusion_method(args, problem.space, options)
     else:
         problem = _problem(args)
         method = getattr(recon, METHODS[args.method])(**options)
@@ -314,6 +353,9 @@ def _train(args):
         return _train_unrolled(args, command)
     if args.kind == 'learned-svd':
         return _train_learned_svd(args, command)
+    if args.kind == 'score':
+        from odl_genprior.generators.score_recipe import train_from_arguments
+        return train_from_arguments(args, command, 'odl-genprior train')
 
     images = args.dataset != 'signals'
     if args.kind == 'cgnn' and images:
@@ -409,7 +451,9 @@ def build_parser():
     rc.add_argument('--device', default='cpu')
     rc.add_argument('--prior', default=None,
                     help='generator for latent methods: ellipses-vae-128, '
-                         'ellipses-64, mnist-vae-20 or a run folder')
+                         'ellipses-64, mnist-vae-20 or a run folder; score '
+                         'model for dps and score-projection (default '
+                         f'{SCORE_PRIOR}, 64x64: pass --size 64)')
     rc.add_argument('--model', default=None,
                     help='learned: run folder of `odl-genprior train '
                          'unrolled` (the problem is then test sample --seed '
@@ -437,9 +481,12 @@ def build_parser():
                     "benchmark (--size, --angles, --noise). 'learned-svd' "
                     'trains a learned SVD (Boink and Brune) on parallel-beam '
                     'CT pairs of ellipses or MNIST digits (--dataset, '
-                    '--size, --angles, --noise, --latent-dim, --hidden).')
+                    '--size, --angles, --noise, --latent-dim, --hidden). '
+                    "'score' trains a ScoreUNet by denoising score matching "
+                    '(--sde, --channels, --embed-dim, --ema; ellipses or '
+                    'MNIST).')
     tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn', 'unrolled',
-                                     'learned-svd'))
+                                     'learned-svd', 'score'))
     tr.add_argument('--scheme', choices=('lgd', 'lpd', 'lfb'), default='lfb',
                     help='unrolled: learned gradient descent, primal-dual '
                          'or forward-backward (default lfb)')
@@ -488,7 +535,23 @@ def build_parser():
                          '2 3 4 5 6 7)')
     tr.add_argument('--channels', type=int, nargs='+', default=None,
                     help='cgnn: channels c_1 ... c_L (default '
-                         '32 16 8 4 2 1)')
+                         '32 16 8 4 2 1); score: U-Net channels at full and '
+                         'half resolution (default 32 64)')
+    tr.add_argument('--sde', choices=('vp', 've'), default='vp',
+                    help='score: variance preserving or exploding SDE')
+    tr.add_argument('--beta-min', type=float, default=None,
+                    help='score, VP: default 0.1')
+    tr.add_argument('--beta-max', type=float, default=None,
+                    help='score, VP: default 20')
+    tr.add_argument('--sigma-min', type=float, default=None,
+                    help='score, VE: default 0.01')
+    tr.add_argument('--sigma-max', type=float, default=None,
+                    help='score, VE: default 50')
+    tr.add_argument('--embed-dim', type=int, default=None,
+                    help='score: time embedding size (default 64)')
+    tr.add_argument('--ema', type=float, default=None,
+                    help='score: decay of the weight average used for '
+                         'sampling (default 0.999)')
     tr.add_argument('--wavelet', default=None,
                     help="cgnn: PyWavelets name (default 'db2')")
     tr.add_argument('--boundary', choices=('zero', 'periodic'), default=None,

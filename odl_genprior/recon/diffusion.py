@@ -52,7 +52,7 @@ import torch
 from odl_genprior import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device, space_device)
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, _short_repr
 from odl_genprior.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
@@ -288,7 +288,8 @@ class _DiffusionSampling(Reconstructor):
         self.std = None
 
     def __repr__(self):
-        opts = ', '.join(f'{k}={v!r}' for k, v in sorted(vars(self).items())
+        opts = ', '.join(f'{k}={_short_repr(v)}'
+                         for k, v in sorted(vars(self).items())
                          if not k.startswith('_')
                          and k not in ('samples', 'mean', 'std'))
         return f'{type(self).__name__}({opts})'
