@@ -103,13 +103,17 @@ def make_sde(recipe):
 def build_score_model(recipe):
     """The untrained `EMAScore` (a `ScoreUNet` and its average) of a recipe.
 
+    Its attribute ``image_size`` is the side of the training images (the
+    fully convolutional network runs on any even size, but has learned only
+    this one).
+
     Examples
     --------
     >>> m = build_score_model({'kind': 'score', 'dataset': 'ellipses',
     ...                        'size': 16, 'channels': [8, 16],
     ...                        'embed_dim': 16})
-    >>> m.sde
-    VPSDE(beta_min=0.1, beta_max=20.0)
+    >>> m.sde, m.image_size
+    (VPSDE(beta_min=0.1, beta_max=20.0), 16)
     >>> m.eval()(torch.zeros(3, 16, 16), torch.full((3,), 0.5)).shape
     torch.Size([3, 16, 16])
     """
@@ -117,7 +121,9 @@ def build_score_model(recipe):
     net = ScoreUNet(make_sde(recipe), channels=tuple(recipe['channels']),
                     embed_dim=int(recipe['embed_dim']),
                     embedding=recipe['embedding'])
-    return EMAScore(net, decay=float(recipe['ema']))
+    model = EMAScore(net, decay=float(recipe['ema']))
+    model.image_size = recipe['size']  # the side of the training images
+    return model
 
 
 class _ValDSM:
@@ -171,7 +177,8 @@ def add_score_arguments(parser):
     ``--ema`` (see `SCORE_DEFAULTS`), and the training options
     ``--data-dir``, ``--out``, ``--n-train``, ``--n-val``, ``--epochs``,
     ``--batch-size``, ``--lr``, ``--seed``, ``--checkpoint-every``,
-    ``--no-resume``, ``--quiet``.
+    ``--no-resume``, ``--quiet`` (with the defaults of ``odl-genprior
+    train``).
 
     Examples
     --------
@@ -200,11 +207,11 @@ def add_score_arguments(parser):
     add('--data-dir', default=None,
         help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
     add('--out', required=True, help='run folder')
-    add('--n-train', type=int, default=6000)
-    add('--n-val', type=int, default=200)
+    add('--n-train', type=int, default=10000)
+    add('--n-val', type=int, default=500)
     add('--epochs', type=int, default=10)
-    add('--batch-size', type=int, default=32)
-    add('--lr', type=float, default=2e-3)
+    add('--batch-size', type=int, default=64)
+    add('--lr', type=float, default=1e-3)
     add('--seed', type=int, default=0)
     add('--checkpoint-every', type=int, default=None,
         help='steps between checkpoints (default: each epoch)')
@@ -227,12 +234,12 @@ def recipe_from_arguments(args):
     return complete_score_recipe(recipe)
 
 
-def train_from_arguments(args, command):
+def train_from_arguments(args, command, prog=None):
     """Train the score recipe of parsed options; returns an exit status.
 
     ``command`` is recorded in ``config.json`` (see
     `odl_genprior.training.recorded_command`). A wrong recipe prints an
-    error and returns 2.
+    error (after ``prog``, the name of the command) and returns 2.
     """
     import sys
 
@@ -241,7 +248,7 @@ def train_from_arguments(args, command):
         recipe = recipe_from_arguments(args)
         build_score_model(recipe)
     except (ValueError, TypeError) as err:
-        print(f'error: {err}', file=sys.stderr)
+        print(f'{prog or "score_recipe"}: error: {err}', file=sys.stderr)
         return 2
     recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -274,7 +281,7 @@ def main(argv=None):
     torch.set_num_threads(max(1, torch.get_num_threads()))
     command = (f'python -m odl_genprior.generators.score_recipe '
                + ' '.join(shlex.quote(a) for a in argv))
-    return train_from_arguments(args, command)
+    return train_from_arguments(args, command, parser.prog)
 
 
 if __name__ == '__main__':
