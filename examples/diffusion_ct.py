@@ -13,7 +13,8 @@ Prints a table of PSNR / SSIM (means over the test phantoms, and their
 range) and the wall time per reconstruction, and writes a figure of the
 first phantom (truth, FBP, TV, latent prior, posterior means, three
 posterior samples and the pixelwise standard deviation) and the table as
-Markdown into ``--out``. The defaults are those of the table in
+Markdown into ``--out``, with a row of unconditional samples of the score
+model. The defaults are those of the table in
 ``docs/diffusion.md``; their hyperparameters were chosen on validation
 phantoms (``--split validation``), not on the test phantoms::
 
@@ -161,6 +162,28 @@ def figure(problem, first, path):
     plt.close(fig)
 
 
+def unconditional(args, path):
+    """A row of unconditional samples of the score model (reverse SDE)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from odl_genprior.samplers import euler_maruyama
+    score = _load(args.score)
+    x = euler_maruyama(score, score.sde, (args.unconditional, 64, 64),
+                       steps=args.dps_steps, generator=args.seed).numpy()
+    fig, axes = plt.subplots(1, len(x), figsize=(1.6 * len(x), 1.8),
+                             squeeze=False)
+    for ax, img in zip(axes[0], x):
+        ax.imshow(img.T, cmap='gray', origin='lower', vmin=0, vmax=1)
+        ax.axis('off')
+    fig.suptitle(f'unconditional samples of {args.score} (reverse SDE, '
+                 f'{args.dps_steps} Euler-Maruyama steps)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def build_parser():
     """Command-line options (defaults: the table of docs/diffusion.md)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -192,6 +215,9 @@ def build_parser():
     p.add_argument('--latent-lam', type=float, default=0.03)
     p.add_argument('--latent-mu', type=float, default=1e-5)
     p.add_argument('--latent-iters', type=int, default=200)
+    p.add_argument('--unconditional', type=int, default=8,
+                   help='unconditional samples to draw into the figure '
+                        'folder (0: none)')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--out', default=None,
                    help='folder for the figure, table.md and results.json')
@@ -212,6 +238,8 @@ def main(argv=None):
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         figure(problems[0], first, out / 'diffusion_ct.png')
+        if args.unconditional and {'dps', 'projection'} & set(args.methods):
+            unconditional(args, out / 'unconditional.png')
         (out / 'table.md').write_text(text + '\n')
         (out / 'results.json').write_text(json.dumps(
             {'args': vars(args), 'methods': {k: repr(m) for k, m in

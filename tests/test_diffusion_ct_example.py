@@ -35,12 +35,14 @@ def test_example_writes_table_figure_and_results(tmp_path, capsys):
     out = tmp_path / 'out'
     _example().main(['--n-test', '2', '--score', str(run), '--samples', '2',
                      '--dps-steps', '3', '--proj-steps', '3', '--methods',
-                     'fbp', 'dps', 'projection', '--out', str(out),
+                     'fbp', 'dps', 'projection', '--unconditional', '2',
+                     '--out', str(out),
                      '--quiet'])
     text = capsys.readouterr().out
     assert '| FBP |' in text and '| score projection (posterior mean) |' \
         in text
     assert (out / 'diffusion_ct.png').stat().st_size > 10000
+    assert (out / 'unconditional.png').is_file()
     table = (out / 'table.md').read_text()
     assert table.count('\n') == 5  # header, rule, three methods
     res = json.loads((out / 'results.json').read_text())
