@@ -204,10 +204,10 @@ def build_parser():
                    help='posterior samples per reconstruction')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--dps-steps', type=int, default=200)
-    p.add_argument('--dps-zeta', type=float, default=3.0,
+    p.add_argument('--dps-zeta', type=float, default=2.0,
                    help="Chung's step (guidance_per_step=True)")
     p.add_argument('--proj-steps', type=int, default=200)
-    p.add_argument('--proj-weight', type=float, default=1.0)
+    p.add_argument('--proj-weight', type=float, default=0.5)
     p.add_argument('--proj-cg', type=int, default=5)
     p.add_argument('--proj-sampler', default='em', choices=('em', 'pc'))
     p.add_argument('--tv-alpha', type=float, default=1e-4)

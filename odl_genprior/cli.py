@@ -74,10 +74,10 @@ SCORE_PRIOR = 'ellipses-score-64'
 #: ellipse CT, see docs/diffusion.md); --set key=value overrides them.
 DIFFUSION_DEFAULTS = {
     'dps': {'steps': 200, 'sampler': 'em', 'n_samples': 8,
-            'guidance_scale': 3.0, 'guidance_per_step': True,
+            'guidance_scale': 2.0, 'guidance_per_step': True,
             'matrix': True},
     'score-projection': {'steps': 200, 'sampler': 'em', 'n_samples': 8,
-                         'cg_niter': 5, 'matrix': True}}
+                         'cg_niter': 5, 'weight': 0.5, 'matrix': True}}
 PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 
 
