@@ -240,3 +240,15 @@ def test_module_command_and_cli_share_runs(tmp_path, capsys):
     # other options on the same folder are refused, naming the difference
     assert cli.main(['train', 'score', '--sde', 've'] + opts) == 2
     assert "'sde'" in capsys.readouterr().err
+
+
+def test_diffusion_methods_refuse_other_image_sizes(shipped):
+    from odl_genprior.problems import ct
+    from odl_genprior.recon import DiffusionPosteriorSampling, ScoreProjection
+    problem = ct(size=32, num_angles=8, seed=0)
+    for cls in (DiffusionPosteriorSampling, ScoreProjection):
+        method = cls(shipped, shipped.sde, steps=2, n_samples=1)
+        with pytest.raises(ValueError, match=r'trained on 64x64 images but '
+                                             r'the problem space .* has '
+                                             r'shape \(32, 32\)'):
+            method(problem, progress=False)

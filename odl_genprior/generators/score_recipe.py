@@ -221,7 +221,18 @@ def add_score_arguments(parser):
 
 
 def recipe_from_arguments(args):
-    """The completed score recipe of parsed `add_score_arguments` options."""
+    """The completed score recipe of parsed `add_score_arguments` options.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_score_arguments(p)
+    >>> r = recipe_from_arguments(p.parse_args(
+    ...     ['--out', 'run', '--dataset', 'mnist', '--channels', '16', '32']))
+    >>> r['size'], r['channels'], r['sde'], r['beta_max']
+    (28, [16, 32], 'vp', 20.0)
+    """
     recipe = {'kind': 'score', 'dataset': args.dataset, 'size': args.size,
               'sde': args.sde, 'channels': args.channels,
               'embed_dim': args.embed_dim, 'ema': args.ema}
@@ -240,6 +251,15 @@ def train_from_arguments(args, command, prog=None):
     ``command`` is recorded in ``config.json`` (see
     `odl_genprior.training.recorded_command`). A wrong recipe prints an
     error (after ``prog``, the name of the command) and returns 2.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_score_arguments(p)
+    >>> train_from_arguments(p.parse_args(['--out', 'run', '--size', '15']),
+    ...                      'command')
+    2
     """
     import sys
 

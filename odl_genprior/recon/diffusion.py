@@ -296,6 +296,12 @@ class _DiffusionSampling(Reconstructor):
 
     def _setup(self, problem):
         space = problem.space
+        size = getattr(self.score, 'image_size', None)
+        if size is not None and tuple(space.shape) != (size, size):
+            raise ValueError(
+                f'{self.name}: the score model was trained on {size}x{size} '
+                f'images but the problem space {space!r} has shape '
+                f'{tuple(space.shape)}')
         if isinstance(self.score, torch.nn.Module):
             device = module_device(self.score, space_device(space))
         else:
