@@ -18,13 +18,7 @@ from odl_genprior.generators.mra import DaubechiesMRA, haar_conv_filter
 WAVELETS = ('db1', 'db2', 'db6', 'db10')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # These tensors are tiny: thread start-up dominates on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def small_cgnn(wavelet='db2', dim=1, dtype=torch.float64, **kw):

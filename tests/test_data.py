@@ -1,6 +1,5 @@
 """Data: MNIST IDX reading (real files when present), 1D signals."""
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np

@@ -39,12 +39,7 @@ from odl_genprior.sde import (VESDE, VPSDE, DSMLoss, dsm_loss,
                               gaussian_score, tweedie_denoiser)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 SDES = {'vp': lambda: VPSDE(0.1, 20.0), 've': lambda: VESDE(0.01, 100.0)}

@@ -4,19 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from odl_genprior.generators import recipes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _example():

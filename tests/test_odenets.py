@@ -15,12 +15,7 @@ F64 = torch.float64
 METHODS = ('euler', 'heun', 'kutta3', 'rk4')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 # --- tableaus and steps ---

@@ -11,12 +11,7 @@ from odl_genprior.pnn import (
     lifted_objective, lifted_step, pnn_operator, supervised_loss, train_pnn)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _tv_prox_odl(z, alpha, D, niter=400):

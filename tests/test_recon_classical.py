@@ -10,13 +10,7 @@ from odl_genprior.recon import (FBP, TV, Lasso, Reconstructor, Tikhonov,
                                 WaveletL1)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # Small operators on 2 shared cores: torch threads only add overhead.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def psnr(x, p):

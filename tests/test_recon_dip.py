@@ -11,12 +11,7 @@ from odl_genprior.recon.dip import (DeepImagePrior, ellipse_fbp_pairs,
                                     pretrain_dip_network)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')

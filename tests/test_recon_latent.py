@@ -20,14 +20,7 @@ from odl_genprior.recon.latent import LatentResult, generator_operator
 K = 4  # latent dimension of the test generators
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # Tiny matrices on 2 shared cores: torch's thread pool costs more than it
-    # gives (measured 3x slower with 2 threads under load).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def make_generator(side, seed=0):

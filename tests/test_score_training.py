@@ -15,8 +15,7 @@ import torch
 
 from odl_genprior import data as _data
 from odl_genprior.generators import recipes
-from odl_genprior.generators.score_recipe import (build_score_model,
-                                                  complete_score_recipe,
+from odl_genprior.generators.score_recipe import (complete_score_recipe,
                                                   make_sde, score_training)
 from odl_genprior.generators.score_unet import EMAScore, ScoreUNet
 from odl_genprior.sde import VESDE, VPSDE, tweedie_denoiser
@@ -26,12 +25,7 @@ TINY = {'kind': 'score', 'dataset': 'ellipses', 'size': 16,
 SHIPPED = 'ellipses-score-64'
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 # --- recipe -------------------------------------------------------------------
