@@ -20,10 +20,11 @@ same geometry, with ``odl_genprior.training.train``.
 
 Command (the table in docs/htc2022.md)::
 
-    python examples/htc2022.py --learned --out runs/htc2022
+    python examples/htc2022.py --learned --out runs/htc2022 \
+        --plot docs/figures/htc2022/htc2022.png
 
 It took 473 s on the 2 shared CPU cores of the development machine, 224 s of
-them training; without ``--learned`` about 4 minutes. Data: ``--data DIR``
+them training (607 s with one thread under load); without ``--learned`` about 4 minutes. Data: ``--data DIR``
 or ``$ODL_GENPRIOR_HTC2022``.
 """
 import argparse
