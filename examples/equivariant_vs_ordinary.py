@@ -13,9 +13,10 @@ a smaller gap at 100) holds.
 
     python examples/equivariant_vs_ordinary.py [--steps 300] [--seeds 0 1 2]
 
-Cost: about 1 s per step on 2 quiet CPU cores at batch 2, so the defaults
-(12 runs x 300 steps) take ~1-2 hours; ``--steps 50 --n-test 5`` is a
-minutes-long smoke run.
+Cost: 0.16 s per step at batch 2 on one quiet core, 0.5-0.7 s with the
+2-core machine shared, so the defaults (12 runs x 300 steps) take 10-40
+minutes; ``--steps 50 --n-test 5`` is a minutes-long smoke run. The table in
+docs/equivariant.md came from ``--steps 500`` (about an hour under load).
 """
 import argparse
 from pathlib import Path
