@@ -283,16 +283,14 @@ def _train_unrolled(args, command):
 
 def _recorded_data(run_dir):
     """The ``data`` entry that `_train_learned_svd` recorded in a run."""
-    import json
-    from pathlib import Path
+    from odl_genprior.training import read_run_config
 
-    cfg = json.loads((Path(run_dir) / 'config.json').read_text())
-    data = cfg.get('user', {}).get('data', {})
-    if not {'size', 'angles'} <= set(data):
+    data = read_run_config(run_dir, 'data', 'odl-genprior train learned-svd')
+    if not {'size', 'angles'} <= set(data['data']):
         raise SystemExit(f'{run_dir} records no training geometry (size, '
                          'angles): not made by `odl-genprior train '
                          'learned-svd`')
-    return data
+    return data['data']
 
 
 def _train_learned_svd(args, command):

@@ -45,7 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
-           'recorded_command')
+           'recorded_command', 'read_run_config')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -361,6 +361,37 @@ def recorded_command(out_dir, config, command):
         if same and 'command' in saved:
             return saved['command']
     return command
+
+
+def read_run_config(run_dir, key, made_by):
+    """The user part of a run's ``config.json``, checked to hold ``key``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run folder of `train`.
+    key : str
+        The entry the caller needs (e.g. ``'recipe'``, ``'unrolled'``).
+    made_by : str
+        What writes such runs, for the error message.
+
+    Examples
+    --------
+    >>> read_run_config('/no/such/run', 'recipe', 'recipes.fit')
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: /no/such/run/config.json not found: not a training run folder
+    """
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} not found: not a training run folder')
+    with open(path) as f:
+        cfg = json.load(f)
+    user = cfg.get('user', cfg)
+    if key not in user:
+        raise ValueError(f'{path} holds no {key!r} entry: not made by '
+                         f'{made_by}')
+    return user
 
 
 def load_weights(model, path, strict=True):

@@ -8,7 +8,6 @@ from a run directory without executing any code from it. `pretrained`
 does the same for the small runs shipped inside the package.
 """
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,8 @@ from odl_genprior.generators.score_recipe import (build_score_model,
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
                                                ConvEncoder1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic
-from odl_genprior.training import (load_weights, recorded_command,
-                                   seed_all, train)
+from odl_genprior.training import (load_weights, read_run_config,
+                                   recorded_command, seed_all, train)
 
 __all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'complete_recipe', 'build_model', 'load_dataset', 'fit',
@@ -326,16 +325,8 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
 
 
 def _read_config(run_dir):
-    path = Path(run_dir) / 'config.json'
-    if not path.is_file():
-        raise FileNotFoundError(f'{path} not found: not a training run folder')
-    with open(path) as f:
-        cfg = json.load(f)
-    user = cfg.get('user', cfg)
-    if 'recipe' not in user:
-        raise ValueError(f'{path} holds no recipe: not made by '
-                         'odl_genprior.generators.recipes.fit')
-    return user
+    return read_run_config(run_dir, 'recipe',
+                           'odl_genprior.generators.recipes.fit')
 
 
 def load_run(run_dir, device='cpu'):

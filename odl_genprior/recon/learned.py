@@ -8,7 +8,6 @@ network from `odl_genprior.unrolled`) to a `ForwardProblem`.
 (seeded, checkpointed, resumable), and `load_unrolled` rebuilds it from its
 run folder, operator included, from ``config.json`` alone.
 """
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,8 @@ from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor
 from odl_genprior.ct_benchmark import EllipseCT
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.training import (load_weights, recorded_command,
-                                   seed_all, train)
+from odl_genprior.training import (load_weights, read_run_config,
+                                   recorded_command, seed_all, train)
 from odl_genprior.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
@@ -202,15 +201,7 @@ def load_unrolled(run_dir, device='cpu'):
     The operator is made again from the recorded benchmark configuration;
     weights are read with ``torch.load(weights_only=True)``.
     """
-    path = Path(run_dir) / 'config.json'
-    if not path.is_file():
-        raise FileNotFoundError(f'{path} not found: not a training run folder')
-    with open(path) as f:
-        cfg = json.load(f)
-    user = cfg.get('user', cfg)
-    if 'unrolled' not in user:
-        raise ValueError(f'{path} holds no unrolled configuration: not made '
-                         'by train_unrolled')
+    user = read_run_config(run_dir, 'unrolled', 'train_unrolled')
     model = build_unrolled(user['unrolled'])
     load_weights(model, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()

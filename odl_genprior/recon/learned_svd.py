@@ -30,7 +30,6 @@ e.g. a ``RayTransform``), `train_learned_svd` trains with
 the method under the reconstruction contract. With ``hidden=()`` and
 ``out_activation='none'`` every map is linear: the linear L-SVD.
 """
-import json
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +41,8 @@ from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device)
 from odl_genprior.generators.decoders import MLPDecoder, MLPEncoder
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.training import (load_weights, recorded_command, seed_all,
-                                   train)
+from odl_genprior.training import (load_weights, read_run_config,
+                                   recorded_command, seed_all, train)
 
 __all__ = ('LearnedSVDNet', 'DiagonalMap', 'LearnedSVD', 'LOSS_TERMS',
            'LATENT_MAPS', 'learned_svd_losses', 'check_operator',
@@ -609,16 +608,9 @@ def load_learned_svd(run_dir, device='cpu'):
     >>> load_learned_svd('/no/such/run')
     Traceback (most recent call last):
     ...
-    FileNotFoundError: /no/such/run/config.json not found: not a learned-SVD run folder
+    FileNotFoundError: /no/such/run/config.json not found: not a training run folder
     """
-    path = Path(run_dir) / 'config.json'
-    if not path.is_file():
-        raise FileNotFoundError(f'{path} not found: not a learned-SVD run '
-                                'folder')
-    cfg = json.loads(path.read_text()).get('user', {})
-    if 'learned_svd' not in cfg:
-        raise ValueError(f'{path} holds no learned_svd entry: not made by '
-                         'train_learned_svd')
+    cfg = read_run_config(run_dir, 'learned_svd', 'train_learned_svd')
     if not (Path(run_dir) / 'weights.pt').is_file():
         raise FileNotFoundError(f'{Path(run_dir) / "weights.pt"} not found: '
                                 'the run has not finished (call '
