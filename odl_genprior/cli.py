@@ -485,9 +485,11 @@ def build_parser():
                     'MNIST).')
     tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn', 'unrolled',
                                      'learned-svd', 'score'))
-    tr.add_argument('--scheme', choices=('lgd', 'lpd', 'lfb'), default='lfb',
-                    help='unrolled: learned gradient descent, primal-dual '
-                         'or forward-backward (default lfb)')
+    tr.add_argument('--scheme', choices=('lgd', 'lpd', 'lfb', 'certified'),
+                    default='lfb',
+                    help='unrolled: learned gradient descent, primal-dual, '
+                         'forward-backward (default lfb) or the certified '
+                         'nonexpansive learned gradient')
     tr.add_argument('--group', default=None,
                     help="unrolled: rotation group of equivariant blocks, "
                          "e.g. C4, C8, D4 (default: ordinary blocks)")

@@ -19,6 +19,7 @@ from odl_genprior.ct_benchmark import EllipseCT
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.training import (load_weights, read_run_config,
                                    recorded_command, seed_all, train)
+from odl_genprior.certified import CertifiedLearnedGradient
 from odl_genprior.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
@@ -29,7 +30,12 @@ UNROLLED_DEFAULTS = {
     'lgd': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32},
     'lpd': {'n_iter': 10, 'n_primal': 5, 'n_dual': 5, 'hidden_channels': 32},
     'lfb': {'n_iter': 8, 'memory': 5, 'hidden_channels': 32},
+    # nonexpansive blocks, a computed Lipschitz constant in the data
+    'certified': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32,
+                  'n_layers': 2},
 }
+# Scheme name -> network class (the certified scheme has no group choice).
+_NETWORKS = dict(SCHEMES, certified=CertifiedLearnedGradient)
 
 
 class LearnedReconstructor(Reconstructor):
@@ -102,8 +108,10 @@ def _torch_dtype(space):
 def build_unrolled(config, operator=None):
     """The unrolled network of ``config`` (untrained).
 
-    ``config`` has ``scheme`` (``'lgd'``, ``'lpd'``, ``'lfb'``), optional
-    ``group`` (``None`` or ``'C4'`` ...), architecture keys overriding
+    ``config`` has ``scheme`` (``'lgd'``, ``'lpd'``, ``'lfb'``, or
+    ``'certified'``: `odl_genprior.certified.CertifiedLearnedGradient`),
+    optional ``group`` (``None`` or ``'C4'`` ...; not for ``'certified'``),
+    architecture keys overriding
     `UNROLLED_DEFAULTS`, and ``benchmark`` (the `EllipseCT` fields) that
     makes the operator when ``operator`` is not given.
 
@@ -115,15 +123,21 @@ def build_unrolled(config, operator=None):
     'LearnedForwardBackward'
     """
     scheme = config.get('scheme')
-    if scheme not in SCHEMES:
-        raise ValueError(f'scheme must be one of {sorted(SCHEMES)}, got '
+    if scheme not in _NETWORKS:
+        raise ValueError(f'scheme must be one of {sorted(_NETWORKS)}, got '
                          f'{scheme!r}')
+    group = config.get('group')
+    if scheme == 'certified' and group is not None:
+        raise ValueError(f"the certified scheme has no equivariant blocks; "
+                         f"got group={group!r}")
     if operator is None:
         operator = EllipseCT(**config.get('benchmark', {})).operator
     kwargs = dict(UNROLLED_DEFAULTS[scheme])
     kwargs.update({k: config[k] for k in UNROLLED_DEFAULTS[scheme]
                    if k in config})
-    net = SCHEMES[scheme](operator, group=config.get('group'), **kwargs)
+    if scheme != 'certified':
+        kwargs['group'] = group
+    net = _NETWORKS[scheme](operator, **kwargs)
     net.config = dict(config)  # what rebuilds it (and its benchmark)
     return net
 
