@@ -353,6 +353,10 @@ class CertifiedLearnedGradient(_Unrolled):
         ``1 + margin`` (a power method approaches the norm from below).
     power_iter : int, optional
         Power-method iterations.
+    group : None
+        Only None: the other unrolled schemes' equivariance option, taken
+        so that `odl_genprior.recon.learned.build_unrolled` treats every
+        scheme alike; a group is refused.
 
     Attributes
     ----------
@@ -379,8 +383,11 @@ class CertifiedLearnedGradient(_Unrolled):
     def __init__(self, operator, n_iter=10, memory=5, hidden_channels=32,
                  n_layers=2, kernel_size=3, activation='relu',
                  step_fraction=0.9, opnorm=None, margin=1e-2,
-                 power_iter=100):
+                 power_iter=100, group=None):
         super().__init__(operator, opnorm)
+        if group is not None:  # the other schemes' option, refused by name
+            raise ValueError(f'the certified scheme has no equivariant '
+                             f'blocks; got group={group!r}')
         if int(n_iter) < 1 or int(memory) < 0:
             raise ValueError(f'n_iter must be positive and memory >= 0, got '
                              f'{n_iter}, {memory}')

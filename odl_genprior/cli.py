@@ -7,6 +7,16 @@ import time
 __all__ = ('main', 'build_parser')
 
 
+def _load_model(prior):
+    """A shipped model by name, or the model of a run folder."""
+    from pathlib import Path
+
+    from odl_genprior.generators import recipes
+
+    return (recipes.load_run(prior) if Path(prior).is_dir()
+            else recipes.pretrained(prior))
+
+
 def _prior_operator(prior, space):
     """A shipped prior (by name) or a run folder as an ODL operator onto ``space``.
 
@@ -14,16 +24,13 @@ def _prior_operator(prior, space):
     ``Resampling`` when the two differ, so ``A * Resampling * G`` is the
     forward model.
     """
-    from pathlib import Path
-
     import odl
     import torch
 
     from odl_genprior.bridge import TorchOperator
     from odl_genprior.generators import recipes
 
-    model = (recipes.load_run(prior) if Path(prior).is_dir()
-             else recipes.pretrained(prior))
+    model = _load_model(prior)
     decoder = recipes.generator_of(model)
     n = model.latent_dim
     kw = {'impl': space.impl}
@@ -83,14 +90,10 @@ PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 
 def _diffusion_method(args, space, options):
     """DPS or the projection sampler with a score model (name or run folder)."""
-    from pathlib import Path
-
     from odl_genprior import recon
-    from odl_genprior.generators import recipes
 
     prior = args.prior or SCORE_PRIOR
-    model = (recipes.load_run(prior) if Path(prior).is_dir()
-             else recipes.pretrained(prior))
+    model = _load_model(prior)
     if not hasattr(model, 'sde'):
         raise SystemExit(f'{args.method} needs a score model (`odl-genprior '
                          f'train score`); {prior} is a '
@@ -182,11 +185,7 @@ def _reconstruct(args):
         problem = _problem(args)
         method = getattr(recon, METHODS[args.method])(**options)
     t0 = time.perf_counter()
-    try:
-        x = method.reconstruct(problem, progress=not args.quiet)
-    except ValueError as err:  # e.g. a model trained for other shapes
-        print(f'odl-genprior reconstruct: error: {err}', file=sys.stderr)
-        return 2
+    x = method.reconstruct(problem, progress=not args.quiet)
     seconds = time.perf_counter() - t0
     print(f'{problem.name}, {method!r}')
     w = max(22, len(method.name) + 2)
@@ -285,17 +284,16 @@ def _recorded_data(run_dir):
     """The ``data`` entry that `_train_learned_svd` recorded in a run."""
     from odl_genprior.training import read_run_config
 
-    data = read_run_config(run_dir, 'data', 'odl-genprior train learned-svd')
-    if not {'size', 'angles'} <= set(data['data']):
+    data = read_run_config(run_dir, 'data',
+                           'odl-genprior train learned-svd')['data']
+    if not {'size', 'angles'} <= set(data):
         raise SystemExit(f'{run_dir} records no training geometry (size, '
                          'angles): not made by `odl-genprior train '
                          'learned-svd`')
-    return data['data']
+    return data
 
 
 def _train_learned_svd(args, command):
-    import torch
-
     from odl_genprior import data, problems
     from odl_genprior.recon.learned_svd import (mnist_tomography_pairs,
                                                 tomography_pairs,
@@ -325,7 +323,6 @@ def _train_learned_svd(args, command):
     info = {'dataset': args.dataset, 'size': size, 'angles': args.angles,
             'noise_level': args.noise, 'n_train': args.n_train,
             'n_val': args.n_val}
-    torch.manual_seed(args.seed)
     train_learned_svd(A, *train_pairs, args.out,
                       latent_dim=args.latent_dim or 64,
                       hidden=tuple(args.hidden), epochs=args.epochs,
@@ -399,6 +396,8 @@ def _train(args):
 
 def build_parser():
     """The argument parser of ``odl-genprior``."""
+    from odl_genprior.generators.score_recipe import add_sde_arguments
+
     parser = argparse.ArgumentParser(
         prog='odl-genprior',
         description='Learned models as ODL operators: demos and tools.')
@@ -537,21 +536,7 @@ def build_parser():
                     help='cgnn: channels c_1 ... c_L (default '
                          '32 16 8 4 2 1); score: U-Net channels at full and '
                          'half resolution (default 32 64)')
-    tr.add_argument('--sde', choices=('vp', 've'), default='vp',
-                    help='score: variance preserving or exploding SDE')
-    tr.add_argument('--beta-min', type=float, default=None,
-                    help='score, VP: default 0.1')
-    tr.add_argument('--beta-max', type=float, default=None,
-                    help='score, VP: default 20')
-    tr.add_argument('--sigma-min', type=float, default=None,
-                    help='score, VE: default 0.01')
-    tr.add_argument('--sigma-max', type=float, default=None,
-                    help='score, VE: default 50')
-    tr.add_argument('--embed-dim', type=int, default=None,
-                    help='score: time embedding size (default 64)')
-    tr.add_argument('--ema', type=float, default=None,
-                    help='score: decay of the weight average used for '
-                         'sampling (default 0.999)')
+    add_sde_arguments(tr, prefix='score: ')
     tr.add_argument('--wavelet', default=None,
                     help="cgnn: PyWavelets name (default 'db2')")
     tr.add_argument('--boundary', choices=('zero', 'periodic'), default=None,

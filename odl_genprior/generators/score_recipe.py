@@ -16,7 +16,8 @@ from odl_genprior.sde import SDE, VESDE, VPSDE, DSMLoss, dsm_loss
 
 __all__ = ('SCORE_DEFAULTS', 'SDE_KEYS', 'complete_score_recipe',
            'build_score_model', 'make_sde', 'score_training',
-           'add_score_arguments', 'recipe_from_arguments',
+           'add_sde_arguments', 'add_score_arguments',
+           'recipe_from_arguments',
            'train_from_arguments', 'main')
 
 #: Defaults of a score recipe; `complete_score_recipe` writes them out.
@@ -169,6 +170,37 @@ def score_training(model, recipe):
             'callback': _ema_callback, 'clip_grad_norm': 1.0}
 
 
+def add_sde_arguments(parser, prefix=''):
+    """Add the SDE and network options only score models have.
+
+    ``--sde``, ``--beta-min``, ``--beta-max``, ``--sigma-min``,
+    ``--sigma-max``, ``--embed-dim``, ``--ema``; ``prefix`` starts each help
+    text (``odl-genprior train`` shares one parser among all kinds).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_sde_arguments(p)
+    >>> p.parse_args(['--sde', 've', '--sigma-max', '10']).sigma_max
+    10.0
+    """
+    add = parser.add_argument
+    add('--sde', choices=('vp', 've'), default='vp',
+        help=f'{prefix}variance preserving or exploding SDE')
+    add('--beta-min', type=float, default=None, help=f'{prefix}VP: default 0.1')
+    add('--beta-max', type=float, default=None, help=f'{prefix}VP: default 20')
+    add('--sigma-min', type=float, default=None,
+        help=f'{prefix}VE: default 0.01')
+    add('--sigma-max', type=float, default=None,
+        help=f'{prefix}VE: default 50')
+    add('--embed-dim', type=int, default=None,
+        help=f'{prefix}time embedding size (default 64)')
+    add('--ema', type=float, default=None,
+        help=f'{prefix}decay of the weight average used for sampling '
+             '(default 0.999)')
+
+
 def add_score_arguments(parser):
     """Add the options of a score recipe to an ``argparse`` parser.
 
@@ -193,17 +225,9 @@ def add_score_arguments(parser):
     add('--dataset', choices=('ellipses', 'mnist'), default='ellipses')
     add('--size', type=int, default=None,
         help='image side for ellipses (default 64; MNIST is 28)')
-    add('--sde', choices=('vp', 've'), default='vp')
-    add('--beta-min', type=float, default=None, help='VP (default 0.1)')
-    add('--beta-max', type=float, default=None, help='VP (default 20)')
-    add('--sigma-min', type=float, default=None, help='VE (default 0.01)')
-    add('--sigma-max', type=float, default=None, help='VE (default 50)')
     add('--channels', type=int, nargs=2, default=None,
         help='U-Net channels at full and half resolution (default 32 64)')
-    add('--embed-dim', type=int, default=None,
-        help='time embedding size (default 64)')
-    add('--ema', type=float, default=None,
-        help='decay of the weight average used for sampling (default 0.999)')
+    add_sde_arguments(parser)
     add('--data-dir', default=None,
         help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
     add('--out', required=True, help='run folder')
@@ -298,8 +322,7 @@ def main(argv=None):
                     'resumable).')
     add_score_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    command = (f'python -m odl_genprior.generators.score_recipe '
+    command = ('python -m odl_genprior.generators.score_recipe '
                + ' '.join(shlex.quote(a) for a in argv))
     return train_from_arguments(args, command, parser.prog)
 

@@ -36,6 +36,8 @@ class Reconstructor(abc.ABC):
     """
 
     name = 'method'
+    #: attributes left out of ``repr`` (results rather than options)
+    _repr_exclude = ()
 
     def __call__(self, problem, progress=True):
         return self.reconstruct(problem, progress=progress)
@@ -62,7 +64,8 @@ class Reconstructor(abc.ABC):
     def __repr__(self):
         opts = ', '.join(f'{k}={_short_repr(v)}'
                          for k, v in sorted(vars(self).items())
-                         if not k.startswith('_'))
+                         if not k.startswith('_')
+                         and k not in self._repr_exclude)
         return f'{type(self).__name__}({opts})'
 
 

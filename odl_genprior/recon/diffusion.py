@@ -52,7 +52,7 @@ import torch
 from odl_genprior import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device, space_device)
-from odl_genprior.recon.base import Reconstructor, _short_repr
+from odl_genprior.recon.base import Reconstructor
 from odl_genprior.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
@@ -120,6 +120,7 @@ class BatchedLinearOperator:
         else:
             self.layer = OperatorLayer(operator)
         self.matrix = None
+        self._converted = {}
         if matrix:
             self.matrix, self.matrix_t = self._assemble()
 
@@ -165,16 +166,21 @@ class BatchedLinearOperator:
         return self.module(x.reshape((b,) + self._in_shape)).reshape(
             (b,) + self.range_shape)
 
-    def _matmul(self, m, x, shape):
+    def _matmul(self, which, x, shape):
+        # One copy per (matrix, device, dtype), not one per sampler step.
+        key = (which, x.device, x.dtype)
+        m = self._converted.get(key)
+        if m is None:
+            m = getattr(self, which).to(device=x.device, dtype=x.dtype)
+            self._converted[key] = m
         b = x.shape[0]
-        m = m.to(device=x.device, dtype=x.dtype)
         return (m @ x.reshape(b, -1).T).T.reshape((b,) + shape)
 
     def forward(self, x):
         """``A x`` for every sample of the batch ``x``."""
         self._check(x, self.domain_shape, 'input')
         if self.matrix is not None:
-            return self._matmul(self.matrix, x, self.range_shape)
+            return self._matmul('matrix', x, self.range_shape)
         return self._forward(x)
 
     def _forward(self, x):
@@ -186,7 +192,7 @@ class BatchedLinearOperator:
         """``A^T y`` (Euclidean) for every sample of the batch ``y``."""
         self._check(y, self.range_shape, 'input')
         if self.matrix is not None:
-            return self._matmul(self.matrix_t, y, self.domain_shape)
+            return self._matmul('matrix_t', y, self.domain_shape)
         return self._transpose(y)
 
     def _transpose(self, y):
@@ -255,6 +261,8 @@ def batched_cg(apply, b, niter=50, tol=1e-6):
 class _DiffusionSampling(Reconstructor):
     """Shared options and bookkeeping of the conditional samplers."""
 
+    _repr_exclude = ('samples', 'mean', 'std')
+
     def __init__(self, score, sde, steps=500, sampler='em', n_samples=8,
                  seed=0, eps=1e-3, sampler_options=None, batched_module=True,
                  matrix=False):
@@ -286,13 +294,6 @@ class _DiffusionSampling(Reconstructor):
         self.samples = None
         self.mean = None
         self.std = None
-
-    def __repr__(self):
-        opts = ', '.join(f'{k}={_short_repr(v)}'
-                         for k, v in sorted(vars(self).items())
-                         if not k.startswith('_')
-                         and k not in ('samples', 'mean', 'std'))
-        return f'{type(self).__name__}({opts})'
 
     def _setup(self, problem):
         space = problem.space
@@ -445,8 +446,8 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     def __init__(self, score, sde, steps=500, sampler='em', n_samples=8,
                  seed=0, eps=1e-3, guidance_scale=1.0, prior_std=None,
                  guidance_per_step=False, noise_std=None, cg_niter=50,
-                 cg_tol=1e-6,
-                 sampler_options=None, batched_module=True, matrix=False):
+                 cg_tol=1e-6, sampler_options=None, batched_module=True,
+                 matrix=False):
         super().__init__(score, sde, steps, sampler, n_samples, seed, eps,
                          sampler_options, batched_module, matrix)
         if prior_std is not None and not prior_std > 0:

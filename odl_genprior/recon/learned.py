@@ -15,11 +15,11 @@ import torch
 
 from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor
+from odl_genprior.certified import CertifiedLearnedGradient
 from odl_genprior.ct_benchmark import EllipseCT
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.training import (load_weights, read_run_config,
                                    recorded_command, seed_all, train)
-from odl_genprior.certified import CertifiedLearnedGradient
 from odl_genprior.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
@@ -34,7 +34,7 @@ UNROLLED_DEFAULTS = {
     'certified': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32,
                   'n_layers': 2},
 }
-# Scheme name -> network class (the certified scheme has no group choice).
+# Scheme name -> network class (the certified net refuses a group).
 _NETWORKS = dict(SCHEMES, certified=CertifiedLearnedGradient)
 
 
@@ -126,18 +126,12 @@ def build_unrolled(config, operator=None):
     if scheme not in _NETWORKS:
         raise ValueError(f'scheme must be one of {sorted(_NETWORKS)}, got '
                          f'{scheme!r}')
-    group = config.get('group')
-    if scheme == 'certified' and group is not None:
-        raise ValueError(f"the certified scheme has no equivariant blocks; "
-                         f"got group={group!r}")
     if operator is None:
         operator = EllipseCT(**config.get('benchmark', {})).operator
     kwargs = dict(UNROLLED_DEFAULTS[scheme])
     kwargs.update({k: config[k] for k in UNROLLED_DEFAULTS[scheme]
                    if k in config})
-    if scheme != 'certified':
-        kwargs['group'] = group
-    net = _NETWORKS[scheme](operator, **kwargs)
+    net = _NETWORKS[scheme](operator, group=config.get('group'), **kwargs)
     net.config = dict(config)  # what rebuilds it (and its benchmark)
     return net
 
