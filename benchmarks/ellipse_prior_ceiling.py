@@ -53,8 +53,7 @@ def main(argv=None):
         truth = p.ground_truth
         fbp = metrics.psnr(FBP()(p, progress=False), truth)
         for prior in args.priors:
-            model = (recipes.load_run(prior) if Path(prior).is_dir()
-                     else recipes.pretrained(prior))
+            model = recipes.load(prior)
             G = _prior_operator(prior, p.space)
             # The generator's own grid: G is Resampling * generator or not.
             grid = G.right.range if hasattr(G, 'right') else G.range

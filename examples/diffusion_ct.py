@@ -46,11 +46,6 @@ LABELS = {'fbp': 'FBP', 'tv': 'TV', 'latent': 'latent prior (VAE)',
           'projection': 'score projection (posterior mean)'}
 
 
-def _load(name):
-    return (recipes.load_run(name) if Path(name).is_dir()
-            else recipes.pretrained(name))
-
-
 def build_methods(args, space):
     """The methods of the table, by key."""
     out = {}
@@ -59,13 +54,13 @@ def build_methods(args, space):
     if 'tv' in args.methods:
         out['tv'] = TV(alpha=args.tv_alpha, niter=args.tv_iters)
     if 'latent' in args.methods:
-        vae = _load(args.vae)
+        vae = recipes.load(args.vae)
         G = generator_operator(recipes.generator_of(vae), space)
         out['latent'] = LatentSoft(G, lam=args.latent_lam, mu=args.latent_mu,
                                    solver='adam', niter=args.latent_iters,
                                    restarts=1)
     if {'dps', 'projection'} & set(args.methods):
-        score = _load(args.score)
+        score = recipes.load(args.score)
         if 'dps' in args.methods:
             out['dps'] = DiffusionPosteriorSampling(
                 score, score.sde, steps=args.dps_steps, sampler='em',
@@ -169,7 +164,7 @@ def unconditional(args, path):
     import matplotlib.pyplot as plt
 
     from odl_genprior.samplers import euler_maruyama
-    score = _load(args.score)
+    score = recipes.load(args.score)
     x = euler_maruyama(score, score.sde, (args.unconditional, 64, 64),
                        steps=args.dps_steps, generator=args.seed).numpy()
     fig, axes = plt.subplots(1, len(x), figsize=(1.6 * len(x), 1.8),

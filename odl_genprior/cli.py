@@ -7,16 +7,6 @@ import time
 __all__ = ('main', 'build_parser')
 
 
-def _load_model(prior):
-    """A shipped model by name, or the model of a run folder."""
-    from pathlib import Path
-
-    from odl_genprior.generators import recipes
-
-    return (recipes.load_run(prior) if Path(prior).is_dir()
-            else recipes.pretrained(prior))
-
-
 def _prior_operator(prior, space):
     """A shipped prior (by name) or a run folder as an ODL operator onto ``space``.
 
@@ -30,7 +20,7 @@ def _prior_operator(prior, space):
     from odl_genprior.bridge import TorchOperator
     from odl_genprior.generators import recipes
 
-    model = _load_model(prior)
+    model = recipes.load(prior)
     decoder = recipes.generator_of(model)
     n = model.latent_dim
     kw = {'impl': space.impl}
@@ -91,9 +81,10 @@ PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 def _diffusion_method(args, space, options):
     """DPS or the projection sampler with a score model (name or run folder)."""
     from odl_genprior import recon
+    from odl_genprior.generators import recipes
 
     prior = args.prior or SCORE_PRIOR
-    model = _load_model(prior)
+    model = recipes.load(prior)
     if not hasattr(model, 'sde'):
         raise SystemExit(f'{args.method} needs a score model (`odl-genprior '
                          f'train score`); {prior} is a '

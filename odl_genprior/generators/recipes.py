@@ -30,7 +30,8 @@ from odl_genprior.training import (load_weights, read_run_config,
 
 __all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'complete_recipe', 'build_model', 'load_dataset', 'fit',
-           'load_run', 'pretrained', 'list_pretrained', 'generator_of',
+           'load_run', 'pretrained', 'load', 'list_pretrained',
+           'generator_of',
            'PRETRAINED_DIR')
 
 KINDS = ('vae', 'ae', 'gan', 'cgnn', 'score')
@@ -339,6 +340,21 @@ def load_run(run_dir, device='cpu'):
     target = _gan_parts(model) if cfg['recipe']['kind'] == 'gan' else model
     load_weights(target, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()
+
+
+def load(name_or_run, device='cpu'):
+    """A shipped model by name (`pretrained`) or a run folder (`load_run`).
+
+    Examples
+    --------
+    >>> load('no-such-model')
+    Traceback (most recent call last):
+    ...
+    KeyError: "no pretrained model 'no-such-model'; available: [...]"
+    """
+    if Path(name_or_run).is_dir():
+        return load_run(name_or_run, device=device)
+    return pretrained(name_or_run, device=device)
 
 
 def list_pretrained():
