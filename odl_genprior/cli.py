@@ -137,7 +137,7 @@ def _reconstruct(args):
         except (ValueError, SyntaxError):
             options[key] = value
     if args.method == 'learned':
-        from odl_genprior.ct_benchmark import EllipseCT
+        from odl_genprior.ct_benchmark import make_benchmark
         from odl_genprior.recon.learned import (LearnedReconstructor,
                                                 load_unrolled)
         if not args.model:
@@ -145,7 +145,7 @@ def _reconstruct(args):
                              '`odl-genprior train unrolled`)')
         model = load_unrolled(args.model)
         # The problem is the test sample --seed of the model's own benchmark.
-        bench = EllipseCT(**model.config.get('benchmark', {}))
+        bench = make_benchmark(model.config.get('benchmark'))
         problem = bench.problem(args.seed, 'test')
         method = LearnedReconstructor(model, **options)
     elif args.method == 'learned-svd':
@@ -245,12 +245,23 @@ def _demo(args):
 def _train_unrolled(args, command):
     from odl_genprior.recon.learned import build_unrolled, train_unrolled
 
+    if args.protocol == 'dival':
+        # DIVal's ellipses: its own seeds and geometry (parallel beam).
+        if args.geometry != 'parallel' or args.data_seed != 0:
+            print('odl-genprior train: error: --protocol dival has its own '
+                  'seeds and a parallel-beam geometry; drop --geometry and '
+                  '--data-seed', file=sys.stderr)
+            return 2
+        benchmark = {'protocol': 'dival', 'size': args.size or 128,
+                     'num_angles': args.angles,
+                     'noise_level': (0.025 if args.noise is None
+                                     else args.noise)}
+    else:
+        benchmark = {'size': args.size or 128, 'num_angles': args.angles,
+                     'noise_level': 0.05 if args.noise is None else args.noise,
+                     'geometry': args.geometry, 'seed': args.data_seed}
     config = {'scheme': args.scheme, 'group': args.group,
-              'benchmark': {'size': args.size or 128,
-                            'num_angles': args.angles,
-                            'noise_level': args.noise,
-                            'geometry': args.geometry,
-                            'seed': args.data_seed}}
+              'benchmark': benchmark}
     if args.width is not None:
         config['hidden_channels'] = args.width
     if args.iterations is not None:
@@ -296,6 +307,8 @@ def _train_learned_svd(args, command):
               '--size', file=sys.stderr)
         return 2
     A = problems.ray_transform(problems.image_space(size), args.angles)
+    if args.noise is None:
+        args.noise = 0.05
     # Training and validation data and noise come from separate seeds.
     if args.dataset == 'mnist':
         train_pairs = mnist_tomography_pairs(
@@ -488,8 +501,14 @@ def build_parser():
                          '8 lfb)')
     tr.add_argument('--angles', type=int, default=30,
                     help='unrolled: parallel-beam angles')
-    tr.add_argument('--noise', type=float, default=0.05,
-                    help='unrolled: relative Gaussian noise')
+    tr.add_argument('--noise', type=float, default=None,
+                    help='unrolled: relative Gaussian noise (default 0.05; '
+                         'DIVal protocol 0.025)')
+    tr.add_argument('--protocol', choices=('ellipse', 'dival'),
+                    default='ellipse',
+                    help="unrolled: the package's ellipse CT benchmark or "
+                         "DIVal's ellipses data set (128x128 over [-64, 64]^2,"
+                         " 400x400 simulation)")
     tr.add_argument('--geometry', choices=('parallel', 'fan'),
                     default='parallel', help='unrolled: beam geometry')
     tr.add_argument('--data-seed', type=int, default=0,

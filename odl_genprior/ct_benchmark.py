@@ -18,16 +18,26 @@ Examples
 ((4, 8, 47), (4, 32, 32))
 """
 import dataclasses
+import hashlib
+import json
+import os
+import tempfile
 import time
+import zipfile
+
+import odl
 
 import numpy as np
 import torch
 
 from odl_genprior import data as _data
 from odl_genprior import metrics, problems
-from odl_genprior.bridge import to_numpy
+from odl.applications import tomo
+from odl_genprior.bridge import cache_dir, to_numpy
+from odl_genprior.problems import ForwardProblem
 
-__all__ = ('SPLITS', 'EllipseCT', 'evaluate')
+__all__ = ('SPLITS', 'EllipseCT', 'DivalEllipses', 'PROTOCOLS',
+           'make_benchmark', 'cached_pairs', 'evaluate')
 
 SPLITS = {'train': 0, 'validation': 1, 'test': 2}
 
@@ -106,6 +116,286 @@ class EllipseCT:
             xs.append(to_numpy(p.ground_truth))
         return (torch.from_numpy(np.stack(ys).astype(np.float32)),
                 torch.from_numpy(np.stack(xs).astype(np.float32)))
+
+
+@dataclasses.dataclass
+class DivalEllipses:
+    """DIVal's standard ``ellipses`` data set, rebuilt on ODL 1.x.
+
+    As ``dival.get_standard_dataset('ellipses')`` defines it in DIVal's
+    source (``dival/datasets/standard.py`` and ``ellipses_dataset.py``):
+
+    * ground truth on ``128 x 128`` pixels over ``[-64, 64]^2`` from ODL's
+      ``ellipsoid_phantom`` with ``min(Poisson(40), 70)`` ellipses of value
+      ``U(-0.4, 1)``, half-axes ``0.2 Exp(1)``, centres ``U(-0.9, 0.9)^2``
+      and rotation ``U(0, 2 pi)`` (in the phantom's normalised
+      coordinates); the non-zero pixels are shifted so that the minimum is 0
+      and the image divided by its maximum (values in [0, 1]);
+    * data ``y = A_400 (upsample(x)) + e``: the image bilinearly upsampled
+      to ``400 x 400`` (scikit-image ``resize``, order 1; no inverse crime),
+      a parallel-beam ray transform on that grid with 30 angles and the
+      detector of the 128 grid (183 pixels), and white Gaussian noise of
+      standard deviation ``0.025 mean(|A_400 upsample(x)|)``;
+    * reconstruction operator: the parallel-beam ray transform of the 128
+      grid with the same angles and detector (both are line integrals over
+      the same physical domain, so no rescaling is needed);
+    * phantom seeds train 42, validation 2, test 1 (DIVal's
+      ``fixed_seeds=True``) and noise seeds 1, 2, 3, each a sequential
+      ``numpy.random.RandomState`` stream as in DIVal: sample ``i`` of a
+      split is the ``i``-th draw of its stream.
+
+    PSNR and SSIM use the ground truth's ``max - min`` as data range (DIVal's
+    ``PSNR`` and ``SSIM``).
+
+    Parameters
+    ----------
+    size : int
+        Reconstruction grid (DIVal: 128).
+    num_angles : int
+        Parallel-beam angles over 180 degrees (DIVal: 30).
+    sim_size : int
+        Grid of the simulation (DIVal: 400).
+    noise_level : float
+        Relative noise (DIVal: 0.025).
+
+    Examples
+    --------
+    >>> bench = DivalEllipses(size=32, num_angles=8, sim_size=64)
+    >>> y, x = bench.pairs(2, 'test')
+    >>> tuple(y.shape), tuple(x.shape)
+    ((2, 8, 47), (2, 32, 32))
+    >>> float(x.min()), float(x.max())
+    (0.0, 1.0)
+    """
+
+    size: int = 128
+    num_angles: int = 30
+    sim_size: int = 400
+    noise_level: float = 0.025
+    protocol: str = 'dival'
+
+    PHANTOM_SEEDS = {'train': 42, 'validation': 2, 'test': 1}
+    NOISE_SEEDS = {'train': 1, 'validation': 2, 'test': 3}
+    MAX_ELLIPSES = 70
+
+    def __post_init__(self):
+        if self.protocol != 'dival':
+            raise ValueError(f'DivalEllipses is the "dival" protocol, got '
+                             f'protocol={self.protocol!r}')
+        for name in ('size', 'num_angles', 'sim_size'):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 2:
+                raise ValueError(f'{name} must be an integer >= 2, got {v!r}')
+        if not self.noise_level >= 0:
+            raise ValueError(f'noise_level must be >= 0, got '
+                             f'{self.noise_level!r}')
+        self._operator = None
+        self._sim = None
+
+    @property
+    def space(self):
+        """The reconstruction space ``[-s/2, s/2]^2`` (float32)."""
+        h = self.size / 2
+        return odl.uniform_discr([-h, -h], [h, h], (self.size, self.size),
+                                 dtype='float32')
+
+    @property
+    def operator(self):
+        """The ray transform of the reconstruction grid (ASTRA, float32)."""
+        if self._operator is None:
+            space = self.space
+            geom = tomo.parallel_beam_geometry(space,
+                                               num_angles=self.num_angles)
+            self._operator = tomo.RayTransform(space, geom, impl='astra_cpu')
+        return self._operator
+
+    def _simulation(self):
+        if self._sim is None:
+            reco = self.space
+            space = odl.uniform_discr(reco.min_pt, reco.max_pt,
+                                      (self.sim_size,) * 2, dtype='float32')
+            geom = tomo.parallel_beam_geometry(
+                space, num_angles=self.num_angles,
+                det_shape=self.operator.geometry.detector.shape)
+            self._sim = tomo.RayTransform(space, geom, impl='astra_cpu')
+        return self._sim
+
+    def config(self):
+        """The protocol as a plain dict (for ``config.json``)."""
+        return dataclasses.asdict(self)
+
+    def _ellipses(self, rs):
+        """One draw of DIVal's ellipse parameters (same order of draws)."""
+        n = self.MAX_ELLIPSES
+        v = rs.uniform(-0.4, 1.0, (n,))
+        a1 = .2 * rs.exponential(1., (n,))
+        a2 = .2 * rs.exponential(1., (n,))
+        x = rs.uniform(-0.9, 0.9, (n,))
+        y = rs.uniform(-0.9, 0.9, (n,))
+        rot = rs.uniform(0., 2 * np.pi, (n,))
+        k = min(rs.poisson(40), n)
+        v[k:] = 0.
+        return np.stack((v, a1, a2, x, y, rot), axis=1)[:k]
+
+    def _phantom(self, ellipses):
+        image = odl.core.phantom.ellipsoid_phantom(self.space, ellipses)
+        image = np.array(image.asarray(), dtype=np.float64)
+        fg = image != 0
+        image[fg] -= image.min()
+        peak = image.max()
+        if peak > 0:
+            image /= peak
+        return image.astype(np.float32)
+
+    def _observe(self, image, rs):
+        from skimage.transform import resize
+        sim = self._simulation()
+        fine = resize(image, sim.domain.shape, order=1)
+        clean = sim(sim.domain.element(fine.astype(np.float32))).asarray()
+        std = self.noise_level * float(np.mean(np.abs(clean)))
+        noise = rs.normal(loc=0, scale=std, size=clean.shape)
+        return (clean + noise).astype(np.float32), std
+
+    def samples(self, n, split='train', start=0):
+        """Yield ``(index, data, image, noise_std)`` of ``start..start+n-1``.
+
+        The random streams are advanced past the first ``start`` samples
+        without building them.
+        """
+        if split not in SPLITS:
+            raise ValueError(f'split must be one of {sorted(SPLITS)}, got '
+                             f'{split!r}')
+        if start < 0 or n < 0:
+            raise ValueError(f'start and n must be >= 0, got {start}, {n}')
+        phantoms = np.random.RandomState(self.PHANTOM_SEEDS[split])
+        noise = np.random.RandomState(self.NOISE_SEEDS[split])
+        shape = self.operator.range.shape
+        for _ in range(start):
+            self._ellipses(phantoms)
+            noise.normal(size=shape)
+        for i in range(start, start + n):
+            image = self._phantom(self._ellipses(phantoms))
+            y, std = self._observe(image, noise)
+            yield i, y, image, std
+
+    def problem(self, index, split='test'):
+        """Sample ``index`` of ``split`` as a `ForwardProblem`.
+
+        Examples
+        --------
+        >>> p = DivalEllipses(size=32, num_angles=8, sim_size=64).problem(0)
+        >>> p.data.shape, p.info['split']
+        ((8, 47), 'test')
+        """
+        if not isinstance(index, (int, np.integer)) or index < 0:
+            raise ValueError(f'index must be an integer >= 0, got {index!r}')
+        ((i, y, x, std),) = self.samples(1, split, start=int(index))
+        return self._problem(i, y, x, std, split)
+
+    def problems(self, n, split='test', start=0):
+        """Samples ``start..start+n-1`` of ``split`` as `ForwardProblem` s
+        (one pass over the random streams)."""
+        return [self._problem(i, y, x, std, split)
+                for i, y, x, std in self.samples(n, split, start)]
+
+    def _problem(self, i, y, x, std, split):
+        A = self.operator
+        data = A.range.element(y)
+        truth = A.domain.element(x)
+        info = {'benchmark': 'DIVal ellipses', 'split': split, 'index': i,
+                'noise': 'gaussian', 'noise_std': std,
+                'relative_noise': self.noise_level, **self.config()}
+        # ||y - A_400 x_400|| is not ||y - A x||; report the noise norm.
+        delta = float(std * np.sqrt(A.range.size * A.range.cell_volume))
+        return ForwardProblem(A, data, truth, delta,
+                              f'DIVal ellipses {split}[{i}]', info)
+
+    def pairs(self, n, split='train', start=0, progress=False):
+        """``(data, images)`` float32 tensors of samples ``start..start+n-1``.
+
+        Shapes ``(n, *operator.range.shape)`` and ``(n, size, size)``.
+        """
+        ys = np.empty((n,) + tuple(self.operator.range.shape), np.float32)
+        xs = np.empty((n, self.size, self.size), np.float32)
+        it = self.samples(n, split, start)
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, total=n, desc=f'DIVal ellipses {split}')
+        for k, (_, y, x, _) in enumerate(it):
+            ys[k], xs[k] = y, x
+        return torch.from_numpy(ys), torch.from_numpy(xs)
+
+
+PROTOCOLS = {'ellipse': EllipseCT, 'dival': DivalEllipses}
+
+
+def make_benchmark(config=None):
+    """The benchmark of a config dict: ``protocol`` picks the class.
+
+    ``{'protocol': 'dival', ...}`` is `DivalEllipses`; no ``protocol`` (or
+    ``'ellipse'``) is `EllipseCT`, the package's earlier protocol.
+
+    Examples
+    --------
+    >>> type(make_benchmark({'protocol': 'dival'})).__name__
+    'DivalEllipses'
+    >>> make_benchmark({'size': 16}).size
+    16
+    """
+    config = dict(config or {})
+    protocol = config.pop('protocol', 'ellipse')
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'protocol must be one of {sorted(PROTOCOLS)}, got '
+                         f'{protocol!r}')
+    if protocol == 'dival':
+        config['protocol'] = 'dival'
+    fields = {f.name for f in dataclasses.fields(PROTOCOLS[protocol])}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(f'unknown {protocol!r} benchmark option(s) '
+                         f'{unknown}; known: {sorted(fields)}')
+    return PROTOCOLS[protocol](**config)
+
+
+def cached_pairs(bench, n, split='train', progress=False, cache=True):
+    """``bench.pairs(n, split)``, kept on disk for the next call.
+
+    Large training sets (thousands of DIVal pairs, minutes to simulate)
+    are written once under ``cache_dir() / 'datasets'``, keyed by the
+    benchmark's configuration, the split and ``n``; a cut or foreign file
+    is made again. Small sets (``n < 256``) are not cached.
+
+    Examples
+    --------
+    >>> y, x = cached_pairs(EllipseCT(size=16, num_angles=4), 2)
+    >>> tuple(y.shape)
+    (2, 4, 25)
+    """
+    kwargs = {'progress': progress} if isinstance(bench, DivalEllipses) else {}
+    if not cache or n < 256:
+        return bench.pairs(n, split, **kwargs)
+    key = hashlib.sha256(json.dumps(
+        [type(bench).__name__, bench.config(), split, n, 'v1'],
+        sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_dir() / 'datasets' / f'{key}.npz'
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                y, x = f['y'], f['x']
+            if len(y) == n and len(x) == n:
+                return torch.from_numpy(y), torch.from_numpy(x)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # made again below
+    y, x = bench.pairs(n, split, **kwargs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.npz')
+        os.close(fd)
+        np.savez(tmp, y=y.numpy(), x=x.numpy())
+        os.replace(tmp, path)
+    except OSError:
+        pass  # read-only home: the pairs are simply not kept
+    return y, x
 
 
 def evaluate(method, problem_list, progress=False):

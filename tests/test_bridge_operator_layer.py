@@ -114,3 +114,131 @@ def test_forward_mode_jvp_through_operator_layer():
             t = fwad.unpack_dual(layer(fwad.make_dual(x, v))).tangent
         fd = (layer(x + 1e-6 * v) - layer(x - 1e-6 * v)) / 2e-6
         torch.testing.assert_close(t, fd, rtol=1e-6, atol=1e-6)
+
+
+# --- batching modes ---------------------------------------------------------
+
+def _batching_operators():
+    space = problems.image_space(16)
+    ray = problems.ray_transform(space, num_angles=7)  # weights differ
+    mat = np.random.default_rng(3).standard_normal((5, 6)).astype('float32')
+    matrix = odl.MatrixOperator(mat, domain=odl.rn(6, dtype='float32'),
+                                range=odl.rn(5, dtype='float32'))
+    grad = odl.Gradient(odl.uniform_discr([0, 0], [2, 3], (5, 6),
+                                          dtype='float32'))
+    return {'ray': ray, 'matrix': matrix, 'gradient': grad}
+
+
+@pytest.mark.parametrize('name', ['ray', 'matrix', 'gradient'])
+def test_matrix_mode_agrees_with_loop(name, tmp_path, monkeypatch):
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path))
+    op = _batching_operators()[name]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((4,) + op.domain.shape, generator=g)
+    y = torch.randn((4,) + op.range.shape, generator=g)
+    loop = OperatorLayer(op, batching='loop')
+    mat = OperatorLayer(op, batching='matrix')
+    torch.testing.assert_close(mat(x), loop(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mat.transpose(y), loop.transpose(y),
+                               rtol=1e-5, atol=1e-5)
+    assert mat.batching == 'matrix' and mat.adjoint_layer().batching == \
+        'matrix'
+    # Euclidean adjoint test on the batch: <A x, y> = <x, A^T y>.
+    lhs = (mat(x) * y).sum()
+    rhs = (x * mat.transpose(y)).sum()
+    assert abs(lhs - rhs) <= 1e-4 * abs(lhs)
+    # gradient through the layer is the transpose
+    xr = x.clone().requires_grad_(True)
+    (mat(xr) * y).sum().backward()
+    torch.testing.assert_close(xr.grad, loop.transpose(y), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_matrix_mode_gradcheck_and_gradgradcheck_float64():
+    space = odl.uniform_discr([0, 0], [1, 2], (4, 5), dtype='float64')
+    layer = OperatorLayer(odl.Gradient(space), batching='matrix')
+    x = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+    assert torch.autograd.gradgradcheck(layer, (x,))
+
+
+def test_matrix_mode_jvp_matches_forward():
+    import torch.autograd.forward_ad as fwad
+    op = _batching_operators()['ray']
+    layer = OperatorLayer(op, batching='matrix')
+    x = torch.rand((2,) + op.domain.shape)
+    v = torch.randn((2,) + op.domain.shape)
+    with fwad.dual_level():
+        t = fwad.unpack_dual(layer(fwad.make_dual(x, v))).tangent
+    torch.testing.assert_close(t, layer(v))
+
+
+def test_ray_transform_matrix_is_cached_on_disk(tmp_path, monkeypatch):
+    """The next process (a new operator, same geometry) reads the file."""
+    from odl_genprior import bridge
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path))
+    space = problems.image_space(12)
+    a1 = problems.ray_transform(space, num_angles=5)
+    m1 = bridge.operator_matrix(a1)
+    files = list((tmp_path / 'operators').glob('*.npz'))
+    assert len(files) == 1
+    a2 = problems.ray_transform(problems.image_space(12), num_angles=5)
+    calls = []
+    monkeypatch.setattr(bridge, '_apply_per_sample',
+                        lambda *a: calls.append(1) / 0)
+    m2 = bridge.operator_matrix(a2)  # no ODL call: from disk
+    assert not calls and (m1 != m2).nnz == 0
+    # another geometry is another file; a cut file is assembled again
+    monkeypatch.undo()
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path))
+    bridge.operator_matrix(problems.ray_transform(space, num_angles=6))
+    assert len(list((tmp_path / 'operators').glob('*.npz'))) == 2
+    files[0].write_bytes(files[0].read_bytes()[:50])
+    a3 = problems.ray_transform(problems.image_space(12), num_angles=5)
+    assert (bridge.operator_matrix(a3) != m1).nnz == 0
+
+
+def test_auto_switches_to_matrix_once_it_pays(tmp_path, monkeypatch):
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path))
+    op = _batching_operators()['matrix']  # 5 x 6: assembly costs 5 samples
+    layer = OperatorLayer(op)
+    assert layer.batching == 'auto-matrix'
+    x = torch.randn(2, 6)
+    ref = OperatorLayer(op, batching='loop')(x)
+    torch.testing.assert_close(layer(x), ref)
+    assert layer.batching == 'auto-matrix'  # 2 samples: loop still
+    layer(x), layer(x)
+    assert layer.batching == 'matrix'
+    torch.testing.assert_close(layer(x), ref)
+
+
+def test_auto_modes_and_refusals():
+    from odl_genprior.problems import MatrixMultiply
+    rn = odl.rn(3, dtype='float32')
+    lin = TorchOperator(MatrixMultiply(torch.eye(3)), rn, rn, linear=True)
+    assert OperatorLayer(lin).batching == 'module'
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(OperatorLayer(lin)(x), x)
+    torch.testing.assert_close(OperatorLayer(lin).transpose(x), x)
+    assert OperatorLayer(odl.PowerOperator(odl.rn(3), 2)).batching == 'loop'
+    with pytest.raises(ValueError, match='batching must be one of'):
+        OperatorLayer(lin, batching='fast')
+    with pytest.raises(ValueError, match='linear'):
+        OperatorLayer(odl.PowerOperator(odl.rn(3), 2), batching='matrix')
+    with pytest.raises(ValueError, match='astra_cuda'):
+        OperatorLayer(_batching_operators()['ray'], batching='astra3d')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_astra3d_mode_agrees_with_loop_on_cuda():
+    space = problems.image_space(64, impl='pytorch', device='cuda:0')
+    A = problems.ray_transform(space, num_angles=30)
+    loop = OperatorLayer(A, batching='loop')
+    fast = OperatorLayer(A, batching='astra3d')
+    x = torch.rand(5, 64, 64, device='cuda:0')
+    y = torch.randn((5,) + A.range.shape, device='cuda:0')
+    torch.testing.assert_close(fast(x), loop(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.transpose(y), loop.transpose(y),
+                               rtol=1e-4, atol=1e-4)
+    lhs = (fast(x) * y).sum()
+    assert abs(lhs - (x * fast.transpose(y)).sum()) <= 1e-3 * abs(lhs)

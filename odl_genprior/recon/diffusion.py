@@ -46,7 +46,6 @@ import numbers
 import warnings
 
 import numpy as np
-import scipy.sparse
 import torch
 
 from odl_genprior import samplers as _samplers
@@ -70,10 +69,10 @@ def _torch_dtype(space):
 class BatchedLinearOperator:
     """A linear ODL operator and its Euclidean transpose on tensor batches.
 
-    ``forward(x)`` maps ``(B, *domain.shape)`` to ``(B, *range.shape)``;
-    ``transpose(y)`` is ``A^T y`` in the plain Euclidean inner products of
-    the arrays (what torch autograd gives), i.e. ``W_dom A*(W_ran^{-1} y)``
-    with the ODL adjoint ``A*`` and the spaces' weights ``W``.
+    A thin view of `odl_genprior.bridge.OperatorLayer`, the one batched
+    operator path: ``forward(x)`` maps ``(B, *domain.shape)`` to ``(B,
+    *range.shape)``; ``transpose(y)`` is ``A^T y`` in the plain Euclidean
+    inner products of the arrays (``W_dom A*(W_ran^{-1} y)``).
 
     Parameters
     ----------
@@ -81,17 +80,11 @@ class BatchedLinearOperator:
         Linear, real.
     batched_module : bool
         For a linear `TorchOperator` whose ``in_shape`` starts with a batch
-        axis of one, run its module on the whole batch (and its
-        vector-Jacobian product for the transpose) instead of one ODL call
-        per sample through `OperatorLayer`. The results are the same.
+        axis of one, run its module on the whole batch (``batching=
+        'module'``).
     matrix : bool
-        Assemble the Euclidean matrix of ``A`` once (one ODL call per row
-        or per column, whichever are fewer, batched through
-        `OperatorLayer`) and apply ``A`` and ``A^T`` to batches as sparse
-        (CSR) matrix products. Worth it for small problems applied many
-        times, such as 64x64 CT inside a sampler: ODL calls ASTRA once per
-        sample, with a fixed cost per call. The matrix is exact up to
-        rounding; entries that are exactly zero are dropped.
+        Apply the operator's exact sparse matrix (``batching='matrix'``,
+        assembled once and cached; see `OperatorLayer`).
 
     Examples
     --------
@@ -112,101 +105,34 @@ class BatchedLinearOperator:
         self.operator = operator
         self.domain_shape = tuple(operator.domain.shape)
         self.range_shape = tuple(operator.range.shape)
-        self.module = None
-        if (batched_module and isinstance(operator, TorchOperator)
-                and operator.in_shape[0] == 1):
-            self.module = operator.module
-            self._in_shape = tuple(operator.in_shape[1:])
-        else:
-            self.layer = OperatorLayer(operator)
-        self.matrix = None
-        self._converted = {}
         if matrix:
-            self.matrix, self.matrix_t = self._assemble()
-
-    def _assemble(self, chunk=256):
-        """The CSR matrices of ``A`` and ``A^T`` (dtype of the domain)."""
-        n_in = int(np.prod(self.domain_shape))
-        n_out = int(np.prod(self.range_shape))
-        dtype = _torch_dtype(self.operator.domain)
-        rows = n_out <= n_in  # rows of A are A^T e_i
-        n, shape, apply = ((n_out, self.range_shape, self._transpose) if rows
-                           else (n_in, self.domain_shape, self._forward))
-        parts = []  # sparse chunks: the dense matrix is never formed
-        with torch.no_grad():
-            for start in range(0, n, chunk):
-                stop = min(n, start + chunk)
-                e = torch.zeros((stop - start, n), dtype=dtype)
-                e[torch.arange(stop - start), torch.arange(start, stop)] = 1
-                block = apply(e.reshape((-1,) + shape)).reshape(
-                    stop - start, -1)
-                parts.append(scipy.sparse.csr_matrix(block.cpu().numpy()))
-        m = scipy.sparse.vstack(parts).tocsr()  # rows: of A, or of A^T
-        if not rows:
-            m = m.T.tocsr()
-
-        def csr(a):
-            a.sort_indices()
-            with warnings.catch_warnings():  # 'sparse CSR is in beta'
-                warnings.simplefilter('ignore', UserWarning)
-                return torch.sparse_csr_tensor(
-                    torch.from_numpy(a.indptr.astype(np.int64)),
-                    torch.from_numpy(a.indices.astype(np.int64)),
-                    torch.from_numpy(a.data), size=a.shape, dtype=dtype)
-
-        return csr(m), csr(m.T.tocsr())
+            batching = 'matrix'
+        elif (batched_module and isinstance(operator, TorchOperator)
+              and operator.in_shape[0] == 1):
+            batching = 'module'
+        else:
+            batching = 'loop'
+        self.layer = OperatorLayer(operator, batching=batching)
+        self.matrix = None
+        if matrix:
+            m = self.layer.matrix()
+            dtype = getattr(torch, m.dtype.name)
+            self.matrix = self.layer._matmul_matrix('cpu', dtype)
 
     def _check(self, x, shape, what):
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f'{what} of shape {tuple(x.shape)}: expected '
                              f'(B, *{shape})')
 
-    def _module_forward(self, x):
-        b = x.shape[0]
-        return self.module(x.reshape((b,) + self._in_shape)).reshape(
-            (b,) + self.range_shape)
-
-    def _matmul(self, which, x, shape):
-        # One copy per (matrix, device, dtype), not one per sampler step.
-        key = (which, x.device, x.dtype)
-        m = self._converted.get(key)
-        if m is None:
-            m = getattr(self, which).to(device=x.device, dtype=x.dtype)
-            self._converted[key] = m
-        b = x.shape[0]
-        return (m @ x.reshape(b, -1).T).T.reshape((b,) + shape)
-
     def forward(self, x):
         """``A x`` for every sample of the batch ``x``."""
         self._check(x, self.domain_shape, 'input')
-        if self.matrix is not None:
-            return self._matmul('matrix', x, self.range_shape)
-        return self._forward(x)
-
-    def _forward(self, x):
-        if self.module is not None:
-            return self._module_forward(x)
         return self.layer(x)
 
     def transpose(self, y):
         """``A^T y`` (Euclidean) for every sample of the batch ``y``."""
         self._check(y, self.range_shape, 'input')
-        if self.matrix is not None:
-            return self._matmul('matrix_t', y, self.domain_shape)
-        return self._transpose(y)
-
-    def _transpose(self, y):
-        if self.module is not None:
-            with torch.enable_grad():
-                x = torch.zeros((y.shape[0],) + self.domain_shape,
-                                dtype=y.dtype, device=y.device,
-                                requires_grad=True)
-                (g,) = torch.autograd.grad(self._module_forward(x), x,
-                                           grad_outputs=y)
-            return g
-        w_dom, w_ran = self.layer.weights(y.device, y.dtype)
-        g = self.layer.adjoint_layer()(y / w_ran)
-        return g * w_dom
+        return self.layer.transpose(y)
 
 
 def batched_cg(apply, b, niter=50, tol=1e-6):

@@ -16,7 +16,7 @@ import torch
 from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor
 from odl_genprior.certified import CertifiedLearnedGradient
-from odl_genprior.ct_benchmark import EllipseCT
+from odl_genprior.ct_benchmark import EllipseCT, cached_pairs, make_benchmark
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.training import (load_weights, read_run_config,
                                    recorded_command, seed_all, train)
@@ -127,7 +127,7 @@ def build_unrolled(config, operator=None):
         raise ValueError(f'scheme must be one of {sorted(_NETWORKS)}, got '
                          f'{scheme!r}')
     if operator is None:
-        operator = EllipseCT(**config.get('benchmark', {})).operator
+        operator = make_benchmark(config.get('benchmark')).operator
     kwargs = dict(UNROLLED_DEFAULTS[scheme])
     kwargs.update({k: config[k] for k in UNROLLED_DEFAULTS[scheme]
                    if k in config})
@@ -176,12 +176,12 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     >>> load_unrolled(d).n_iter
     2
     """
-    bench = EllipseCT(**config.get('benchmark', {}))
+    bench = make_benchmark(config.get('benchmark'))
     config = {**config, 'benchmark': bench.config()}
     seed_all(seed)
     model = build_unrolled(config, bench.operator)
-    train_data = bench.pairs(n_train, 'train')
-    val_data = bench.pairs(n_val, 'validation')
+    train_data = cached_pairs(bench, n_train, 'train', progress=progress)
+    val_data = cached_pairs(bench, n_val, 'validation', progress=progress)
     steps = epochs * (n_train // batch_size)
     if steps < 1:
         raise ValueError(f'no training step: n_train={n_train} < '
@@ -199,7 +199,8 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
               opt, T_max=steps),
           seed=seed, val_data=val_data, val_metric=_psnr_metric,
           config=run_config, resume=resume, progress=progress,
-          checkpoint_every=checkpoint_every, log_every=log_every)
+          checkpoint_every=checkpoint_every, val_every=checkpoint_every,
+          log_every=log_every)
     return model.eval()
 
 
