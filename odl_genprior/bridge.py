@@ -843,6 +843,8 @@ class OperatorLayer(torch.nn.Module):
             object.__setattr__(self, '_adjoint_layer', adjoint)
             object.__setattr__(adjoint, '_adjoint_layer', self)
             object.__setattr__(adjoint, '_samples', self._samples)
+            if self._matrix is not None:  # no second assembly
+                adjoint._matrix = _adjoint_matrix(self.operator, self._matrix)
         return self._adjoint_layer
 
     def transpose(self, y):
@@ -889,8 +891,10 @@ class OperatorLayer(torch.nn.Module):
         """Ski rental: assemble once the loop has cost what assembly costs."""
         self._samples[0] += batch
         cost = min(self.operator.domain.size, self.operator.range.size)
-        if self._samples[0] >= cost or _MATRICES.get(self.operator,
-                                                     self.cache) is not None:
+        adj = self._adjoint_layer
+        if (self._samples[0] >= cost
+                or (adj is not None and adj._matrix is not None)
+                or _MATRICES.get(self.operator, self.cache) is not None):
             try:
                 self.matrix()
             except MemoryError:

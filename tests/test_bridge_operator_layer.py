@@ -242,3 +242,17 @@ def test_astra3d_mode_agrees_with_loop_on_cuda():
                                rtol=1e-4, atol=1e-4)
     lhs = (fast(x) * y).sum()
     assert abs(lhs - (x * fast.transpose(y)).sum()) <= 1e-3 * abs(lhs)
+
+
+def test_adjoint_layer_reuses_the_assembled_matrix(monkeypatch):
+    from odl_genprior import bridge
+    op = _batching_operators()['ray']
+    layer = OperatorLayer(op)
+    layer.matrix()
+    calls = []
+    real = bridge._apply_per_sample
+    monkeypatch.setattr(bridge, '_apply_per_sample',
+                        lambda *a: calls.append(1) or real(*a))
+    x = torch.rand((3,) + op.domain.shape, requires_grad=True)
+    layer(x).sum().backward()  # backward: the adjoint layer, no ODL call
+    assert not calls and layer.adjoint_layer().batching == 'matrix'
