@@ -100,3 +100,22 @@ def test_train_unrolled_on_dival_protocol(tmp_path):
     net = load_unrolled(tmp_path)
     assert net.config['benchmark']['protocol'] == 'dival'
     assert net.operator.domain.shape == (16, 16)
+
+
+def test_cli_train_unrolled_protocol_dival(tmp_path, capsys):
+    import json
+    from odl_genprior.cli import main
+    out = tmp_path / 'run'
+    rc = main(['train', 'unrolled', '--protocol', 'dival', '--scheme', 'lgd',
+               '--size', '16', '--angles', '5', '--width', '4',
+               '--iterations', '2', '--n-train', '2', '--n-val', '1',
+               '--epochs', '1', '--batch-size', '2', '--quiet',
+               '--out', str(out)])
+    assert rc == 0
+    cfg = json.loads((out / 'config.json').read_text())
+    text = json.dumps(cfg)
+    assert '"protocol": "dival"' in text and '"noise_level": 0.025' in text
+    rc = main(['train', 'unrolled', '--protocol', 'dival', '--geometry',
+               'fan', '--out', str(tmp_path / 'x')])
+    assert rc == 2
+    assert '--protocol dival' in capsys.readouterr().err
