@@ -165,3 +165,29 @@ def test_errors():
             cls(niter=1)(p, progress=False)
         with pytest.raises(ValueError, match='alpha must be >= 0'):
             cls(alpha=-1.0)
+
+
+def test_tv_default_alpha_is_scale_aware():
+    """The same phantom on [-1, 1]^2 and on [-64, 64]^2: the default weight
+    gives the same reconstruction up to the data's scale."""
+    import odl
+    from odl.applications import tomo
+    from odl_genprior.problems import ForwardProblem
+    from odl_genprior.recon import TV
+    from odl_genprior.recon.classical import default_tv_alpha
+    rng = np.random.default_rng(0)
+    img = np.zeros((24, 24), dtype='float32')
+    img[6:18, 8:16] = 1.0
+    recs = []
+    for h in (1.0, 64.0):
+        space = odl.uniform_discr([-h, -h], [h, h], (24, 24), dtype='float32')
+        A = tomo.RayTransform(space, tomo.parallel_beam_geometry(
+            space, num_angles=12), impl='astra_cpu')
+        clean = A(space.element(img)).asarray()
+        noise = 0.02 * np.abs(clean).mean() * rng.standard_normal(clean.shape)
+        y = A.range.element((clean + noise).astype('float32'))
+        recs.append(TV(niter=200)(ForwardProblem(A, y), progress=False)
+                    .asarray())
+    assert default_tv_alpha(space) == pytest.approx(1e-3 * 64 ** 2)
+    assert np.abs(recs[0] - recs[1]).max() < 0.05
+    assert np.abs(recs[1] - img).mean() < 0.2

@@ -5,6 +5,7 @@ ODL's own: ``odl.applications.tomo.fbp_op``, ``odl.solvers.pdhg``,
 ``conjugate_gradient``, ``proximal_gradient``, ``odl.trafos.WaveletTransform``
 and ODL functionals; nothing is re-implemented.
 """
+import numpy as np
 import odl
 from odl.applications import tomo
 
@@ -63,8 +64,13 @@ class TV(Reconstructor):
 
     Parameters
     ----------
-    alpha : float
-        Regularisation weight.
+    alpha : float, optional
+        Regularisation weight. Default: ``1e-3`` on a domain of side 2 (the
+        package's ``[-1, 1]^2``), scaled by ``(side / 2)^2`` for other
+        physical sizes: with ODL's cell-volume weights the data term grows
+        like ``side^3`` and TV like ``side``, so the same image is the
+        minimiser at every scale (DIVal's ``[-64, 64]^2``: 4.1, 26.6 dB on 3
+        validation images where 1e-3 gives 20 dB).
     niter : int
         PDHG iterations.
     nonneg : bool
@@ -91,8 +97,8 @@ class TV(Reconstructor):
 
     name = 'TV'
 
-    def __init__(self, alpha=1e-3, niter=300, nonneg=True, callback=None):
-        self.alpha = float(alpha)
+    def __init__(self, alpha=None, niter=300, nonneg=True, callback=None):
+        self.alpha = None if alpha is None else float(alpha)
         self.niter = int(niter)
         self.nonneg = bool(nonneg)
         self.callback = callback
@@ -121,9 +127,11 @@ class TV(Reconstructor):
                            for h in grad_space.cell_sides) ** 0.5
         scale = float(norm_a / norm_g)
         L = odl.BroadcastOperator(A, scale * grad)
+        alpha = (self.alpha if self.alpha is not None
+                 else default_tv_alpha(space))
         g = odl.functionals.SeparableSum(
             odl.functionals.L2NormSquared(A.range).translated(y),
-            (self.alpha / scale) * odl.functionals.GroupL1Norm(grad.range))
+            (alpha / scale) * odl.functionals.GroupL1Norm(grad.range))
         f = (odl.functionals.IndicatorNonnegativity(space) if self.nonneg
              else odl.functionals.ZeroFunctional(space))
         step = 0.99 / (1.05 * float(norm_a) * 2 ** 0.5)
@@ -136,6 +144,27 @@ class TV(Reconstructor):
         odl.solvers.pdhg(x, f, g, L, niter=self.niter, tau=step, sigma=step,
                          callback=callback)
         return x
+
+
+def default_tv_alpha(space, alpha_unit=1e-3):
+    """`TV`'s default weight on ``space``: ``alpha_unit (side / 2)^2``.
+
+    ``side`` is the mean side length of a ``uniform_discr`` domain (1 for
+    other spaces' factor): the data term in ODL's weighted norms scales like
+    ``side^3`` and TV like ``side``, so this keeps the minimiser of the
+    package's ``[-1, 1]^2`` setting at any physical size.
+
+    Examples
+    --------
+    >>> default_tv_alpha(odl.uniform_discr([-1, -1], [1, 1], (8, 8)))
+    0.001
+    >>> round(default_tv_alpha(odl.uniform_discr([-64, -64], [64, 64], (8, 8))), 3)
+    4.096
+    """
+    if not hasattr(space, 'min_pt'):
+        return float(alpha_unit)
+    side = float(np.mean(np.asarray(space.max_pt) - np.asarray(space.min_pt)))
+    return float(alpha_unit * (side / 2) ** 2)
 
 
 def _linear(problem, who):
