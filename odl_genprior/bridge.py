@@ -808,6 +808,7 @@ class OperatorLayer(torch.nn.Module):
         self._matrix = None          # SciPy CSR once known
         self._torch_matrix = {}      # per (device, dtype)
         self._samples = [0]          # shared with the adjoint layer
+        self._asked_cache = False
         self._astra = None
 
     @property
@@ -892,9 +893,13 @@ class OperatorLayer(torch.nn.Module):
         self._samples[0] += batch
         cost = min(self.operator.domain.size, self.operator.range.size)
         adj = self._adjoint_layer
-        if (self._samples[0] >= cost
-                or (adj is not None and adj._matrix is not None)
-                or _MATRICES.get(self.operator, self.cache) is not None):
+        # The caches are asked once (hashing a geometry is not free), not
+        # on every batch until the switch.
+        cached = (not self._asked_cache
+                  and _MATRICES.get(self.operator, self.cache) is not None)
+        self._asked_cache = True
+        if (self._samples[0] >= cost or cached
+                or (adj is not None and adj._matrix is not None)):
             try:
                 self.matrix()
             except MemoryError:

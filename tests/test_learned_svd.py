@@ -21,7 +21,8 @@ from odl_genprior.recon.learned_svd import (DiagonalMap, LearnedSVD,
 
 torch.set_num_threads(1)
 
-MNIST_DIR = os.environ.get(data.MNIST_ENV) or '/work/shared/data/mnist'
+MNIST_DIR = os.environ.get(data.MNIST_ENV) or str(
+    Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'mnist')
 HAVE_MNIST = Path(MNIST_DIR, 't10k-images-idx3-ubyte.gz').is_file() or Path(
     MNIST_DIR, 't10k-images-idx3-ubyte').is_file()
 SIZE, ANGLES = 28, 10
