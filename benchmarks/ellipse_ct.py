@@ -32,6 +32,16 @@ many epochs on a GPU; a run of that scale is e.g. ``--n-train 32000
         --epochs 4 --batch-size 4 --n-test 50 --quiet \
         --json runs/ellipse_ct64.json --runs runs/ellipse_ct64
 
+
+``--protocol dival`` is DIVal's ellipses data set
+(`odl_genprior.ct_benchmark.DivalEllipses`) and trains nothing: FBP and TV
+tuned on its validation split, the trained networks shipped with the package
+(`odl_genprior.recon.learned.list_pretrained_unrolled`) on the first
+``--n-test`` test images (DIVal reports its figures on the first 100), and
+DIVal's published PSNR beside them:
+
+    python benchmarks/ellipse_ct.py --protocol dival
+
 """
 import argparse
 import json
@@ -44,10 +54,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
 
-from odl_genprior.ct_benchmark import EllipseCT, evaluate  # noqa: E402
+from odl_genprior.ct_benchmark import (  # noqa: E402
+    DivalEllipses, EllipseCT, evaluate)
 from odl_genprior.recon import FBP, TV  # noqa: E402
 from odl_genprior.recon.learned import (  # noqa: E402
-    LearnedReconstructor, train_unrolled)
+    PRETRAINED_DIR, LearnedReconstructor, list_pretrained_unrolled,
+    train_unrolled)
 from odl_genprior.training import read_metrics  # noqa: E402
 
 # (scheme, group, DIVal reference PSNR on its ellipses, 128x128, 30 angles)
@@ -56,6 +68,8 @@ MODELS = {'lgd': ('lgd', None, 30.30), 'lpd': ('lpd', None, 32.27),
 NAMES = {'lgd': 'learned GD', 'lpd': 'learned PD',
          'lfb': 'learned FB ordinary', 'lfb-c4': 'learned FB C4'}
 DIVAL = {'FBP': 24.18, 'TV': 27.96}
+# DIVal's published PSNR of the shipped networks' schemes (None: not in DIVal).
+DIVAL_SHIPPED = {'lgd': 30.30, 'lpd': 32.27}
 
 
 def _tune(make, values, problems):
@@ -64,16 +78,83 @@ def _tune(make, values, problems):
     return max(scores, key=scores.get), scores
 
 
+def _baselines(args, tune, test):
+    """FBP and TV rows, each setting chosen by mean PSNR on ``tune``."""
+    fs, fbp_scores = _tune(lambda v: FBP('Hann', v), args.fbp_scalings, tune)
+    alpha, tv_scores = _tune(lambda v: TV(alpha=v, niter=args.tv_iter),
+                             args.tv_alphas, tune)
+    print('FBP frequency scaling on validation: '
+          + ', '.join(f'{k:g}: {v:.2f}' for k, v in fbp_scores.items())
+          + f' dB -> {fs:g}', flush=True)
+    print('TV alpha on validation: '
+          + ', '.join(f'{k:g}: {v:.2f}' for k, v in tv_scores.items())
+          + f' dB -> {alpha:g}', flush=True)
+    return [('FBP', f'Hann, scaling {fs:g}', DIVAL['FBP'],
+             evaluate(FBP('Hann', fs), test)),
+            ('TV', f'alpha {alpha:g}, {args.tv_iter} it', DIVAL['TV'],
+             evaluate(TV(alpha=alpha, niter=args.tv_iter), test))]
+
+
+def _shipped_row(name):
+    """Name, settings, DIVal reference and method of a shipped network."""
+    method = LearnedReconstructor.pretrained(name)
+    model = method.model
+    cfg = model.config
+    rows = read_metrics(PRETRAINED_DIR / name)
+    steps = rows[-1]['step'] if rows else 0
+    minutes = rows[-1].get('time', float('nan')) / 60 if rows else float('nan')
+    ref = None if cfg.get('group') else DIVAL_SHIPPED.get(cfg['scheme'])
+    n_par = sum(p.numel() for p in model.parameters())
+    return (f'{method.name} ({name})',
+            f'{steps} steps, {minutes:.0f} min, {n_par / 1e3:.0f}k par.',
+            ref, method)
+
+
+def _dival(args, t_start):
+    """DIVal's ellipses: baselines tuned on validation, shipped networks."""
+    if args.noise is not None or args.bench_seed != 0 or args.size != 128:
+        raise SystemExit('--protocol dival has its own noise, seeds and size;'
+                         ' drop --noise, --bench-seed and --size')
+    bench = DivalEllipses(num_angles=args.angles)
+    tune = bench.problems(args.n_tune, 'validation')
+    test = bench.problems(args.n_test, 'test')
+    results = _baselines(args, tune, test)
+    print(f'baselines done ({time.perf_counter() - t_start:.0f} s)',
+          flush=True)
+    shipped = [n for n in list_pretrained_unrolled()
+               if n.startswith('dival-') and n.endswith(f'-{bench.size}')]
+    for name in shipped:
+        label, note, ref, method = _shipped_row(name)
+        if method.model.operator.range.shape != bench.operator.range.shape:
+            print(f'{name}: made for another geometry, skipped')
+            continue
+        r = evaluate(method, test)
+        results.append((label, note, ref, r))
+        print(f'{label}: {r["psnr"]:.2f} dB '
+              f'({time.perf_counter() - t_start:.0f} s)', flush=True)
+    print(f'\nDIVal ellipses {bench.size}x{bench.size}, {bench.num_angles} '
+          f'angles, {bench.noise_level:.1%} noise; first {args.n_test} test '
+          f'images; FBP / TV tuned on {args.n_tune} validation images; '
+          'learned: the shipped networks (nothing trained here)')
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--protocol', choices=('ellipse', 'dival'),
+                        default='ellipse',
+                        help="'dival': DIVal's ellipses with the shipped "
+                             'networks (nothing is trained)')
     parser.add_argument('--size', type=int, default=128)
     parser.add_argument('--angles', type=int, default=30)
-    parser.add_argument('--noise', type=float, default=0.05)
+    parser.add_argument('--noise', type=float, default=None,
+                        help='relative noise (ellipse protocol, default 0.05)')
     parser.add_argument('--bench-seed', type=int, default=0,
                         help='seed of the splits (EllipseCT.seed)')
     parser.add_argument('--n-train', type=int, default=400)
     parser.add_argument('--n-val', type=int, default=10)
-    parser.add_argument('--n-test', type=int, default=50)
+    parser.add_argument('--n-test', type=int, default=None,
+                        help='test images (default 50; dival 100)')
     parser.add_argument('--n-tune', type=int, default=5,
                         help='validation images that choose FBP/TV settings')
     parser.add_argument('--epochs', type=int, default=4)
@@ -87,9 +168,11 @@ def main(argv=None):
                         choices=list(MODELS))
     parser.add_argument('--fbp-scalings', type=float, nargs='+',
                         default=[0.3, 0.45, 0.6, 0.8, 1.0])
-    parser.add_argument('--tv-alphas', type=float, nargs='+',
-                        default=[3e-5, 1e-4, 3e-4, 1e-3])
-    parser.add_argument('--tv-iter', type=int, default=200)
+    parser.add_argument('--tv-alphas', type=float, nargs='+', default=None,
+                        help='default 3e-5 1e-4 3e-4 1e-3 (dival: 1 2 4 8 '
+                             '16, DIVal\'s [-64, 64]^2 domain)')
+    parser.add_argument('--tv-iter', type=int, default=None,
+                        help='PDHG iterations (default 200; dival 500)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch\'s choice)')
     parser.add_argument('--runs', default='runs/ellipse_ct')
@@ -97,28 +180,27 @@ def main(argv=None):
                         help='also write the results to this file')
     parser.add_argument('--quiet', action='store_true')
     args = parser.parse_args(argv)
+    dival = args.protocol == 'dival'
+    if args.n_test is None:
+        args.n_test = 100 if dival else 50
+    if args.tv_alphas is None:
+        args.tv_alphas = ([1., 2., 4., 8., 16.] if dival
+                          else [3e-5, 1e-4, 3e-4, 1e-3])
+    if args.tv_iter is None:
+        args.tv_iter = 500 if dival else 200
     if args.threads:
         torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    if dival:
+        _print(_dival(args, t_start), t_start, args)
+        return
 
+    args.noise = 0.05 if args.noise is None else args.noise
     bench = EllipseCT(size=args.size, num_angles=args.angles,
                       noise_level=args.noise, seed=args.bench_seed)
-    t_start = time.perf_counter()
     tune = [bench.problem(i, 'validation') for i in range(args.n_tune)]
     test = [bench.problem(i, 'test') for i in range(args.n_test)]
-
-    fs, fbp_scores = _tune(lambda v: FBP('Hann', v), args.fbp_scalings, tune)
-    alpha, tv_scores = _tune(lambda v: TV(alpha=v, niter=args.tv_iter),
-                             args.tv_alphas, tune)
-    print('FBP frequency scaling on validation: '
-          + ', '.join(f'{k:g}: {v:.2f}' for k, v in fbp_scores.items())
-          + f' dB -> {fs:g}', flush=True)
-    print('TV alpha on validation: '
-          + ', '.join(f'{k:g}: {v:.2f}' for k, v in tv_scores.items())
-          + f' dB -> {alpha:g}', flush=True)
-    results = [('FBP', f'Hann, scaling {fs:g}', DIVAL['FBP'],
-                evaluate(FBP('Hann', fs), test)),
-               ('TV', f'alpha {alpha:g}, {args.tv_iter} it', DIVAL['TV'],
-                evaluate(TV(alpha=alpha, niter=args.tv_iter), test))]
+    results = _baselines(args, tune, test)
     print(f'baselines done ({time.perf_counter() - t_start:.0f} s)',
           flush=True)
 
@@ -147,6 +229,11 @@ def main(argv=None):
           f'{args.n_test} test images; learned: {args.n_train} training '
           f'pairs, {args.epochs} epochs, batch {args.batch_size}, '
           f'lr {args.lr:g}, width {args.width}, seed {args.seed}')
+    _print(results, t_start, args)
+
+
+def _print(results, t_start, args):
+    """The table, and the JSON file of ``--json``."""
     table([(name, f'{r["psnr"]:.2f}', f'{r["ssim"]:.3f}',
             f'{r["seconds"]:.3f}',
             f'{ref:.2f}' if ref is not None else '-', note)

@@ -141,8 +141,9 @@ def _reconstruct(args):
         from odl_genprior.recon.learned import (LearnedReconstructor,
                                                 load_unrolled)
         if not args.model:
-            raise SystemExit('learned needs --model RUN (a run folder of '
-                             '`odl-genprior train unrolled`)')
+            raise SystemExit('learned needs --model RUN_OR_NAME (a run '
+                             'folder of `odl-genprior train unrolled` or a '
+                             'shipped network, e.g. dival-lpd-128)')
         model = load_unrolled(args.model)
         # The problem is the test sample --seed of the model's own benchmark.
         bench = make_benchmark(model.config.get('benchmark'))
@@ -192,25 +193,66 @@ def _reconstruct(args):
     return 0
 
 
+def _demo_problem(args):
+    """The demo's forward problem and its line in the output."""
+    from odl_genprior import problems
+    from odl_genprior.ct_benchmark import DivalEllipses
+
+    if args.problem == 'dival':
+        given = [f'--{k}' for k in ('size', 'angles', 'noise', 'seed')
+                 if getattr(args, k) is not None]
+        if args.impl != 'numpy' or given:
+            raise ValueError(
+                f'{", ".join(given) or "--impl"}: only for --problem '
+                "ellipse; DIVal's ellipses have their own size (128), angles "
+                '(30), noise (2.5%) and seeds (pick a test image with --index)')
+        bench = DivalEllipses()
+        problem = bench.problem(args.index, 'test')
+        return problem, (f"DIVal's ellipses (test image {args.index}): "
+                         f'128x128 over [-64, 64]^2, 30 angles, 2.5% noise, '
+                         f'400x400 simulation')
+    if args.index != 0:
+        raise ValueError('--index: only for --problem dival (use --seed)')
+    size = 128 if args.size is None else args.size
+    angles = 30 if args.angles is None else args.angles
+    noise = 0.05 if args.noise is None else args.noise
+    seed = 0 if args.seed is None else args.seed
+    problem = problems.ct(size=size, num_angles=angles, noise_level=noise,
+                          seed=seed, impl=args.impl, device=args.device)
+    return problem, (f'random-ellipse CT: {size}x{size}, {angles} angles, '
+                     f'{noise:.0%} Gaussian noise, seed {seed}, '
+                     f'impl={args.impl}')
+
+
+def _demo_methods(args, problem):
+    """FBP, TV, and the learned rows that fit the problem."""
+    from odl_genprior.recon import FBP, TV
+    from odl_genprior.recon.learned import (LearnedReconstructor,
+                                            list_pretrained_unrolled)
+
+    methods = [FBP(), TV(alpha=args.tv_alpha, niter=args.tv_iters)]
+    if args.problem == 'dival' and not args.no_learned:
+        # The networks shipped for this protocol, trained on its train split.
+        methods += [LearnedReconstructor.pretrained(name)
+                    for name in list_pretrained_unrolled()
+                    if name.startswith('dival-')]
+    if args.problem == 'ellipse' and not args.no_prior:
+        methods.append(_ellipse_prior_method(problem.space))
+    return methods
+
+
 def _demo(args):
     # Imports here keep `odl-genprior --help` fast.
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from odl_genprior import metrics, problems
+    from odl_genprior import metrics
     from odl_genprior.bridge import to_numpy
-    from odl_genprior.recon import FBP, TV
 
-    print(f'random-ellipse CT: {args.size}x{args.size}, {args.angles} angles, '
-          f'{args.noise:.0%} Gaussian noise, seed {args.seed}, '
-          f'impl={args.impl}')
-    problem = problems.ct(size=args.size, num_angles=args.angles,
-                          noise_level=args.noise, seed=args.seed,
-                          impl=args.impl, device=args.device)
-    methods = [FBP(), TV(alpha=args.tv_alpha, niter=args.tv_iters)]
-    if not args.no_prior:
-        methods.append(_ellipse_prior_method(problem.space))
+    problem, line = _demo_problem(args)
+    print(line)
+    methods = _demo_methods(args, problem)
     truth = problem.ground_truth
     rows, images = [], {}
     for method in methods:
@@ -220,9 +262,10 @@ def _demo(args):
         rows.append((method.name, metrics.psnr(x, truth),
                      metrics.ssim(x, truth), seconds))
         images[method.name] = to_numpy(x)
-    print(f'\n{"method":<10}{"PSNR [dB]":>11}{"SSIM":>8}{"seconds":>10}')
+    width = max(10, *(len(r[0]) + 2 for r in rows))
+    print(f'\n{"method":<{width}}{"PSNR [dB]":>11}{"SSIM":>8}{"seconds":>10}')
     for name, p, s, sec in rows:
-        print(f'{name:<10}{p:>11.2f}{s:>8.3f}{sec:>10.2f}')
+        print(f'{name:<{width}}{p:>11.2f}{s:>8.3f}{sec:>10.2f}')
     print('(PSNR with data range max-min of the ground truth)')
 
     panels = [('ground truth', to_numpy(truth)), ('data (sinogram)',
@@ -266,6 +309,8 @@ def _train_unrolled(args, command):
         config['hidden_channels'] = args.width
     if args.iterations is not None:
         config['n_iter'] = args.iterations
+    if args.start is not None:
+        config['start'] = args.start
     try:
         build_unrolled(config)  # wrong sizes: an error, not a traceback
     except (ValueError, TypeError) as err:
@@ -275,7 +320,7 @@ def _train_unrolled(args, command):
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    seed=args.seed, progress=not args.quiet,
                    resume=args.resume or not args.no_resume, command=command,
-                   checkpoint_every=args.checkpoint_every)
+                   checkpoint_every=args.checkpoint_every, init=args.init)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior reconstruct learned --model '
           f'{args.out}')
@@ -350,6 +395,11 @@ def _train(args):
     command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
     if args.kind == 'unrolled':
         return _train_unrolled(args, command)
+    for option in ('init', 'start'):
+        if getattr(args, option) is not None:
+            print(f'odl-genprior train: error: --{option} is an option of '
+                  f"kind 'unrolled', not {args.kind!r}", file=sys.stderr)
+            return 2
     if args.kind == 'learned-svd':
         return _train_learned_svd(args, command)
     if args.kind == 'score':
@@ -407,24 +457,42 @@ def build_parser():
         description='Learned models as ODL operators: demos and tools.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     demo = sub.add_parser(
-        'demo', help='sparse-view CT on random ellipses: FBP and TV, a table '
-                     'and a figure',
-        description='Random-ellipse sparse-view CT (no download): runs every '
-                    'method, prints PSNR/SSIM/seconds and writes a PNG.')
-    demo.add_argument('--size', type=int, default=128, help='image size')
-    demo.add_argument('--angles', type=int, default=30,
-                      help='number of projection angles')
-    demo.add_argument('--noise', type=float, default=0.05,
-                      help='relative Gaussian noise level')
-    demo.add_argument('--seed', type=int, default=0)
+        'demo', help="sparse-view CT on DIVal's ellipses: FBP, TV and the "
+                     'shipped learned networks, a table and a figure',
+        description="Sparse-view CT (no download): a test image of DIVal's "
+                    'ellipses (default) or of the random-ellipse problem; '
+                    'runs every method, prints PSNR/SSIM/seconds and writes '
+                    'a PNG.')
+    demo.add_argument('--problem', choices=('dival', 'ellipse'),
+                      default='dival',
+                      help="'dival': DIVal's ellipses (128x128, 30 angles), "
+                           'with the learned networks shipped for it; '
+                           "'ellipse': the package's random-ellipse CT, "
+                           'with the generative prior')
+    demo.add_argument('--index', type=int, default=0,
+                      help='dival: test image index')
+    demo.add_argument('--size', type=int, default=None,
+                      help='ellipse: image size (default 128)')
+    demo.add_argument('--angles', type=int, default=None,
+                      help='ellipse: number of projection angles (default '
+                           '30)')
+    demo.add_argument('--noise', type=float, default=None,
+                      help='ellipse: relative Gaussian noise level (default '
+                           '0.05)')
+    demo.add_argument('--seed', type=int, default=None,
+                      help='ellipse: phantom and noise seed (default 0)')
     demo.add_argument('--impl', choices=('numpy', 'pytorch'),
-                      default='numpy', help='ODL array backend')
+                      default='numpy', help='ellipse: ODL array backend')
     demo.add_argument('--device', default='cpu',
                       help="torch device for --impl pytorch, e.g. 'cuda:0'")
-    demo.add_argument('--tv-alpha', type=float, default=1e-3)
-    demo.add_argument('--tv-iters', type=int, default=200)
+    demo.add_argument('--tv-alpha', type=float, default=None,
+                      help="TV weight (default: TV's scale-aware default, "
+                           '1e-3 (side / 2)^2)')
+    demo.add_argument('--tv-iters', type=int, default=300)
+    demo.add_argument('--no-learned', action='store_true',
+                      help='dival: leave out the shipped learned networks')
     demo.add_argument('--no-prior', action='store_true',
-                      help='leave out the generative prior '
+                      help='ellipse: leave out the generative prior '
                            '(ellipses-vae-128, soft latent-space '
                            'reconstruction)')
     demo.add_argument('--out', default='demo.png', help='figure file')
@@ -457,7 +525,8 @@ def build_parser():
                          f'{SCORE_PRIOR}, 64x64: pass --size 64)')
     rc.add_argument('--model', default=None,
                     help='learned: run folder of `odl-genprior train '
-                         'unrolled` (the problem is then test sample --seed '
+                         'unrolled` or a shipped network (dival-lpd-128, '
+                         '...; the problem is then test sample --seed '
                          'of its benchmark); learned-svd: run folder of '
                          '`odl-genprior train learned-svd` (the problem is '
                          'CT of the trained size and angles, --size and '
@@ -509,6 +578,15 @@ def build_parser():
                     help="unrolled: the package's ellipse CT benchmark or "
                          "DIVal's ellipses data set (128x128 over [-64, 64]^2,"
                          " 400x400 simulation)")
+    tr.add_argument('--start', choices=('zero', 'fbp'), default=None,
+                    help="unrolled: the scheme's starting image, zeros "
+                         "(default, the papers) or the data's FBP (DIVal's "
+                         'init_fbp)')
+    tr.add_argument('--init', default=None, metavar='RUN_OR_NAME',
+                    help='unrolled: start from the weights of this run '
+                         'folder or shipped network (same scheme, '
+                         'architecture and benchmark): fine-tuning, or more '
+                         'steps after a finished schedule, in a new --out')
     tr.add_argument('--geometry', choices=('parallel', 'fan'),
                     default='parallel', help='unrolled: beam geometry')
     tr.add_argument('--data-seed', type=int, default=0,

@@ -45,7 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
-           'recorded_command', 'read_run_config')
+           'recorded_command', 'read_run_config', 'export_run')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -392,6 +392,61 @@ def read_run_config(run_dir, key, made_by):
         raise ValueError(f'{path} holds no {key!r} entry: not made by '
                          f'{made_by}')
     return user
+
+
+def export_run(run_dir, dest):
+    """Copy a run's model, config and log to ``dest`` (to ship or share).
+
+    ``dest`` receives ``config.json``, ``metrics.csv`` and ``weights.pt``:
+    the run's final weights, or the model of its last checkpoint if the run
+    has not finished (the optimiser state is left out). ``metrics.csv`` is
+    cut at the checkpoint's step, so the log matches the weights. Files are
+    written atomically; an existing ``dest`` is refused rather than
+    overwritten unless it holds an earlier export (a ``config.json``).
+
+    Returns
+    -------
+    step : int
+        The training step of the exported weights.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> net = torch.nn.Linear(2, 1)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = train(net, lambda m, x: m(x).pow(2).mean(), torch.randn(8, 2),
+    ...               out_dir=d + '/run', batch_size=4, progress=False)
+    ...     step = export_run(d + '/run', d + '/shipped')
+    ...     other = load_weights(torch.nn.Linear(2, 1), d + '/shipped')
+    >>> step, torch.equal(other.weight, net.weight)
+    (2, True)
+    """
+    run, dest = Path(run_dir), Path(dest)
+    if not (run / CONFIG).is_file():
+        raise FileNotFoundError(f'{run / CONFIG} not found: not a training '
+                                'run folder')
+    if dest.exists() and any(dest.iterdir()) and not (dest / CONFIG).exists():
+        raise FileExistsError(f'{dest} holds other files; not overwriting')
+    ckpt = _load(run / CHECKPOINT) if (run / CHECKPOINT).is_file() else None
+    total = json.loads((run / CONFIG).read_text())
+    total = total['epochs'] * total['steps_per_epoch']
+    if ckpt is not None and ckpt['step'] < total:
+        models = ckpt['models']
+        weights = models['model'] if set(models) == {'model'} else models
+        step = ckpt['step']
+    elif (run / WEIGHTS).is_file():
+        weights, step = _load(run / WEIGHTS), total
+    else:
+        raise FileNotFoundError(f'{run} holds neither {WEIGHTS} nor '
+                                f'{CHECKPOINT}: nothing to export')
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = (run / METRICS).read_text().splitlines(keepends=True)
+    kept = rows[:1] + [r for r in rows[1:] if r.strip()
+                       and int(r.split(',', 1)[0]) <= step]
+    _atomic_write(dest / METRICS, lambda f: f.write(''.join(kept).encode()))
+    _atomic_write(dest / WEIGHTS, lambda f: torch.save(weights, f))
+    _atomic_write(dest / CONFIG, lambda f: f.write((run / CONFIG).read_bytes()))
+    return step
 
 
 def load_weights(model, path, strict=True):

@@ -18,17 +18,24 @@ Every image-space block is either ordinary (`ConvBlock`, `ConvNet`) or
 equivariant under rotations in a group ``C_N`` / ``D_N``
 (`odl_genprior.equivariant`), with the same channel counts. The operator is
 scaled by ``1 / ||A||`` inside (``||A||`` by ODL's power method, or given),
-so the same learning rate suits any operator.
+so the same learning rate suits any operator. Every scheme starts from zeros
+(the papers) or, with ``start='fbp'``, from the data's filtered
+back-projection (DIVal's ``init_fbp``, which its reference figures use).
 """
 import numbers
 
 import odl
 import torch
+from odl.applications import tomo
 
 from odl_genprior.bridge import OperatorLayer
 
 __all__ = ('ConvBlock', 'ConvNet', 'make_block', 'LearnedGradientDescent',
-           'LearnedPrimalDual', 'LearnedForwardBackward', 'SCHEMES')
+           'LearnedPrimalDual', 'LearnedForwardBackward', 'SCHEMES',
+           'STARTS')
+
+#: Starting images of the schemes: zeros (the papers) or the data's FBP.
+STARTS = ('zero', 'fbp')
 
 
 def _conv(cin, cout, k):
@@ -142,8 +149,10 @@ class _Unrolled(torch.nn.Module):
 
     scheme = None
 
-    def __init__(self, operator, opnorm=None):
+    def __init__(self, operator, opnorm=None, start='zero'):
         super().__init__()
+        if start not in STARTS:
+            raise ValueError(f'start must be one of {STARTS}, got {start!r}')
         if not isinstance(operator, odl.Operator) or not operator.is_linear:
             raise TypeError(f'{type(self).__name__} needs a linear ODL '
                             f'operator, got {operator!r}')
@@ -164,6 +173,18 @@ class _Unrolled(torch.nn.Module):
         self._At = self._A.adjoint_layer()
         self.image_shape = tuple(operator.domain.shape)
         self.data_shape = tuple(operator.range.shape)
+        self.start = start
+        if start == 'fbp':
+            geometry = getattr(operator, 'geometry', None)
+            if geometry is None:
+                raise ValueError(f"start='fbp' needs a ray transform (an "
+                                 f'operator with a geometry), got {operator!r}')
+            # DIVal's init_fbp: Hann filter, frequency scaling 0.4. The
+            # filter is global along the detector (no sparse matrix): one
+            # ODL call per sample, outside autograd (y is data).
+            fbp = tomo.fbp_op(operator, filter_type='Hann',
+                              frequency_scaling=0.4)
+            self._fbp = OperatorLayer(fbp, batching='loop', cache=False)
 
     def A(self, x):
         """``A x / ||A||`` on a batch ``(B, C, H, W)`` (channels kept)."""
@@ -185,13 +206,26 @@ class _Unrolled(torch.nn.Module):
                 f'{self.operator!r}), got {tuple(y.shape)}')
         return y[:, None] / self.opnorm
 
+    def initial(self, y, channels=1):
+        """The starting image ``(B, channels, H, W)`` for scaled data ``y``.
+
+        Zeros, or (``start='fbp'``) the FBP of the data in every channel.
+        """
+        shape = (y.shape[0], channels) + self.image_shape
+        if self.start == 'zero':
+            return y.new_zeros(shape)
+        with torch.no_grad():
+            x = self._fbp(y * self.opnorm)  # FBP of the unscaled data
+        return x.expand(shape).contiguous()
+
     def gradient(self, x, y):
         """``A^T (A x - y)`` with the scaled operator (``y`` scaled too)."""
         return self.At(self.A(x) - y)
 
     def extra_repr(self):
         return (f'image_shape={self.image_shape}, '
-                f'data_shape={self.data_shape}, opnorm={self.opnorm:.4g}')
+                f'data_shape={self.data_shape}, opnorm={self.opnorm:.4g}, '
+                f'start={self.start!r}')
 
 
 class LearnedGradientDescent(_Unrolled):
@@ -215,6 +249,9 @@ class LearnedGradientDescent(_Unrolled):
         ``None`` or a rotation group for equivariant updates.
     opnorm : float, optional
         ``||A||``; default ODL's power method.
+    start : {'zero', 'fbp'}, optional
+        ``x_0``: zeros (the paper) or, for a ray transform, its FBP (Hann
+        filter, frequency scaling 0.4: DIVal's ``init_fbp``).
 
     Examples
     --------
@@ -228,8 +265,8 @@ class LearnedGradientDescent(_Unrolled):
     scheme = 'lgd'
 
     def __init__(self, operator, n_iter=10, memory=5, hidden_channels=32,
-                 group=None, opnorm=None):
-        super().__init__(operator, opnorm)
+                 group=None, opnorm=None, start='zero'):
+        super().__init__(operator, opnorm, start)
         self.n_iter, self.memory, self.group = n_iter, memory, group
         self.blocks = torch.nn.ModuleList(
             make_block(2 + memory, 1 + memory, hidden_channels, group,
@@ -238,7 +275,7 @@ class LearnedGradientDescent(_Unrolled):
     def forward(self, y):
         y = self._check(y)
         b = y.shape[0]
-        x = y.new_zeros((b, 1) + self.image_shape)
+        x = self.initial(y)
         s = y.new_zeros((b, self.memory) + self.image_shape)
         for block in self.blocks:
             out = block(torch.cat([x, self.gradient(x, y), s], dim=1))
@@ -267,8 +304,8 @@ class LearnedForwardBackward(_Unrolled):
     scheme = 'lfb'
 
     def __init__(self, operator, n_iter=8, memory=5, hidden_channels=32,
-                 group=None, opnorm=None):
-        super().__init__(operator, opnorm)
+                 group=None, opnorm=None, start='zero'):
+        super().__init__(operator, opnorm, start)
         self.n_iter, self.memory, self.group = n_iter, memory, group
         self.blocks = torch.nn.ModuleList(
             make_block(2 + memory, 1 + memory, hidden_channels, group,
@@ -280,8 +317,9 @@ class LearnedForwardBackward(_Unrolled):
 class LearnedPrimalDual(_Unrolled):
     """Learned primal-dual (Adler and Oktem 2018) over ``operator``.
 
-    ``f_0 = 0`` (``n_primal`` channels), ``h_0 = 0`` (``n_dual`` channels in
-    the data space); for ``k < n_iter``:
+    ``f_0 = 0`` (``n_primal`` channels; with ``start='fbp'`` the FBP of
+    ``y`` in each, as DIVal), ``h_0 = 0`` (``n_dual`` channels in the data
+    space); for ``k < n_iter``:
     ``h <- h + Gamma^d_k(h, A f^(2), y)`` and
     ``f <- f + Gamma^p_k(f, A^T h^(1))``; the result is ``f^(1)``. The dual
     networks are ordinary convolutions on the data array (rotations of the
@@ -300,8 +338,8 @@ class LearnedPrimalDual(_Unrolled):
     scheme = 'lpd'
 
     def __init__(self, operator, n_iter=10, n_primal=5, n_dual=5,
-                 hidden_channels=32, group=None, opnorm=None):
-        super().__init__(operator, opnorm)
+                 hidden_channels=32, group=None, opnorm=None, start='zero'):
+        super().__init__(operator, opnorm, start)
         if len(self.data_shape) != 2:
             raise ValueError(f'LearnedPrimalDual needs 2D data (e.g. angles x '
                              f'detector pixels), the operator range has shape '
@@ -318,7 +356,7 @@ class LearnedPrimalDual(_Unrolled):
     def forward(self, y):
         y = self._check(y)
         b = y.shape[0]
-        f = y.new_zeros((b, self.n_primal) + self.image_shape)
+        f = self.initial(y, self.n_primal)
         h = y.new_zeros((b, self.n_dual) + self.data_shape)
         for dual, primal in zip(self.dual, self.primal):
             h = h + dual(torch.cat([h, self.A(f[:, 1:2]), y], dim=1))

@@ -42,8 +42,8 @@ def test_help():
 
 def test_demo_small_prints_table_and_figure(tmp_path):
     png = tmp_path / 'demo.png'
-    out = run_cli('demo', '--size', '48', '--angles', '20', '--tv-iters',
-                  '60', '--quiet', '--out', str(png))
+    out = run_cli('demo', '--problem', 'ellipse', '--size', '48', '--angles',
+                  '20', '--tv-iters', '60', '--quiet', '--out', str(png))
     assert out.returncode == 0, out.stderr
     rows = {m.group(1): (float(m.group(2)), float(m.group(3)))
             for m in re.finditer(
@@ -57,8 +57,9 @@ def test_demo_small_prints_table_and_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_default_tv_and_prior_beat_fbp(tmp_path):
-    out = run_cli('demo', '--quiet', '--out', str(tmp_path / 'demo.png'))
+def test_demo_ellipse_tv_and_prior_beat_fbp(tmp_path):
+    out = run_cli('demo', '--problem', 'ellipse', '--quiet', '--out',
+                  str(tmp_path / 'demo.png'))
     assert out.returncode == 0, out.stderr
     psnr = dict(re.findall(r'^(FBP|TV|GenPrior)\s+([\d.]+)', out.stdout,
                            flags=re.M))
@@ -71,6 +72,10 @@ def test_bad_argument_is_reported():
     out = run_cli('demo', '--impl', 'jax')
     assert out.returncode != 0
     assert 'jax' in out.stderr
+    # DIVal's protocol fixes its size: one line naming the option, exit 2.
+    out = run_cli('demo', '--size', '32')
+    assert out.returncode == 2
+    assert out.stderr.count('\n') == 1 and '--size' in out.stderr
 
 
 @pytest.mark.parametrize('args', [

@@ -24,7 +24,9 @@ def bench():
 @pytest.mark.parametrize('cls, kw', [
     (LearnedGradientDescent, {}), (LearnedPrimalDual, {}),
     (LearnedForwardBackward, {}), (LearnedForwardBackward, {'group': 'C4'}),
-    (LearnedPrimalDual, {'group': 'C4'})])
+    (LearnedPrimalDual, {'group': 'C4'}), (LearnedPrimalDual,
+                                           {'start': 'fbp'}),
+    (LearnedGradientDescent, {'start': 'fbp'})])
 def test_shapes_and_gradients_through_the_ray_transform(bench, cls, kw):
     net = cls(bench.operator, n_iter=2, hidden_channels=8, **kw)
     y, _ = bench.pairs(3, 'train')
@@ -34,6 +36,29 @@ def test_shapes_and_gradients_through_the_ray_transform(bench, cls, kw):
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+@pytest.mark.parametrize('cls', [LearnedPrimalDual, LearnedGradientDescent,
+                                 LearnedForwardBackward])
+def test_fbp_start_is_the_fbp_of_the_data(bench, cls):
+    from odl.applications import tomo
+
+    net = cls(bench.operator, n_iter=1, hidden_channels=4, start='fbp')
+    y, _ = bench.pairs(2, 'train')
+    fbp = tomo.fbp_op(bench.operator, filter_type='Hann',
+                      frequency_scaling=0.4)
+    x0 = net.initial(net._check(y), channels=3)
+    assert x0.shape == (2, 3, 16, 16)
+    for i in range(2):
+        want = fbp(y[i].numpy()).asarray()
+        for c in range(3):
+            np.testing.assert_allclose(x0[i, c].numpy(), want, rtol=1e-5,
+                                       atol=1e-5 * np.abs(want).max())
+    with pytest.raises(ValueError, match='start must be one of'):
+        cls(bench.operator, start='tv')
+    space = odl.uniform_discr([0, 0], [1, 1], (8, 8), dtype='float32')
+    with pytest.raises(ValueError, match='needs a ray transform'):
+        cls(odl.IdentityOperator(space), start='fbp')
 
 
 def test_operator_norm_scaling(bench):
@@ -94,6 +119,37 @@ def test_training_beats_the_zero_image_and_reloads(tmp_path, bench):
                           batch_size=4, lr=3e-3, progress=False)
     assert not torch.equal(more.blocks[0].head.weight,
                            again.blocks[0].head.weight)
+
+
+def test_init_starts_from_a_trained_network_and_checks_it(tmp_path, bench):
+    from odl_genprior.training import export_run, read_run_config
+
+    cfg = {'scheme': 'lgd', 'hidden_channels': 4, 'n_iter': 2,
+           'benchmark': SMALL}
+    first = train_unrolled(cfg, tmp_path / 'a', n_train=8, n_val=2, epochs=2,
+                           batch_size=4, lr=3e-3, progress=False)
+    # epochs=0 steps would be refused; one step moves away from the init.
+    tuned = train_unrolled(cfg, tmp_path / 'b', n_train=4, n_val=2, epochs=1,
+                           batch_size=4, lr=1e-12, progress=False,
+                           init=tmp_path / 'a')
+    torch.testing.assert_close(next(tuned.parameters()),
+                               next(first.parameters()))
+    record = read_run_config(tmp_path / 'b', 'options', '')['options']
+    assert record['init']['from'] == str(tmp_path / 'a')
+    assert len(record['init']['weights_sha256']) == 64
+    with pytest.raises(ValueError, match='hidden_channels: 4 != 8'):
+        train_unrolled({**cfg, 'hidden_channels': 8}, tmp_path / 'c',
+                       n_train=4, n_val=2, epochs=1, batch_size=4,
+                       progress=False, init=tmp_path / 'a')
+    with pytest.raises(FileNotFoundError, match='neither a run folder'):
+        train_unrolled(cfg, tmp_path / 'd', n_train=4, n_val=2, epochs=1,
+                       batch_size=4, progress=False, init='no-such-net')
+    # What ships is what was trained (weights, log and command).
+    assert export_run(tmp_path / 'a', tmp_path / 'shipped') == 4
+    again = load_unrolled(tmp_path / 'shipped')
+    y, _ = bench.pairs(2, 'test')
+    with torch.no_grad():
+        torch.testing.assert_close(again(y), first(y))
 
 
 def test_bad_inputs_name_shapes(bench):

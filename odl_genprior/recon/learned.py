@@ -6,8 +6,11 @@ network from `odl_genprior.unrolled`) to a `ForwardProblem`.
 `train_unrolled` trains an unrolled scheme on the ellipse CT benchmark
 (`odl_genprior.ct_benchmark.EllipseCT`) with the package's training loop
 (seeded, checkpointed, resumable), and `load_unrolled` rebuilds it from its
-run folder, operator included, from ``config.json`` alone.
+run folder, operator included, from ``config.json`` alone; trained networks
+shipped with the package (``odl_genprior/recon/pretrained/<name>``) load by
+name with `pretrained_unrolled` or ``LearnedReconstructor.pretrained``.
 """
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +26,21 @@ from odl_genprior.training import (load_weights, read_run_config,
 from odl_genprior.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
-           'train_unrolled', 'load_unrolled')
+           'train_unrolled', 'load_unrolled', 'list_pretrained_unrolled',
+           'pretrained_unrolled', 'PRETRAINED_DIR')
+
+#: Trained unrolled networks shipped with the package, one run folder each
+#: (config.json with the command that made it, weights.pt, metrics.csv).
+PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
 
 # Architecture defaults per scheme (the papers' choices; n_iter etc.).
 UNROLLED_DEFAULTS = {
-    'lgd': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32},
-    'lpd': {'n_iter': 10, 'n_primal': 5, 'n_dual': 5, 'hidden_channels': 32},
-    'lfb': {'n_iter': 8, 'memory': 5, 'hidden_channels': 32},
+    'lgd': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32,
+            'start': 'zero'},
+    'lpd': {'n_iter': 10, 'n_primal': 5, 'n_dual': 5, 'hidden_channels': 32,
+            'start': 'zero'},
+    'lfb': {'n_iter': 8, 'memory': 5, 'hidden_channels': 32,
+            'start': 'zero'},
     # nonexpansive blocks, a computed Lipschitz constant in the data
     'certified': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32,
                   'n_layers': 2},
@@ -71,6 +82,22 @@ class LearnedReconstructor(Reconstructor):
             group = getattr(model, 'group', None)
             name += f' ({group})' if group else ''
         self.name = name
+
+    @classmethod
+    def pretrained(cls, name, device='cpu'):
+        """The method of a shipped network (`pretrained_unrolled`).
+
+        Named after the network's scheme (``'learned PD'``, ...).
+
+        Examples
+        --------
+        >>> LearnedReconstructor.pretrained('no-such-model')
+        Traceback (most recent call last):
+        ...
+        KeyError: "no shipped unrolled network 'no-such-model'; available: [...]"
+        """
+        model = pretrained_unrolled(name, device=device)
+        return cls(model, name=_display_name(model.config))
 
     def __repr__(self):
         m = self.model
@@ -151,7 +178,8 @@ def _mse_loss(model, batch):
 
 def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
                    batch_size=4, lr=1e-3, seed=0, progress=True, resume=True,
-                   command=None, checkpoint_every=None, log_every=10):
+                   command=None, checkpoint_every=None, log_every=10,
+                   init=None):
     """Train an unrolled network on the ellipse CT benchmark.
 
     Mean squared error on ``n_train`` training pairs of
@@ -159,6 +187,11 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     validation pairs. Adam with a cosine schedule over all steps (Adler and
     Oktem's choice). Writes a run folder that `load_unrolled` reads; an
     interrupted run resumes from its last checkpoint.
+
+    ``init`` (a run folder or a shipped name) starts from that network's
+    weights instead of a random draw: fine-tuning, or a longer schedule
+    after a finished one (a new run folder, fresh Adam and cosine schedule;
+    the architecture and benchmark must be the same).
 
     Returns
     -------
@@ -190,6 +223,8 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     # schedule's length is fixed by the first call's epochs.)
     options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
                'lr': lr, 'seed': seed}
+    if init is not None:
+        options['init'] = _init_weights(model, init)
     run_config = {'unrolled': config, 'options': options}
     if command is not None:
         run_config['command'] = recorded_command(out_dir, run_config, command)
@@ -204,13 +239,94 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     return model.eval()
 
 
+def _init_weights(model, init):
+    """Load the weights of ``init`` into ``model``; what config.json keeps.
+
+    The source's architecture and benchmark must be the model's; the record
+    names the source and the SHA-256 of its weights file (a later change of
+    the source is seen when the run resumes: another configuration).
+    """
+    run = Path(init)
+    if not run.is_dir():
+        if init not in list_pretrained_unrolled():
+            raise FileNotFoundError(
+                f'init={init!r} is neither a run folder nor a shipped network '
+                f'({list_pretrained_unrolled()})')
+        run = PRETRAINED_DIR / init
+    theirs = read_run_config(run, 'unrolled', 'train_unrolled')['unrolled']
+    keys = ['scheme', 'group', 'benchmark',
+            *UNROLLED_DEFAULTS.get(model.config['scheme'], {})]
+    ours = {k: model.config.get(k) for k in keys}
+    theirs = {k: theirs.get(k) for k in keys}
+    for k, v in UNROLLED_DEFAULTS.get(model.config['scheme'], {}).items():
+        ours[k] = v if ours[k] is None else ours[k]
+        theirs[k] = v if theirs[k] is None else theirs[k]
+    if ours != theirs:
+        diff = [f'{k}: {theirs[k]!r} != {ours[k]!r}' for k in keys
+                if ours[k] != theirs[k]]
+        raise ValueError(f'init={init!r} is another network or benchmark: '
+                         + '; '.join(diff))
+    load_weights(model, run / 'weights.pt')
+    digest = hashlib.sha256((run / 'weights.pt').read_bytes()).hexdigest()
+    return {'from': str(init), 'weights_sha256': digest}
+
+
 def load_unrolled(run_dir, device='cpu'):
     """Rebuild a trained unrolled network from its run folder.
 
     The operator is made again from the recorded benchmark configuration;
-    weights are read with ``torch.load(weights_only=True)``.
+    weights are read with ``torch.load(weights_only=True)``. A name of
+    `list_pretrained_unrolled` (not a folder) loads that shipped network.
     """
+    if not Path(run_dir).is_dir() and run_dir in list_pretrained_unrolled():
+        run_dir = PRETRAINED_DIR / run_dir
     user = read_run_config(run_dir, 'unrolled', 'train_unrolled')
     model = build_unrolled(user['unrolled'])
     load_weights(model, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()
+
+
+_SCHEME_NAMES = {'lgd': 'learned GD', 'lpd': 'learned PD',
+                 'lfb': 'learned FB', 'certified': 'certified LG'}
+
+
+def _display_name(config):
+    name = _SCHEME_NAMES.get(config.get('scheme'), str(config.get('scheme')))
+    return name + (f' {config["group"]}' if config.get('group') else '')
+
+
+def list_pretrained_unrolled():
+    """Names of the trained unrolled networks shipped with the package.
+
+    Examples
+    --------
+    >>> isinstance(list_pretrained_unrolled(), list)
+    True
+    """
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir()
+                  if (p / 'config.json').is_file()
+                  and (p / 'weights.pt').is_file())
+
+
+def pretrained_unrolled(name, device='cpu'):
+    """A trained unrolled network shipped with the package, by name.
+
+    Its operator is rebuilt from the recorded benchmark (for example
+    ``'dival-lpd-128'``: learned primal-dual for DIVal's ellipses, 128x128,
+    30 angles, `odl_genprior.ct_benchmark.DivalEllipses`); ``config.json``
+    in its folder holds the training command, seed, steps and wall time.
+
+    Examples
+    --------
+    >>> pretrained_unrolled('no-such-model')
+    Traceback (most recent call last):
+    ...
+    KeyError: "no shipped unrolled network 'no-such-model'; available: [...]"
+    """
+    names = list_pretrained_unrolled()
+    if name not in names:
+        raise KeyError(f'no shipped unrolled network {name!r}; available: '
+                       f'{names}')
+    return load_unrolled(PRETRAINED_DIR / name, device=device)
