@@ -949,15 +949,21 @@ class OperatorLayer(torch.nn.Module):
                 f'input of shape {tuple(x.shape)} does not end with the shape '
                 f'{dom.shape} of the operator domain {dom!r}')
         dtype = _torch_dtype(dom)
-        if x.dtype != dtype:
+        # Under torch.autocast a lower-precision input is cast up: the
+        # operator runs in its own dtype (ASTRA and the sparse products
+        # have no bfloat16).
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if x.dtype != dtype and not (autocast and x.is_floating_point()):
             raise TypeError(f'input has dtype {x.dtype} but the operator '
                             f'domain {dom!r} has dtype {dtype}')
+        x = x.to(dtype)
         if _is_pytorch(dom) and x.device != space_device(dom):
             raise ValueError(f'input is on {x.device} but the operator domain '
                              f'{dom!r} is on {space_device(dom)}')
         batch = x.shape[:x.ndim - nd]
         flat = x.reshape((-1,) + tuple(dom.shape))
-        y = _OperatorFunction.apply(flat, self)
+        with torch.autocast(x.device.type, enabled=False):
+            y = _OperatorFunction.apply(flat, self)
         return y.reshape(tuple(batch) + tuple(self.operator.range.shape))
 
     def extra_repr(self):

@@ -256,3 +256,31 @@ def test_adjoint_layer_reuses_the_assembled_matrix(monkeypatch):
     x = torch.rand((3,) + op.domain.shape, requires_grad=True)
     layer(x).sum().backward()  # backward: the adjoint layer, no ODL call
     assert not calls and layer.adjoint_layer().batching == 'matrix'
+
+
+@pytest.mark.parametrize('batching', ['loop', 'matrix'])
+def test_operator_runs_in_its_own_dtype_under_autocast(batching):
+    # bfloat16 activations (a conv under autocast) reach the operator as
+    # float32; the result and its gradient are those of float32.
+    A = small_ray_transform('numpy')
+    layer = OperatorLayer(A, batching=batching, cache=False)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 24, 24, generator=gen, requires_grad=True)
+    g = torch.randn((2,) + A.range.shape, generator=gen)
+    (layer(x) * g).sum().backward()
+    want, want_grad = layer(x.detach()), x.grad.clone()
+    x.grad = None
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = layer(x.to(torch.bfloat16))
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, layer(x.detach().to(torch.bfloat16)
+                                        .float()))
+    (y * g).sum().backward()
+    assert x.grad.dtype == torch.float32
+    # The only differences: x and its gradient pass a bfloat16 cast.
+    torch.testing.assert_close(x.grad, want_grad, rtol=1e-2, atol=1e-2 * float(
+        want_grad.abs().max()))
+    assert float((y - want).abs().max()) < 1e-2 * float(want.abs().max())
+    # Outside autocast a wrong dtype is still an error.
+    with pytest.raises(TypeError, match='dtype'):
+        layer(x.detach().to(torch.bfloat16))

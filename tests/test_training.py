@@ -325,6 +325,36 @@ def test_finished_run_is_kept_and_can_be_extended(tmp_path):
         train(b, mse, data, out_dir=tmp_path / 'short', epochs=2, **kw)
 
 
+def test_bfloat16_autocast_trains_and_may_change_on_resume(tmp_path):
+    kw = dict(batch_size=8, lr=0.01, progress=False, seed=2)
+    a, data = small_problem()
+    seen = []
+
+    def loss(model, batch):
+        x, y = batch
+        out = model(x)
+        seen.append(out.dtype)
+        return torch.nn.functional.mse_loss(out.float(), y)
+
+    train(a, loss, data, out_dir=tmp_path / 'run', epochs=2, **kw)
+    b, _ = small_problem()
+    r = train(b, loss, data, out_dir=tmp_path / 'bf16', epochs=2,
+              autocast='bfloat16', **kw)
+    assert set(seen) == {torch.float32, torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in b.parameters())
+    cfg = json.loads((tmp_path / 'bf16' / 'config.json').read_text())
+    assert cfg['autocast'] == 'bfloat16'
+    # Close to the float32 run, not equal to it.
+    assert not torch.equal(params(a)[0], params(b)[0])
+    torch.testing.assert_close(params(a)[0], params(b)[0], atol=0.05,
+                               rtol=0.05)
+    # Resuming in float32 is allowed: the precision of the steps to come.
+    r = train(b, loss, data, out_dir=tmp_path / 'bf16', epochs=3, **kw)
+    assert r.resumed_from == 6 and r.step == 9
+    with pytest.raises(ValueError, match='autocast must be one of'):
+        train(b, loss, data, out_dir=None, autocast='float16', **kw)
+
+
 def test_other_configuration_or_foreign_files_are_refused(tmp_path):
     model, data = small_problem()
     kw = dict(epochs=1, lr=0.01, progress=False)

@@ -179,7 +179,7 @@ def _mse_loss(model, batch):
 def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
                    batch_size=4, lr=1e-3, seed=0, progress=True, resume=True,
                    command=None, checkpoint_every=None, log_every=10,
-                   init=None):
+                   init=None, autocast=None):
     """Train an unrolled network on the ellipse CT benchmark.
 
     Mean squared error on ``n_train`` training pairs of
@@ -191,7 +191,8 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     ``init`` (a run folder or a shipped name) starts from that network's
     weights instead of a random draw: fine-tuning, or a longer schedule
     after a finished one (a new run folder, fresh Adam and cosine schedule;
-    the architecture and benchmark must be the same).
+    the architecture and benchmark must be the same). ``autocast='bfloat16'``
+    trains in mixed precision (`odl_genprior.training.train`).
 
     Returns
     -------
@@ -235,7 +236,7 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
           seed=seed, val_data=val_data, val_metric=_psnr_metric,
           config=run_config, resume=resume, progress=progress,
           checkpoint_every=checkpoint_every, val_every=checkpoint_every,
-          log_every=log_every)
+          log_every=log_every, autocast=autocast)
     return model.eval()
 
 
