@@ -45,7 +45,8 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
-           'recorded_command', 'read_run_config', 'export_run')
+           'recorded_command', 'read_run_config', 'export_run',
+           'complete_runs')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -397,6 +398,25 @@ def read_run_config(run_dir, key, made_by):
         raise ValueError(f'{path} holds no {key!r} entry: not made by '
                          f'{made_by}')
     return user
+
+
+def complete_runs(folder):
+    """Names of the run folders in ``folder`` that hold a model to load.
+
+    A folder counts once it has ``config.json`` and ``weights.pt`` (a run
+    still writing its first weights is not listed); a missing ``folder``
+    holds none.
+
+    Examples
+    --------
+    >>> complete_runs('/no/such/folder')
+    []
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
 
 
 def export_run(run_dir, dest):

@@ -25,8 +25,9 @@ from odl_genprior.generators.score_recipe import (build_score_model,
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
                                                ConvEncoder1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic
-from odl_genprior.training import (load_weights, read_run_config,
-                                   recorded_command, seed_all, train)
+from odl_genprior.training import (complete_runs, load_weights,
+                                   read_run_config, recorded_command,
+                                   seed_all, train)
 
 __all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'complete_recipe', 'build_model', 'load_dataset', 'fit',
@@ -365,12 +366,7 @@ def list_pretrained():
     >>> isinstance(list_pretrained(), list)
     True
     """
-    if not PRETRAINED_DIR.is_dir():
-        return []
-    # A folder whose run has not written weights.pt yet is not listed.
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir()
-                  if (p / 'config.json').is_file()
-                  and (p / 'weights.pt').is_file())
+    return complete_runs(PRETRAINED_DIR)
 
 
 def pretrained(name, device='cpu'):

@@ -21,8 +21,9 @@ from odl_genprior.bridge import as_element, as_tensor
 from odl_genprior.certified import CertifiedLearnedGradient
 from odl_genprior.ct_benchmark import EllipseCT, cached_pairs, make_benchmark
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.training import (load_weights, read_run_config,
-                                   recorded_command, seed_all, train)
+from odl_genprior.training import (complete_runs, load_weights,
+                                   read_run_config, recorded_command,
+                                   seed_all, train)
 from odl_genprior.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
@@ -304,11 +305,7 @@ def list_pretrained_unrolled():
     >>> isinstance(list_pretrained_unrolled(), list)
     True
     """
-    if not PRETRAINED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir()
-                  if (p / 'config.json').is_file()
-                  and (p / 'weights.pt').is_file())
+    return complete_runs(PRETRAINED_DIR)
 
 
 def pretrained_unrolled(name, device='cpu'):
