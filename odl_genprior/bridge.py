@@ -31,6 +31,7 @@ from odl.core.space.pspace import ProductSpaceElement
 
 __all__ = ('TorchOperator', 'OperatorLayer', 'BATCHING_MODES',
            'operator_matrix', 'cache_dir', 'as_tensor', 'as_element',
+           'module_state',
            'to_numpy', 'space_device', 'module_device')
 
 
@@ -176,17 +177,41 @@ def _is_one(w):
 
 # --- module -> ODL operator ------------------------------------------------
 
+def module_state(module):
+    """A key that changes whenever ``module`` may compute something else.
+
+    The identity and version counter of every parameter and buffer (an
+    in-place change, an optimizer step and ``load_state_dict`` all bump
+    the version; assigning a new tensor changes the identity) and every
+    submodule's ``training`` flag (dropout, batch norm).
+
+    Examples
+    --------
+    >>> lin = torch.nn.Linear(2, 1)
+    >>> key = module_state(lin)
+    >>> with torch.no_grad():
+    ...     _ = lin.bias.fill_(7.)
+    >>> module_state(lin) == key
+    False
+    """
+    tensors = tuple((id(t), t._version) for t in (
+        *module.parameters(), *module.buffers()))
+    return tensors, tuple(m.training for m in module.modules())
+
+
 class _Linearization:
     """A point, the module's output there, and the autograd graph between."""
 
-    __slots__ = ('x', 'y')
+    __slots__ = ('x', 'y', 'state')
 
-    def __init__(self, x, y):
+    def __init__(self, x, y, state):
         self.x = x  # private leaf copy (requires_grad), also the cache key
         self.y = y  # output with graph (None if recorded without graph)
+        self.state = state  # module_state when y was computed
 
-    def matches(self, t):
-        return self.x.shape == t.shape and torch.equal(self.x.detach(), t)
+    def matches(self, t, state):
+        return (self.state == state and self.x.shape == t.shape
+                and torch.equal(self.x.detach(), t))
 
 
 class TorchOperator(odl.Operator):
@@ -300,13 +325,15 @@ class TorchOperator(odl.Operator):
         The module runs forward only when ``x`` differs from the last point.
         """
         t = self._to_module(x)
+        state = module_state(self.module)
         cache = self._cache
-        if cache is not None and cache.y is not None and cache.matches(t):
+        if cache is not None and cache.y is not None and cache.matches(
+                t, state):
             return cache
         leaf = t.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             y = self._run(leaf)
-        self._cache = _Linearization(leaf, y)
+        self._cache = _Linearization(leaf, y, state)
         return self._cache
 
     def _call(self, x):
@@ -315,7 +342,8 @@ class TorchOperator(odl.Operator):
         else:
             t = self._to_module(x)
             cache = self._cache
-            if cache is not None and cache.matches(t):
+            if cache is not None and cache.matches(t,
+                                                   module_state(self.module)):
                 y = cache.y
             else:
                 with torch.no_grad():

@@ -244,3 +244,51 @@ def test_odl_solvers_fit_generator_output(impl, solver):
     # Steepest descent is slow on this ill-conditioned fit; BFGS is exact.
     factor = {'adam': 1e-2, 'steepest_descent': 0.1, 'bfgs_method': 1e-8}
     assert f(z) < factor[solver] * f0
+
+
+class TestNeverStale:
+    """The cached output follows the module: weights, state dict, mode."""
+
+    @staticmethod
+    def linear_operator():
+        lin = torch.nn.Linear(3, 3, dtype=torch.float64)
+        space = odl.rn(3)
+        return lin, TorchOperator(lin, space, space, linear=True), space
+
+    def test_in_place_weight_change(self):
+        lin, op, space = self.linear_operator()
+        x = space.element(np.random.default_rng(0).standard_normal(3))
+        op(x)
+        with torch.no_grad():
+            lin.weight.zero_()
+            lin.bias.fill_(7.)
+        np.testing.assert_allclose(op(x).asarray(), [7., 7., 7.])
+        # The adjoint (a vector-Jacobian product) is the new weight's.
+        y = space.element(np.random.default_rng(1).standard_normal(3))
+        np.testing.assert_allclose(op.adjoint(y).asarray(), np.zeros(3))
+        op.derivative(x)  # no autograd error from the old graph
+
+    def test_load_state_dict(self):
+        lin, op, space = self.linear_operator()
+        other = torch.nn.Linear(3, 3, dtype=torch.float64)
+        x = space.element(np.random.default_rng(2).standard_normal(3))
+        op(x)
+        lin.load_state_dict(other.state_dict())
+        with torch.no_grad():
+            want = other(as_tensor(x, dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(op(x).asarray(), want)
+
+    def test_train_and_eval_mode(self):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 64),
+                                  torch.nn.Dropout(0.5),
+                                  torch.nn.Linear(64, 4)).double().train()
+        space = odl.rn(4)
+        op = TorchOperator(net, space, space)
+        x = space.element(np.random.default_rng(3).standard_normal(4))
+        in_train = op(x).asarray()
+        net.eval()
+        with torch.no_grad():
+            want = net(as_tensor(x, dtype=torch.float64)[None])[0].numpy()
+        np.testing.assert_allclose(op(x).asarray(), want)
+        assert not np.allclose(in_train, want)
