@@ -184,3 +184,16 @@ def test_reconstruct_score_projection_with_the_shipped_model(tmp_path):
     res = run_cli('reconstruct', 'dps', '--size', '64', '--prior',
                   'ellipses-64', '--quiet')
     assert res.returncode != 0 and 'needs a score model' in res.stderr
+
+
+@pytest.mark.parametrize('args, named', [
+    (('reconstruct', 'fbp', '--size', '32', '--angles', '8', '--set',
+      'frequency_scaling=0'), 'frequency_scaling'),
+    (('reconstruct', 'dip', '--size', '16', '--angles', '8', '--set',
+      'niter=10', '--set', 'lr=1e6'), 'lr'),
+])
+def test_bad_option_or_diverged_result_is_one_line(args, named):
+    out = run_cli(*args, '--quiet')
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count('\n') == 1 and named in out.stderr
+    assert 'PSNR' not in out.stdout

@@ -191,3 +191,16 @@ def test_tv_default_alpha_is_scale_aware():
     assert default_tv_alpha(space) == pytest.approx(1e-3 * 64 ** 2)
     assert np.abs(recs[0] - recs[1]).max() < 0.05
     assert np.abs(recs[1] - img).mean() < 0.2
+
+
+@pytest.mark.parametrize('make, match', [
+    (lambda: TV(alpha=float('nan')), r'TV: alpha must be >= 0, got nan'),
+    (lambda: TV(alpha=-1), r'TV: alpha must be >= 0, got -1'),
+    (lambda: TV(niter=1.5), r'TV: niter must be an integer >= 1, got 1.5'),
+    (lambda: FBP(frequency_scaling=0), r'frequency_scaling must be in \(0, 1\]'),
+    (lambda: FBP(frequency_scaling=-1), r'frequency_scaling .* got -1'),
+    (lambda: FBP(filter_type='Hanning'), r"filter_type must be one of"),
+])
+def test_options_are_checked_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

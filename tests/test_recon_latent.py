@@ -230,3 +230,55 @@ def test_errors_name_the_problem():
         LatentSoft(GEN16, K, lam=0.0)
     with pytest.raises(TypeError, match='dtype'):  # float64 module
         generator_operator(make_generator(16).double(), p.space, K)
+
+
+class NaNForNegativeStarts(torch.nn.Module):
+    """GEN16, but NaN wherever the code's first entry is negative."""
+
+    def __init__(self, always=False):
+        super().__init__()
+        self.gen, self.always = GEN16, always
+
+    def forward(self, z):
+        out = self.gen(z)
+        bad = torch.ones_like(z[:, :1]).bool() if self.always else (
+            z[:, :1] < 0)
+        return torch.where(bad.reshape(-1, 1), torch.nan, out)
+
+
+def test_restarts_skip_non_finite_candidates():
+    from odl_genprior.recon.base import NonFiniteResultError
+
+    p = problems.compressed_sensing(100, phantom=X16, noise=None, seed=1)
+    method = LatentHard(NaNForNegativeStarts(), K, lam=0.0, niter=5,
+                        restarts=4, seed=3)
+    x = method(p, progress=False)
+    fits = np.array(method.result.data_fits)
+    # Some restarts diverged, the kept one is the best finite one.
+    assert np.isnan(fits).any() and np.isfinite(fits).any()
+    assert method.result.data_fit == np.nanmin(fits)
+    assert np.all(np.isfinite(x.asarray()))
+    always = LatentHard(NaNForNegativeStarts(always=True), K, lam=0.0,
+                        niter=5, restarts=3)
+    with pytest.raises(NonFiniteResultError,
+                       match=r'latent-hard: every one of the 3 restarts.*'
+                             r'learning_rate'):
+        always(p, progress=False)
+
+
+def test_non_finite_result_names_the_method_and_option():
+    from odl_genprior.recon.base import NonFiniteResultError
+
+    class Diverges(Reconstructor):
+        name = 'diverging'
+        divergence_hint = 'step'
+
+        def _reconstruct(self, problem, progress):
+            return problem.space.element(np.full(problem.space.shape,
+                                                 np.nan))
+
+    p = problems.denoising(size=8, seed=0)
+    with pytest.raises(NonFiniteResultError, match='diverging: .*NaN.*step'):
+        Diverges()(p)
+    with pytest.raises(ValueError):  # the CLI's one-line errors
+        Diverges()(p)

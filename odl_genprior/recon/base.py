@@ -14,7 +14,14 @@ import torch
 
 from odl_genprior.bridge import to_numpy
 
-__all__ = ('Reconstructor',)
+__all__ = ('Reconstructor', 'NonFiniteResultError', 'check_option')
+
+
+class NonFiniteResultError(FloatingPointError, ValueError):
+    """A method produced NaN or inf: a diverged solver or a bad option.
+
+    A ``ValueError`` too, so that the command line reports it in one line.
+    """
 
 
 class Reconstructor(abc.ABC):
@@ -36,6 +43,9 @@ class Reconstructor(abc.ABC):
     """
 
     name = 'method'
+    #: the options that most likely make this method diverge (named when
+    #: its result is not finite)
+    divergence_hint = 'its step size or weights'
     #: attributes left out of ``repr`` (results rather than options)
     _repr_exclude = ()
 
@@ -55,6 +65,10 @@ class Reconstructor(abc.ABC):
         x = self._reconstruct(problem, progress)
         if x not in problem.space:
             x = problem.space.element(x)
+        if not np.all(np.isfinite(to_numpy(x))):
+            raise NonFiniteResultError(
+                f'{self.name}: the reconstruction contains NaN or inf; '
+                f'check {self.divergence_hint}')
         return x
 
     @abc.abstractmethod
@@ -75,3 +89,42 @@ def _short_repr(value):
         n = sum(p.numel() for p in value.parameters())
         return f'{type(value).__name__}(<{n} parameters>)'
     return repr(value)
+
+
+def check_option(owner, name, value, *, minimum=None, maximum=None,
+                 open_minimum=False, integer=False):
+    """``value`` as a float (or int), or a ValueError naming the option.
+
+    Rejects NaN, inf, non-numbers, non-integers where ``integer`` and
+    values outside ``[minimum, maximum]`` (``(minimum, maximum]`` with
+    ``open_minimum``), in one line that names ``owner`` and ``name``.
+
+    Examples
+    --------
+    >>> check_option('TV', 'niter', 10, minimum=1, integer=True)
+    10
+    >>> check_option('FBP', 'frequency_scaling', 0, minimum=0, maximum=1,
+    ...              open_minimum=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: FBP: frequency_scaling must be in (0, 1], got 0
+    """
+    low = '(' if open_minimum else '['
+    rng = (f'in {low}{minimum:g}, {maximum:g}]' if maximum is not None
+           else f'> {minimum:g}' if open_minimum
+           else f'>= {minimum:g}' if minimum is not None else 'finite')
+    kind = 'an integer' if integer else 'a number'
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{owner}: {name} must be {kind} {rng}, got '
+                         f'{value!r}') from None
+    if isinstance(value, bool) or not np.isfinite(number) or (
+            integer and number != int(number)) or (
+            minimum is not None and (number < minimum or (
+                open_minimum and number == minimum))) or (
+            maximum is not None and number > maximum):
+        raise ValueError(f'{owner}: {name} must be '
+                         f'{kind + " " if integer else ""}{rng}, got '
+                         f'{value!r}')
+    return int(number) if integer else number

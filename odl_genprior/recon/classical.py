@@ -9,7 +9,7 @@ import numpy as np
 import odl
 from odl.applications import tomo
 
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, check_option
 
 __all__ = ('FBP', 'TV', 'Tikhonov', 'Lasso', 'WaveletL1')
 
@@ -34,10 +34,17 @@ class FBP(Reconstructor):
     """
 
     name = 'FBP'
+    divergence_hint = 'frequency_scaling'
+    FILTERS = ('Ram-Lak', 'Shepp-Logan', 'Cosine', 'Hamming', 'Hann')
 
     def __init__(self, filter_type='Hann', frequency_scaling=0.6):
+        if filter_type not in self.FILTERS:
+            raise ValueError(f'FBP: filter_type must be one of {self.FILTERS},'
+                             f' got {filter_type!r}')
         self.filter_type = filter_type
-        self.frequency_scaling = float(frequency_scaling)
+        self.frequency_scaling = check_option(
+            'FBP', 'frequency_scaling', frequency_scaling, minimum=0,
+            maximum=1, open_minimum=True)
 
     def _reconstruct(self, problem, progress):
         A = problem.operator
@@ -96,10 +103,13 @@ class TV(Reconstructor):
     """
 
     name = 'TV'
+    divergence_hint = 'alpha'
 
     def __init__(self, alpha=None, niter=300, nonneg=True, callback=None):
-        self.alpha = None if alpha is None else float(alpha)
-        self.niter = int(niter)
+        self.alpha = None if alpha is None else check_option(
+            'TV', 'alpha', alpha, minimum=0)
+        self.niter = check_option('TV', 'niter', niter, minimum=1,
+                                  integer=True)
         self.nonneg = bool(nonneg)
         self.callback = callback
 

@@ -133,6 +133,7 @@ class DeepImagePrior(Reconstructor):
     """
 
     name = 'DIP'
+    divergence_hint = 'lr (the network step size)'
 
     def __init__(self, network=None, z0='noise', niter=3000, lr=1e-3,
                  alpha_tv=0.0, early_stopping='auto', tau=1.0, window=100,

@@ -28,7 +28,8 @@ import torch
 
 from odl_genprior._odl_compat import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import (NonFiniteResultError, Reconstructor,
+                                     check_option)
 
 __all__ = ('LatentResult', 'LatentHard', 'LatentSparseDeviation',
            'LatentSoft', 'generator_operator')
@@ -133,6 +134,8 @@ class LatentResult:
 class _LatentReconstructor(Reconstructor):
     """Shared machinery: generator, restarts, z-solver, progress."""
 
+    divergence_hint = 'learning_rate (or init_std)'
+
     def __init__(self, generator, latent_dim, restarts, seed, init_std,
                  solver, learning_rate, select, callback):
         if not isinstance(generator, (torch.nn.Module, odl.Operator)):
@@ -144,15 +147,18 @@ class _LatentReconstructor(Reconstructor):
         if select not in _SELECT:
             raise ValueError(f'select must be one of {_SELECT}, got '
                              f'{select!r}')
-        if int(restarts) < 1:
-            raise ValueError(f'restarts must be >= 1, got {restarts}')
+        name = type(self).__name__
         self.generator = generator
-        self.latent_dim = None if latent_dim is None else int(latent_dim)
-        self.restarts = int(restarts)
-        self.seed = int(seed)
-        self.init_std = float(init_std)
+        self.latent_dim = None if latent_dim is None else check_option(
+            name, 'latent_dim', latent_dim, minimum=1, integer=True)
+        self.restarts = check_option(name, 'restarts', restarts, minimum=1,
+                                     integer=True)
+        self.seed = check_option(name, 'seed', seed, minimum=0, integer=True)
+        self.init_std = check_option(name, 'init_std', init_std, minimum=0)
         self.solver = solver
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = check_option(name, 'learning_rate',
+                                          learning_rate, minimum=0,
+                                          open_minimum=True)
         self.select = select
         self.callback = callback
         self._result = None
@@ -217,8 +223,14 @@ class _LatentReconstructor(Reconstructor):
         finally:
             if bar is not None:
                 bar.pbar.close()
-        scores = fits if self.select == 'data_fit' else objectives
-        best = int(np.argmin(scores))
+        scores = np.array(fits if self.select == 'data_fit' else objectives)
+        finite = np.isfinite(scores)
+        if not finite.any():
+            raise NonFiniteResultError(
+                f'{self.name}: every one of the {self.restarts} restarts '
+                f'ended in NaN or inf; check {self.divergence_hint}')
+        # A diverged restart never wins over a finite one.
+        best = int(np.argmin(np.where(finite, scores, np.inf)))
         x, z, u, _ = runs[best]
         self._result = LatentResult(x=x, z=z, u=u, data_fit=fits[best],
                                     objective=objectives[best],
@@ -305,8 +317,10 @@ class LatentHard(_LatentReconstructor):
                  init_std=1.0, select='data_fit', callback=None):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
                          solver, learning_rate, select, callback)
-        self.lam = float(lam)
-        self.niter = int(niter)
+        self.lam = check_option(type(self).__name__, 'lam', lam,
+                                   minimum=0)
+        self.niter = check_option(type(self).__name__, 'niter', niter,
+                                  minimum=1, integer=True)
 
     def _units_per_restart(self):
         return self.niter
@@ -334,7 +348,8 @@ class _PartialMinimum(odl.functionals.Functional):
     def __init__(self, space, inner_start, niter):
         super().__init__(space, linear=False)
         self.inner = inner_start
-        self.niter = int(niter)
+        self.niter = check_option(type(self).__name__, 'niter', niter,
+                                  minimum=1, integer=True)
         self._key = None
 
     def solve(self, g, niter=None):
@@ -481,9 +496,12 @@ class LatentSparseDeviation(_LatentReconstructor):
                  seed=0, init_std=1.0, select='data_fit', callback=None):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
                          solver, learning_rate, select, callback)
-        self.lam = float(lam)
-        self.mu = float(mu)
-        self.niter = int(niter)
+        self.lam = check_option(type(self).__name__, 'lam', lam,
+                                   minimum=0)
+        self.mu = check_option(type(self).__name__, 'mu', mu,
+                                   minimum=0)
+        self.niter = check_option(type(self).__name__, 'niter', niter,
+                                  minimum=1, integer=True)
         self.u_iter = int(u_iter)
 
     def _units_per_restart(self):
@@ -566,9 +584,12 @@ class LatentSoft(_LatentReconstructor):
         if not float(lam) > 0:
             raise ValueError(f'lam must be positive (it couples x to G(z)), '
                              f'got {lam}')
-        self.lam = float(lam)
-        self.mu = float(mu)
-        self.niter = int(niter)
+        self.lam = check_option(type(self).__name__, 'lam', lam,
+                                   minimum=0)
+        self.mu = check_option(type(self).__name__, 'mu', mu,
+                                   minimum=0)
+        self.niter = check_option(type(self).__name__, 'niter', niter,
+                                  minimum=1, integer=True)
         self.x_iter = int(x_iter)
 
     def _units_per_restart(self):
