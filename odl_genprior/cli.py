@@ -408,6 +408,11 @@ def _train(args):
         return train_from_arguments(args, command, 'odl-genprior train')
 
     images = args.dataset != 'signals'
+    if args.dataset == 'mnist' and args.size not in (None, 28):
+        print(f'odl-genprior train: error: --size {args.size}: MNIST images '
+              'are 28x28 (--size is for ellipses and signals)',
+              file=sys.stderr)
+        return 2
     if args.kind == 'cgnn' and images:
         print("odl-genprior train: error: kind 'cgnn' trains on 1D signals; "
               "pass --dataset signals", file=sys.stderr)
@@ -449,6 +454,48 @@ def _train(args):
     return 0
 
 
+def _positive_int(text):
+    """argparse type: an integer >= 1 (0 would silently mean a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def _nonnegative_int(text):
+    """argparse type: an integer >= 0 (seeds, indices)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    return value
+
+
+def _nonnegative_float(text):
+    """argparse type: a finite number >= 0 (noise levels, weights)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number')
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, '
+                                         f'got {text}')
+    return value
+
+
+def _positive_float(text):
+    """argparse type: a finite number > 0 (learning rates)."""
+    value = _nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError('must be > 0, got 0')
+    return value
+
+
 def build_parser():
     """The argument parser of ``odl-genprior``."""
     from odl_genprior.generators.score_recipe import add_sde_arguments
@@ -470,26 +517,26 @@ def build_parser():
                            'with the learned networks shipped for it; '
                            "'ellipse': the package's random-ellipse CT, "
                            'with the generative prior')
-    demo.add_argument('--index', type=int, default=0,
+    demo.add_argument('--index', type=_nonnegative_int, default=0,
                       help='dival: test image index')
-    demo.add_argument('--size', type=int, default=None,
+    demo.add_argument('--size', type=_positive_int, default=None,
                       help='ellipse: image size (default 128)')
-    demo.add_argument('--angles', type=int, default=None,
+    demo.add_argument('--angles', type=_positive_int, default=None,
                       help='ellipse: number of projection angles (default '
                            '30)')
-    demo.add_argument('--noise', type=float, default=None,
+    demo.add_argument('--noise', type=_nonnegative_float, default=None,
                       help='ellipse: relative Gaussian noise level (default '
                            '0.05)')
-    demo.add_argument('--seed', type=int, default=None,
+    demo.add_argument('--seed', type=_nonnegative_int, default=None,
                       help='ellipse: phantom and noise seed (default 0)')
     demo.add_argument('--impl', choices=('numpy', 'pytorch'),
                       default='numpy', help='ellipse: ODL array backend')
     demo.add_argument('--device', default='cpu',
                       help="torch device for --impl pytorch, e.g. 'cuda:0'")
-    demo.add_argument('--tv-alpha', type=float, default=None,
+    demo.add_argument('--tv-alpha', type=_nonnegative_float, default=None,
                       help="TV weight (default: TV's scale-aware default, "
                            '1e-3 (side / 2)^2)')
-    demo.add_argument('--tv-iters', type=int, default=300)
+    demo.add_argument('--tv-iters', type=_positive_int, default=300)
     demo.add_argument('--no-learned', action='store_true',
                       help='dival: leave out the shipped learned networks')
     demo.add_argument('--no-prior', action='store_true',
@@ -508,15 +555,15 @@ def build_parser():
                     'key=value) and print PSNR, SSIM and seconds.')
     rc.add_argument('method', choices=sorted(METHODS))
     rc.add_argument('--problem', choices=PROBLEMS, default='ct')
-    rc.add_argument('--size', type=int, default=128)
-    rc.add_argument('--angles', type=int, default=30)
-    rc.add_argument('--measurements', type=int, default=200,
+    rc.add_argument('--size', type=_positive_int, default=128)
+    rc.add_argument('--angles', type=_positive_int, default=30)
+    rc.add_argument('--measurements', type=_positive_int, default=200,
                     help='compressed sensing: number of measurements')
-    rc.add_argument('--noise', type=float, default=0.05,
+    rc.add_argument('--noise', type=_nonnegative_float, default=0.05,
                     help='relative noise level (cs: absolute std)')
     rc.add_argument('--phantom', default='ellipses',
                     help="'ellipses' or 'shepp_logan'")
-    rc.add_argument('--seed', type=int, default=0)
+    rc.add_argument('--seed', type=_nonnegative_int, default=0)
     rc.add_argument('--impl', choices=('numpy', 'pytorch'), default='numpy')
     rc.add_argument('--device', default='cpu')
     rc.add_argument('--prior', default=None,
@@ -566,12 +613,12 @@ def build_parser():
     tr.add_argument('--group', default=None,
                     help="unrolled: rotation group of equivariant blocks, "
                          "e.g. C4, C8, D4 (default: ordinary blocks)")
-    tr.add_argument('--iterations', type=int, default=None,
+    tr.add_argument('--iterations', type=_positive_int, default=None,
                     help='unrolled: unrolled steps (default 10 lgd/lpd, '
                          '8 lfb)')
-    tr.add_argument('--angles', type=int, default=30,
+    tr.add_argument('--angles', type=_positive_int, default=30,
                     help='unrolled: parallel-beam angles')
-    tr.add_argument('--noise', type=float, default=None,
+    tr.add_argument('--noise', type=_nonnegative_float, default=None,
                     help='unrolled: relative Gaussian noise (default 0.05; '
                          'DIVal protocol 0.025)')
     tr.add_argument('--protocol', choices=('ellipse', 'dival'),
@@ -595,7 +642,7 @@ def build_parser():
                          'steps after a finished schedule, in a new --out')
     tr.add_argument('--geometry', choices=('parallel', 'fan'),
                     default='parallel', help='unrolled: beam geometry')
-    tr.add_argument('--data-seed', type=int, default=0,
+    tr.add_argument('--data-seed', type=_nonnegative_int, default=0,
                     help='unrolled: seed of the benchmark splits')
     tr.add_argument('--dataset', choices=('mnist', 'ellipses', 'signals'),
                     default=None,
@@ -603,30 +650,30 @@ def build_parser():
     tr.add_argument('--data-dir', default=None,
                     help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
     tr.add_argument('--out', required=True, help='run folder')
-    tr.add_argument('--latent-dim', type=int, default=None,
+    tr.add_argument('--latent-dim', type=_positive_int, default=None,
                     help='default 20 (images), 15 (signals)')
     tr.add_argument('--arch', choices=('mlp', 'conv', 'conv1d'),
                     default=None,
                     help="images: 'conv' (default) or 'mlp'; signals: "
                          "'conv1d' (default) or 'mlp' (for cgnn: the "
                          'encoder)')
-    tr.add_argument('--size', type=int, default=None,
+    tr.add_argument('--size', type=_positive_int, default=None,
                     help='image side (ellipses, default 64; unrolled, '
                          'default 128) or samples per signal (signals, '
                          'default 4096)')
-    tr.add_argument('--width', type=int, default=None,
+    tr.add_argument('--width', type=_positive_int, default=None,
                     help='channels of the conv nets (default 64 for images, '
                          '32 for signals and unrolled)')
-    tr.add_argument('--beta', type=float, default=None,
+    tr.add_argument('--beta', type=_nonnegative_float, default=None,
                     help='VAE KL weight (default 1 for images, 1e-2 for '
                          'signals)')
-    tr.add_argument('--modes', type=int, default=None,
+    tr.add_argument('--modes', type=_positive_int, default=None,
                     help='signals: Fourier modes of the trigonometric '
                          'signals (default 2)')
-    tr.add_argument('--levels', type=int, nargs='+', default=None,
+    tr.add_argument('--levels', type=_positive_int, nargs='+', default=None,
                     help='cgnn: scale levels j_1 < ... < j_L (default '
                          '2 3 4 5 6 7)')
-    tr.add_argument('--channels', type=int, nargs='+', default=None,
+    tr.add_argument('--channels', type=_positive_int, nargs='+', default=None,
                     help='cgnn: channels c_1 ... c_L (default '
                          '32 16 8 4 2 1); score: U-Net channels at full and '
                          'half resolution (default 32 64)')
@@ -635,19 +682,19 @@ def build_parser():
                     help="cgnn: PyWavelets name (default 'db2')")
     tr.add_argument('--boundary', choices=('zero', 'periodic'), default=None,
                     help="cgnn: boundary of the MRA (default 'zero')")
-    tr.add_argument('--hidden', type=int, nargs='+', default=None,
+    tr.add_argument('--hidden', type=_positive_int, nargs='+', default=None,
                     help='hidden widths of the MLP nets (default 500 500; '
                          'learned-svd 512)')
-    tr.add_argument('--n-train', type=int, default=None,
+    tr.add_argument('--n-train', type=_positive_int, default=None,
                     help='training samples (default 10000; unrolled 100)')
-    tr.add_argument('--n-val', type=int, default=None,
+    tr.add_argument('--n-val', type=_positive_int, default=None,
                     help='validation samples (default 500; unrolled 10)')
-    tr.add_argument('--epochs', type=int, default=10)
-    tr.add_argument('--batch-size', type=int, default=None,
+    tr.add_argument('--epochs', type=_positive_int, default=10)
+    tr.add_argument('--batch-size', type=_positive_int, default=None,
                     help='default 64; unrolled 4')
-    tr.add_argument('--lr', type=float, default=1e-3)
-    tr.add_argument('--seed', type=int, default=0)
-    tr.add_argument('--checkpoint-every', type=int, default=None,
+    tr.add_argument('--lr', type=_positive_float, default=1e-3)
+    tr.add_argument('--seed', type=_nonnegative_int, default=0)
+    tr.add_argument('--checkpoint-every', type=_positive_int, default=None,
                     help='steps between checkpoints (default: each epoch)')
     tr.add_argument('--resume', action='store_true',
                     help='continue the run in --out from its last checkpoint '

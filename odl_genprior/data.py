@@ -195,6 +195,11 @@ def load_mnist(split='train', directory=None, limit=None):
     if len(images) != len(labels):
         raise ValueError(f'{len(images)} images but {len(labels)} labels in {d}')
     if limit is not None:
+        if isinstance(limit, bool) or not isinstance(
+                limit, (int, np.integer)) or not 1 <= limit <= len(images):
+            raise ValueError(f'load_mnist: limit must be an integer in [1, '
+                             f'{len(images)}] (the {split} split has '
+                             f'{len(images)} images), got {limit!r}')
         images, labels = images[:limit], labels[:limit]
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 

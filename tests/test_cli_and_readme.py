@@ -197,3 +197,20 @@ def test_bad_option_or_diverged_result_is_one_line(args, named):
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.count('\n') == 1 and named in out.stderr
     assert 'PSNR' not in out.stdout
+
+
+@pytest.mark.parametrize('args, named', [
+    (('train', 'vae', '--latent-dim', '0', '--out', 'x'), '--latent-dim'),
+    (('reconstruct', 'fbp', '--noise', '-0.5'), '--noise'),
+    (('reconstruct', 'fbp', '--problem', 'cs', '--measurements', '0'),
+     '--measurements'),
+    (('train', 'vae', '--dataset', 'mnist', '--size', '64', '--out', 'x'),
+     '--size 64'),
+    (('train', 'unrolled', '--lr', '0', '--out', 'x'), '--lr'),
+])
+def test_options_that_cannot_be_honoured_are_refused(args, named, tmp_path):
+    args = tuple(str(tmp_path / 'run') if a == 'x' else a for a in args)
+    out = run_cli(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert named in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'run').exists()

@@ -90,3 +90,14 @@ def test_trig_signals_statistics():
     # Mode 1 dominates on average ((r+1)^-3 decay: 1/8 against 1/27).
     assert spec[:, 1].mean() > 2 * spec[:, 2].mean()
     assert np.array_equal(s, data.trig_signals(200, num_samples=256, seed=1))
+
+
+def test_load_mnist_limit_is_checked():
+    directory = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist'
+    if not directory.is_dir():
+        pytest.skip('MNIST files not found')
+    for bad in (-1, 0, 70000, 2.5):
+        with pytest.raises(ValueError, match=r'limit must be an integer in '
+                                             r'\[1, 10000\]'):
+            data.load_mnist('test', directory, limit=bad)
+    assert data.load_mnist('test', directory, limit=3)[0].shape == (3, 28, 28)
