@@ -28,12 +28,14 @@ the package. What it guarantees:
   optimizer step, so 2 processes with ``batch_size=B`` follow single-process
   training with ``batch_size=B`` (for losses that are means over the batch).
 """
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import random
+import socket
 import sys
 import time
 import warnings
@@ -46,7 +48,7 @@ from tqdm.auto import tqdm
 
 __all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
            'recorded_command', 'read_run_config', 'export_run',
-           'complete_runs')
+           'complete_runs', 'RunLock', 'RunInUseError')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -398,6 +400,92 @@ def read_run_config(run_dir, key, made_by):
         raise ValueError(f'{path} holds no {key!r} entry: not made by '
                          f'{made_by}')
     return user
+
+
+class RunInUseError(RuntimeError):
+    """Another live process is training in this run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``<folder>/.lock`` with the pid.
+
+    Taken by `train` for the whole run, so that two trainers never write
+    one folder (interleaved ``metrics.csv`` rows, clobbered checkpoints).
+    A lock whose process is gone (killed, machine restarted, another host)
+    is stale and taken over.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with RunLock(d):
+    ...     with RunLock(d):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    odl_genprior.training.RunInUseError: ... is in use by process ...
+    """
+
+    NAME = '.lock'
+
+    def __init__(self, folder):
+        self.path = Path(folder) / self.NAME
+        self._held = False
+
+    def _owner(self):
+        """``(pid, host)`` written in the lock file, or None if unreadable."""
+        try:
+            pid, host = self.path.read_text().split(maxsplit=1)
+            return int(pid), host.strip()
+        except (OSError, ValueError):
+            return None
+
+    def _alive(self, owner):
+        if owner is None:
+            return False
+        pid, host = owner
+        if host != socket.gethostname():
+            return False  # a folder copied from another machine
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f'{os.getpid()} {socket.gethostname()}\n'.encode()
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                if self._alive(owner):
+                    raise RunInUseError(
+                        f'{self.path.parent} is in use by process {owner[0]} '
+                        f'(lock file {self.path}); wait for it to finish or '
+                        'stop it, or choose another out_dir') from None
+                try:
+                    self.path.unlink()  # stale: its owner is gone
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, 'wb') as f:
+                f.write(me)
+            self._held = True
+            return self
+        raise RunInUseError(f'could not take the lock {self.path}')
+
+    def __exit__(self, *exc):
+        if self._held:
+            self._held = False
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+        return False
 
 
 def complete_runs(folder):
@@ -900,7 +988,11 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
                          f'{train_data.n} training samples')
     names = list(models)
     ddp = _Dist(device, distributed)
-    return _train(**locals())
+    # One trainer per run folder: a second process stops here, by name.
+    lock = (RunLock(out_dir) if out_dir is not None and ddp.rank == 0
+            else contextlib.nullcontext())
+    with lock:
+        return _train(**locals())
 
 
 def _train(*, models, model, loss_fn, train_data, out_dir, epochs,

@@ -511,3 +511,25 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     for name in 'ab':
         for a, b in zip(params(models[name]), r0['step_fn_' + name]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_second_trainer_on_one_folder_stops_by_name(tmp_path):
+    # A live process holds the lock: a second train() refuses the folder.
+    holder = subprocess.Popen([sys.executable, '-c',
+                               'import time; time.sleep(60)'])
+    try:
+        (tmp_path / '.lock').write_text(f'{holder.pid} '
+                                        f'{__import__("socket").gethostname()}\n')
+        model, data = small_problem()
+        with pytest.raises(training.RunInUseError,
+                           match=rf'in use by process {holder.pid}'):
+            train(model, mse, data, out_dir=tmp_path, batch_size=8,
+                  progress=False)
+        assert not (tmp_path / 'metrics.csv').exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its owner gone, the lock is stale: taken over, and released at the end.
+    train(model, mse, data, out_dir=tmp_path, batch_size=8, progress=False)
+    assert (tmp_path / 'weights.pt').exists()
+    assert not (tmp_path / '.lock').exists()
