@@ -294,25 +294,65 @@ def _parse_row(raw):
 
 
 class _MetricsLog:
-    """``metrics.csv``: one row per logged step; new columns widen it."""
+    """``metrics.csv``: one row per logged step; new columns widen it.
+
+    The rows are also kept in memory and saved in every checkpoint, so a
+    resumed run rewrites the file from the checkpoint: a file cut or damaged
+    while the run was stopped is repaired, never silently shortened.
+    """
 
     def __init__(self, path, rank):
         self.path, self.active = path, path is not None and rank == 0
         self.columns = []
+        self.rows = []
 
-    def start(self, resume_step):
+    def start(self, resume_step, saved_rows=None):
         if not self.active:
             return
         rows = []
-        if resume_step and self.path.exists():
+        if resume_step and saved_rows is not None:
+            rows = [dict(r) for r in saved_rows]
+            if _plain_rows(self._file_rows(resume_step)) != _plain_rows(rows):
+                warnings.warn(f'{self.path} was cut or damaged; rewritten '
+                              f'from the checkpoint ({len(rows)} rows up to '
+                              f'step {resume_step})')
+        elif resume_step and self.path.exists():
+            # A checkpoint of an older version keeps no copy of the log.
             # Rows past the checkpoint were written by the killed process
             # and are written again, identically, by this one.
-            rows = [r for r in read_metrics(self.path)
-                    if r['step'] <= resume_step]
+            rows = self._file_rows(resume_step, strict=True)
         self.columns = ['step', 'epoch', 'time']
         for r in rows:
             self.columns += [k for k in r if k not in self.columns]
+        self.rows = rows
         self._rewrite(rows)
+
+    def _file_rows(self, resume_step, strict=False):
+        """The file's rows up to ``resume_step``; damaged lines refused
+        (``strict``) or left out."""
+        if not self.path.exists():
+            return []
+        text = self.path.read_text()
+        lines = list(csv.DictReader(io.StringIO(text, newline='')))
+        rows = []
+        for n, raw in enumerate(lines):
+            row = _parse_row(raw)
+            last = n == len(lines) - 1
+            damaged = (row is None or None in raw or None in raw.values()
+                       or (last and not text.endswith('\n')))
+            # A kill can cut only the last line, and that row is past the
+            # checkpoint (a row is logged before its step's checkpoint).
+            if damaged and not (last and row is not None
+                                and row['step'] > resume_step):
+                if strict:
+                    raise ValueError(
+                        f'{self.path}, line {n + 2}, is cut or damaged and '
+                        'the checkpoint keeps no copy of the log: restore '
+                        'the file or move it away to resume without it')
+                continue
+            if row is not None and row['step'] <= resume_step:
+                rows.append(row)
+        return rows
 
     def _rewrite(self, rows):
         def write(f):
@@ -323,6 +363,7 @@ class _MetricsLog:
     def append(self, row):
         if not self.active:
             return
+        self.rows.append(dict(row))
         new = [k for k in row if k not in self.columns]
         if new:  # rare: widen the header by rewriting the file
             old = read_metrics(self.path)
@@ -331,6 +372,11 @@ class _MetricsLog:
         with open(self.path, 'a', newline='') as f:
             f.write(_csv_text(self.columns, [row], header=False))
             f.flush()
+
+
+def _plain_rows(rows):
+    """Rows as floats (file and memory rows compare equal)."""
+    return [{k: float(v) for k, v in r.items()} for r in rows]
 
 
 def _csv_text(columns, rows, header=True):
@@ -1122,7 +1168,7 @@ def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
             seed_all(_derive_seed(seed, rank, start))
 
     log = _MetricsLog(None if out is None else out / METRICS, rank)
-    log.start(start)
+    log.start(start, None if ckpt is None else ckpt.get('metrics'))
 
     # Average gradients inside every optimizer.step(), once per step call,
     # whoever calls it (this loop or a user's step_fn).
@@ -1193,6 +1239,7 @@ def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
             'schedulers': {n: s.state_dict() for n, s in scheds.items()},
             'extra': {k: o.state_dict() for k, o in extra_state.items()},
             'rng': rng, 'val_history': val_history, 'elapsed': elapsed,
+            'metrics': log.rows,
         }
         _atomic_write(out / CHECKPOINT, lambda f: torch.save(state, f))
         if not save.checked:  # fail now, not when resuming

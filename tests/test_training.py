@@ -533,3 +533,36 @@ def test_second_trainer_on_one_folder_stops_by_name(tmp_path):
     train(model, mse, data, out_dir=tmp_path, batch_size=8, progress=False)
     assert (tmp_path / 'weights.pt').exists()
     assert not (tmp_path / '.lock').exists()
+
+
+def test_cut_metrics_file_is_repaired_from_the_checkpoint(tmp_path):
+    kw = dict(batch_size=8, lr=0.01, progress=False, seed=4,
+              checkpoint_every=3)
+    a, data = small_problem()
+    train(a, mse, data, out_dir=tmp_path / 'whole', epochs=4, **kw)
+    b, _ = small_problem()
+    train(b, mse, data, out_dir=tmp_path / 'cut', epochs=2, **kw)
+    path = tmp_path / 'cut' / 'metrics.csv'
+    text = path.read_text()
+    path.write_text(text[:len(text) // 2 + 3])  # cut inside a row
+    with pytest.warns(UserWarning, match='cut or damaged; rewritten'):
+        train(b, mse, data, out_dir=tmp_path / 'cut', epochs=4, **kw)
+    assert losses_of(read_metrics(path), 'loss') == losses_of(
+        read_metrics(tmp_path / 'whole'), 'loss')
+
+
+def test_cut_metrics_without_a_copy_in_the_checkpoint_is_refused(tmp_path):
+    kw = dict(batch_size=8, lr=0.01, progress=False, seed=4)
+    b, data = small_problem()
+    train(b, mse, data, out_dir=tmp_path, epochs=2, **kw)
+    # A checkpoint of an older version: no copy of the log.
+    ckpt = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    del ckpt['metrics']
+    torch.save(ckpt, tmp_path / 'checkpoint.pt')
+    path = tmp_path / 'metrics.csv'
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(''.join(lines[:2]) + lines[2][:5] + '\n'
+                    + ''.join(lines[3:]))
+    with pytest.raises(ValueError, match=r'metrics.csv, line 3, is cut or '
+                                         r'damaged'):
+        train(b, mse, data, out_dir=tmp_path, epochs=3, **kw)
