@@ -12,6 +12,7 @@ import torch
 
 from odl_genprior import TorchOperator
 from odl_genprior.generators import recipes
+from odl_genprior.training import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,13 @@ def test_fit_and_reload_each_kind(tmp_path, kind):
     assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all()
     cfg = json.loads((tmp_path / 'config.json').read_text())
     assert cfg['user']['recipe']['kind'] == kind
+    # More epochs continue the finished run (every trainer).
+    more = recipes.fit(recipe, tmp_path, n_train=64, n_val=16, epochs=3,
+                       batch_size=16, progress=False)
+    steps = [r['step'] for r in read_metrics(tmp_path)]
+    assert steps[-1] == 12 and 8 in steps  # the first 2 epochs' rows kept
+    assert not torch.equal(next(more.parameters()),
+                           next(again.parameters()))
 
 
 def test_cli_train_writes_run_and_resumes(tmp_path):

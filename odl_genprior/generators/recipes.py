@@ -299,7 +299,9 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
     seed_all(seed)
     model = build_model(recipe)
     train_x, val_x = load_dataset(recipe, n_train, n_val, seed, data_dir)
-    options = {'n_train': n_train, 'n_val': n_val, 'epochs': epochs,
+    # Not the epochs: raising them continues a finished run (train()
+    # records them itself).
+    options = {'n_train': n_train, 'n_val': n_val,
                'batch_size': batch_size, 'lr': lr, 'seed': seed}
     config = {'recipe': recipe, 'options': options}
     if command is not None:
