@@ -7,6 +7,16 @@ import time
 __all__ = ('main', 'build_parser')
 
 
+def _load_prior(prior):
+    """A shipped model by name or a run folder; an unknown name is named."""
+    from odl_genprior.generators import recipes
+
+    try:
+        return recipes.load(prior)
+    except KeyError as err:  # neither a shipped name nor a folder
+        raise ValueError(f'--prior {prior}: {err.args[0]}') from None
+
+
 def _prior_operator(prior, space):
     """A shipped prior (by name) or a run folder as an ODL operator onto ``space``.
 
@@ -20,7 +30,7 @@ def _prior_operator(prior, space):
     from odl_genprior.bridge import TorchOperator
     from odl_genprior.generators import recipes
 
-    model = recipes.load(prior)
+    model = _load_prior(prior)
     decoder = recipes.generator_of(model)
     n = model.latent_dim
     kw = {'impl': space.impl}
@@ -81,23 +91,23 @@ PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 def _diffusion_method(args, space, options):
     """DPS or the projection sampler with a score model (name or run folder)."""
     from odl_genprior import recon
-    from odl_genprior.generators import recipes
 
     prior = args.prior or SCORE_PRIOR
-    model = recipes.load(prior)
+    model = _load_prior(prior)
     if not hasattr(model, 'sde'):
-        raise SystemExit(f'{args.method} needs a score model (`odl-genprior '
+        raise ValueError(f'{args.method} needs a score model (`odl-genprior '
                          f'train score`); {prior} is a '
                          f'{type(model).__name__}')
     size = getattr(model, 'image_size', None)
     if size is not None and tuple(space.shape) != (size, size):
-        raise SystemExit(f'the score model {prior} was trained on '
+        raise ValueError(f'the score model {prior} was trained on '
                          f'{size}x{size} images but the problem space has '
                          f'shape {tuple(space.shape)}; pass --size {size}')
     if space.impl == 'pytorch':
         model = model.to(space.device)
     kw = dict(DIFFUSION_DEFAULTS[args.method], **options)
-    return getattr(recon, METHODS[args.method])(model, model.sde, **kw)
+    return _construct(getattr(recon, METHODS[args.method]), model, model.sde,
+                      options=kw)
 
 
 def _problem(args):
@@ -118,6 +128,22 @@ def _problem(args):
                 device=args.device, **common)
 
 
+def _construct(cls, *args, options):
+    """``cls(*args, **options)``; an option it does not take is named."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        names = [k for k, p in params.items()
+                 if p.default is not inspect.Parameter.empty]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(f'--set {unknown[0]}: {cls.__name__} has no '
+                             f'option {unknown[0]!r}; its options are '
+                             f'{", ".join(names)}')
+    return cls(*args, **options)
+
+
 def _reconstruct(args):
     import ast
     import time
@@ -131,7 +157,7 @@ def _reconstruct(args):
     for item in args.set or ():
         key, sep, value = item.partition('=')
         if not sep:
-            raise SystemExit(f'--set expects key=value, got {item!r}')
+            raise ValueError(f'--set expects key=value, got {item!r}')
         try:
             options[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -141,19 +167,19 @@ def _reconstruct(args):
         from odl_genprior.recon.learned import (LearnedReconstructor,
                                                 load_unrolled)
         if not args.model:
-            raise SystemExit('learned needs --model RUN_OR_NAME (a run '
+            raise ValueError('learned needs --model RUN_OR_NAME (a run '
                              'folder of `odl-genprior train unrolled` or a '
                              'shipped network, e.g. dival-lpd-128)')
         model = load_unrolled(args.model)
         # The problem is the test sample --seed of the model's own benchmark.
         bench = make_benchmark(model.config.get('benchmark'))
         problem = bench.problem(args.seed, 'test')
-        method = LearnedReconstructor(model, **options)
+        method = _construct(LearnedReconstructor, model, options=options)
     elif args.method == 'learned-svd':
         from odl_genprior import problems
         from odl_genprior.recon.learned_svd import load_learned_svd
         if not args.model:
-            raise SystemExit('learned-svd needs --model RUN (a run folder of '
+            raise ValueError('learned-svd needs --model RUN (a run folder of '
                              '`odl-genprior train learned-svd`)')
         model = load_learned_svd(args.model, device=args.device)
         # The problem is the trained geometry (size, angles) with --noise.
@@ -161,21 +187,24 @@ def _reconstruct(args):
         problem = problems.ct(size=data['size'], num_angles=data['angles'],
                               noise_level=args.noise, seed=args.seed,
                               phantom=args.phantom)
-        method = recon.LearnedSVD(model, device=args.device, **options)
+        method = _construct(recon.LearnedSVD, model, options={
+            'device': args.device, **options})
     elif args.method.startswith('latent'):
         if not args.prior:
-            raise SystemExit(f'{args.method} needs --prior (a shipped prior: '
+            raise ValueError(f'{args.method} needs --prior (a shipped prior: '
                              'ellipses-vae-128, ellipses-64, mnist-vae-20, '
                              'or a run folder)')
         problem = _problem(args)
-        method = getattr(recon, METHODS[args.method])(
-            _prior_operator(args.prior, problem.space), **options)
+        method = _construct(getattr(recon, METHODS[args.method]),
+                            _prior_operator(args.prior, problem.space),
+                            options=options)
     elif args.method in DIFFUSION_DEFAULTS:
         problem = _problem(args)
         method = _diffusion_method(args, problem.space, options)
     else:
         problem = _problem(args)
-        method = getattr(recon, METHODS[args.method])(**options)
+        method = _construct(getattr(recon, METHODS[args.method]),
+                            options=options)
     t0 = time.perf_counter()
     x = method.reconstruct(problem, progress=not args.quiet)
     seconds = time.perf_counter() - t0
@@ -335,7 +364,7 @@ def _recorded_data(run_dir):
     data = read_run_config(run_dir, 'data',
                            'odl-genprior train learned-svd')['data']
     if not {'size', 'angles'} <= set(data):
-        raise SystemExit(f'{run_dir} records no training geometry (size, '
+        raise ValueError(f'{run_dir} records no training geometry (size, '
                          'angles): not made by `odl-genprior train '
                          'learned-svd`')
     return data

@@ -34,6 +34,7 @@ import io
 import json
 import math
 import os
+import pickle
 import random
 import socket
 import sys
@@ -48,7 +49,8 @@ from tqdm.auto import tqdm
 
 __all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
            'recorded_command', 'read_run_config', 'export_run',
-           'complete_runs', 'RunLock', 'RunInUseError')
+           'complete_runs', 'RunLock', 'RunInUseError',
+           'UnreadableFileError')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -241,9 +243,31 @@ def _write_json(path, obj):
         (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode()))
 
 
+class UnreadableFileError(ValueError):
+    """A checkpoint or weights file that is cut, corrupt or untrusted."""
+
+
 def _load(path):
-    # weights_only: tensors and plain containers only, never pickled code.
-    return torch.load(path, map_location='cpu', weights_only=True)
+    """A checkpoint or weights file, read with ``weights_only=True``.
+
+    Tensors and plain containers only, never pickled code: a file holding
+    anything else is refused as untrusted, and a cut or corrupt one is
+    named, in the package's words (torch's own message would suggest
+    loading untrusted code).
+    """
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError:
+        raise UnreadableFileError(
+            f'{path} holds objects other than tensors and plain values: '
+            'refused (odl_genprior never loads pickled code; a file it '
+            'wrote holds none)') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise UnreadableFileError(
+            f'{path} is not a readable checkpoint or weights file (cut, '
+            f'empty or corrupt: {type(err).__name__}); refused') from None
 
 
 def _plain(obj):
@@ -649,18 +673,34 @@ def load_weights(model, path, strict=True):
                                  'pass them as a dict')
             state = state['model']
     if isinstance(model, torch.nn.Module):
-        model.load_state_dict(state, strict=strict)
+        _load_state(model, state, strict, path)
         return model
     if not isinstance(model, dict):
         raise TypeError('`model` must be a torch.nn.Module or a dict of them,'
                         f' got {type(model).__name__}')
     missing = set(model) - set(state)
     if missing:
-        raise KeyError(f'{path} has no weights for {sorted(missing)}; it holds'
-                       f' {sorted(state)}')
+        raise UnreadableFileError(f'{path} has no weights for '
+                                  f'{sorted(missing)}; it holds '
+                                  f'{sorted(state)}')
     for name, m in model.items():
-        m.load_state_dict(state[name], strict=strict)
+        _load_state(m, state[name], strict, path)
     return model
+
+
+def _load_state(module, state, strict, path):
+    """``load_state_dict``; a file of another architecture is named."""
+    if not isinstance(state, dict):
+        raise UnreadableFileError(f'{path} holds no state dict '
+                                  f'({type(state).__name__})')
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise UnreadableFileError(
+            f'{path} does not fit {type(module).__name__} (another '
+            f'architecture or a damaged file): {detail}') from None
 
 
 # --- distributed -------------------------------------------------------------

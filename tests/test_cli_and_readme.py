@@ -214,3 +214,28 @@ def test_options_that_cannot_be_honoured_are_refused(args, named, tmp_path):
     assert out.returncode == 2, out.stdout + out.stderr
     assert named in out.stderr and 'Traceback' not in out.stderr
     assert not (tmp_path / 'run').exists()
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    run = tmp_path / 'run'
+    res = run_cli('train', 'unrolled', '--size', '16', '--angles', '4',
+                  '--width', '4', '--iterations', '1', '--n-train', '4',
+                  '--n-val', '2', '--epochs', '1', '--quiet', '--out',
+                  str(run))
+    assert res.returncode == 0, res.stderr
+    (run / 'weights.pt').write_bytes((run / 'weights.pt').read_bytes()[:100])
+    cases = [
+        (('reconstruct', 'tv', '--size', '16', '--set', 'foo=1'),
+         "--set foo: TV has no option 'foo'"),
+        (('reconstruct', 'latent-soft', '--size', '16', '--prior',
+          'no-such-prior'), '--prior no-such-prior'),
+        (('reconstruct', 'learned', '--model', str(run)),
+         'weights.pt is not a readable'),
+        (('reconstruct', 'learned'), '--model RUN_OR_NAME'),
+    ]
+    for args, message in cases:
+        res = run_cli(*args, '--quiet')
+        assert res.returncode == 2, (args, res.stderr)
+        assert message in res.stderr and res.stderr.count('\n') == 1, (
+            args, res.stderr)
+        assert 'weights_only=False' not in res.stderr

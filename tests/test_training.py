@@ -566,3 +566,29 @@ def test_cut_metrics_without_a_copy_in_the_checkpoint_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r'metrics.csv, line 3, is cut or '
                                          r'damaged'):
         train(b, mse, data, out_dir=tmp_path, epochs=3, **kw)
+
+
+def test_cut_corrupt_or_foreign_weight_files_are_refused_by_name(tmp_path):
+    net = torch.nn.Linear(2, 1)
+    train(net, mse, (torch.randn(8, 2), torch.randn(8, 1)), out_dir=tmp_path,
+          batch_size=4, progress=False)
+    weights = tmp_path / 'weights.pt'
+    whole = weights.read_bytes()
+    for damaged in (whole[:len(whole) // 2], b''):
+        weights.write_bytes(damaged)
+        with pytest.raises(training.UnreadableFileError,
+                           match='weights.pt is not a readable') as err:
+            load_weights(torch.nn.Linear(2, 1), tmp_path)
+        assert 'weights_only=False' not in str(err.value)
+    torch.save({'w': training.RunLock}, weights)  # pickled code
+    with pytest.raises(training.UnreadableFileError, match='refused'):
+        load_weights(torch.nn.Linear(2, 1), tmp_path)
+    weights.write_bytes(whole)
+    with pytest.raises(training.UnreadableFileError,
+                       match=r'does not fit Linear.*size mismatch'):
+        load_weights(torch.nn.Linear(3, 1), tmp_path)
+    # A cut checkpoint stops a resume with the same kind of message.
+    (tmp_path / 'checkpoint.pt').write_bytes(b'PK\x03\x04')
+    with pytest.raises(training.UnreadableFileError, match='checkpoint.pt'):
+        train(net, mse, (torch.randn(8, 2), torch.randn(8, 1)),
+              out_dir=tmp_path, batch_size=4, epochs=2, progress=False)
