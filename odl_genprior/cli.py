@@ -758,7 +758,8 @@ def main(argv=None):
 
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RunInUseError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError,
+            NotADirectoryError, RunInUseError) as err:
         # Bad input (sizes, folders, a run of another configuration): the
         # message names what is wrong; a traceback would bury it.
         if os.environ.get('ODL_GENPRIOR_TRACEBACK'):

@@ -431,14 +431,29 @@ def recorded_command(out_dir, config, command):
     """
     path = Path(out_dir) / CONFIG if out_dir is not None else None
     if path is not None and path.is_file():
-        with open(path) as f:
-            saved = json.load(f).get('user', {})
+        saved = _read_config_file(path).get('user', {})
         keys = [k for k in config if k != 'command']
         same = all(saved.get(k) == json.loads(json.dumps(config[k]))
                    for k in keys)
         if same and 'command' in saved:
             return saved['command']
     return command
+
+
+def _read_config_file(path):
+    """A run's ``config.json`` as a dict; a cut or edited file is named."""
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise UnreadableFileError(
+            f'{path} is not valid JSON (line {err.lineno}, column '
+            f'{err.colno}: {err.msg}); was it cut or edited?') from None
+    except UnicodeDecodeError:
+        raise UnreadableFileError(f'{path} is not a text file') from None
+    if not isinstance(cfg, dict):
+        raise UnreadableFileError(f'{path} holds a {type(cfg).__name__}, '
+                                  'not the mapping a run writes')
+    return cfg
 
 
 def read_run_config(run_dir, key, made_by):
@@ -463,10 +478,9 @@ def read_run_config(run_dir, key, made_by):
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f'{path} not found: not a training run folder')
-    with open(path) as f:
-        cfg = json.load(f)
+    cfg = _read_config_file(path)
     user = cfg.get('user', cfg)
-    if key not in user:
+    if not isinstance(user, dict) or key not in user:
         raise ValueError(f'{path} holds no {key!r} entry: not made by '
                          f'{made_by}')
     return user
@@ -611,7 +625,7 @@ def export_run(run_dir, dest):
     if dest.exists() and any(dest.iterdir()) and not (dest / CONFIG).exists():
         raise FileExistsError(f'{dest} holds other files; not overwriting')
     ckpt = _load(run / CHECKPOINT) if (run / CHECKPOINT).is_file() else None
-    total = json.loads((run / CONFIG).read_text())
+    total = _read_config_file(run / CONFIG)
     total = total['epochs'] * total['steps_per_epoch']
     if ckpt is not None and ckpt['step'] < total:
         models = ckpt['models']
@@ -1157,7 +1171,7 @@ def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
                 'train (or its config was deleted); not overwriting. Choose '
                 'another out_dir')
         if cfg_path.exists():
-            old = json.loads(cfg_path.read_text())
+            old = _read_config_file(cfg_path)
             if not resume:
                 raise FileExistsError(
                     f'{out} already holds a training run ({CONFIG}); pass '

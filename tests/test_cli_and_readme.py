@@ -239,3 +239,26 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         assert message in res.stderr and res.stderr.count('\n') == 1, (
             args, res.stderr)
         assert 'weights_only=False' not in res.stderr
+
+
+def test_damaged_run_folders_and_bad_out_are_one_line(tmp_path):
+    run = tmp_path / 'run'
+    args = ('train', 'unrolled', '--size', '16', '--angles', '4', '--width',
+            '4', '--iterations', '1', '--n-train', '4', '--n-val', '2',
+            '--epochs', '1', '--quiet')
+    assert run_cli(*args, '--out', str(run)).returncode == 0
+    a_file = tmp_path / 'file'
+    a_file.write_text('x')
+    res = run_cli(*args, '--out', str(a_file))
+    assert res.returncode == 2 and res.stderr.count('\n') == 1, res.stderr
+    res = run_cli(*args, '--out', str(run), '--no-resume')
+    assert res.returncode == 2 and 'already holds' in res.stderr
+    config = run / 'config.json'
+    text = config.read_text()
+    for damaged, message in ((text[:len(text) // 2], 'is not valid JSON'),
+                             ('[1, 2]', 'holds a list')):
+        config.write_text(damaged)
+        res = run_cli('reconstruct', 'learned', '--model', str(run))
+        assert res.returncode == 2, res.stderr
+        assert 'config.json' in res.stderr and message in res.stderr
+        assert res.stderr.count('\n') == 1
