@@ -11,6 +11,7 @@ per image, values in [-0.4, 1], half-axes 0.2 Exp(1), centres in
 """
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,12 @@ def mnist_directory(directory=None):
 
 def _read_idx(path, magic, ndim):
     opener = gzip.open if path.suffix == '.gz' else open
-    with opener(path, 'rb') as f:
-        raw = f.read()
+    try:
+        with opener(path, 'rb') as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ValueError(f'{path} is not a readable gzip file (cut or '
+                         f'corrupt: {type(err).__name__})') from None
     if len(raw) < 4 + 4 * ndim:
         raise ValueError(f'{path} is too short for an IDX file')
     found = int.from_bytes(raw[:4], 'big')

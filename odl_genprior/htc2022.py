@@ -185,11 +185,28 @@ def _file(directory, name, suffix):
 def _loadmat(path, key):
     import scipy.io  # scipy comes with scikit-image
 
-    mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    try:
+        mat = scipy.io.loadmat(str(path), squeeze_me=True,
+                               struct_as_record=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # scipy raises several kinds for bad files
+        raise ValueError(f'{path} is not a readable MATLAB file (cut or not '
+                         f'a .mat: {type(err).__name__})') from None
     if key not in mat:
-        raise KeyError(f'{path} has no variable {key!r}; it has '
-                       f'{sorted(k for k in mat if not k.startswith("__"))}')
+        raise ValueError(f'{path} has no variable {key!r}; it has '
+                         f'{sorted(k for k in mat if not k.startswith("__"))}')
     return mat[key]
+
+
+def _field(struct, name, path):
+    """``struct.name`` (a MATLAB struct field); a missing one is named."""
+    for part in name.split('.'):
+        if not hasattr(struct, part):
+            raise ValueError(f'{path} has no field {name!r} in its CT data '
+                             'struct: not a file in the challenge format')
+        struct = getattr(struct, part)
+    return struct
 
 
 def load_sinogram(name, directory=None):
@@ -200,11 +217,14 @@ def load_sinogram(name, directory=None):
     sinogram is float64 of shape ``(angles, 560)``, ``-log`` attenuation.
     """
     if name == _SPARSE_EXAMPLE:
-        ct = _loadmat(_file(directory, name, ''), 'CtDataLimited')
+        path = _file(directory, name, '')
+        ct = _loadmat(path, 'CtDataLimited')
     else:
-        ct = _loadmat(_file(directory, name, '_full'), 'CtDataFull')
-    sino = np.asarray(ct.sinogram, dtype=np.float64)
-    angles = np.asarray(ct.parameters.angles, dtype=np.float64).ravel()
+        path = _file(directory, name, '_full')
+        ct = _loadmat(path, 'CtDataFull')
+    sino = np.asarray(_field(ct, 'sinogram', path), dtype=np.float64)
+    angles = np.asarray(_field(ct, 'parameters.angles', path),
+                        dtype=np.float64).ravel()
     if sino.shape != (angles.size, NUM_DETECTORS):
         raise ValueError(f'{name}: sinogram shape {sino.shape} does not match '
                          f'{angles.size} angles x {NUM_DETECTORS} pixels')

@@ -101,3 +101,14 @@ def test_load_mnist_limit_is_checked():
                                              r'\[1, 10000\]'):
             data.load_mnist('test', directory, limit=bad)
     assert data.load_mnist('test', directory, limit=3)[0].shape == (3, 28, 28)
+
+
+def test_cut_or_corrupt_gzip_is_named(fake_mnist):
+    d, _, _ = fake_mnist
+    path = d / 't10k-images-idx3-ubyte.gz'
+    whole = path.read_bytes()
+    for damaged in (whole[:len(whole) // 2], b'not gzip at all'):
+        path.write_bytes(damaged)
+        with pytest.raises(ValueError, match=r't10k-images-idx3-ubyte.gz is '
+                                             r'not a readable gzip file'):
+            data.load_mnist('test', directory=d)

@@ -159,3 +159,26 @@ def test_example_script_runs(capsys):
           '--size', '64', '--tv-iter', '3'])
     out = capsys.readouterr().out
     assert '| ta | 60 | 61 | FBP |' in out and '| ta | 60 | 61 | TV |' in out
+
+
+def test_bad_mat_files_are_named(tmp_path):
+    import scipy.io
+
+    path = tmp_path / 'htc2022_ta_full.mat'
+    path.write_text('this is text, not a MATLAB file')
+    with pytest.raises(ValueError, match='htc2022_ta_full.mat is not a '
+                                         'readable MATLAB file'):
+        htc2022.load_sinogram('ta', directory=tmp_path)
+    scipy.io.savemat(str(path), {'other': np.ones(3)})
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ValueError, match='not a readable MATLAB file'):
+        htc2022.load_sinogram('ta', directory=tmp_path)
+    path.write_bytes(whole)
+    with pytest.raises(ValueError, match=r"no variable 'CtDataFull'; it has "
+                                         r"\['other'\]"):
+        htc2022.load_sinogram('ta', directory=tmp_path)
+    scipy.io.savemat(str(path), {'CtDataFull': {'parameters': {'angles':
+                                                               np.ones(3)}}})
+    with pytest.raises(ValueError, match="no field 'sinogram'"):
+        htc2022.load_sinogram('ta', directory=tmp_path)
