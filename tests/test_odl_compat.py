@@ -1,6 +1,7 @@
 """The ODL 1.0 speed fix: same answers as ODL's own lookup, applied once."""
 import numpy as np
 import odl
+import pytest
 import torch
 from odl.core.array_API_support import utils as odl_utils
 
@@ -57,3 +58,22 @@ def test_tensors_never_reach_the_slow_lookup(monkeypatch):
     fast = _odl_compat._fast_get_array_and_backend
     assert fast(torch.zeros(3))[1].impl == 'pytorch'
     assert fast(np.zeros(3))[1].impl == 'numpy'
+
+
+def test_line_search_stall_is_only_odls_stall():
+    from odl_genprior._odl_compat import LineSearchStall
+
+    # ODL's backtracking line search on a flat function: with a slope that
+    # underflows it accepts a zero decrease and fails its own assertion;
+    # with a real slope it runs out of iterations (a ValueError).
+    space = odl.rn(2)
+    f = odl.functionals.ConstantFunctional(space, 1.0)
+    search = odl.solvers.BacktrackingLineSearch(f)
+    for slope in (-5e-322, -1.0):
+        with LineSearchStall() as run:
+            search(space.zero(), space.one(), slope)
+        assert run.stalled
+    # Any other assertion is a bug, and passes through.
+    with pytest.raises(AssertionError, match='a real bug'):
+        with LineSearchStall():
+            raise AssertionError('a real bug')
