@@ -293,9 +293,9 @@ class DeepImagePrior(Reconstructor):
                     net.load_state_dict(self.warm_start)
                 else:
                     training.load_weights(net, Path(self.warm_start))
-            except RuntimeError as e:
+            except (RuntimeError, training.UnreadableFileError) as e:
                 raise ValueError(f'warm_start does not fit the network '
-                                 f'{type(net).__name__}: {e}') from e
+                                 f'{type(net).__name__}: {e}') from None
         return net.to(device=dev, dtype=dtype)
 
     @staticmethod
