@@ -262,3 +262,18 @@ def test_damaged_run_folders_and_bad_out_are_one_line(tmp_path):
         assert res.returncode == 2, res.stderr
         assert 'config.json' in res.stderr and message in res.stderr
         assert res.stderr.count('\n') == 1
+
+
+def test_demo_default_dival_learned_rows_beat_tv(tmp_path):
+    png = tmp_path / 'demo.png'
+    out = run_cli('demo', '--quiet', '--out', str(png))
+    assert out.returncode == 0, out.stderr
+    assert "DIVal's ellipses (test image 0)" in out.stdout
+    psnr = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^(FBP|TV|learned PD|learned FB C4)\s+([\d.]+)\s', out.stdout,
+        flags=re.M)}
+    assert set(psnr) == {'FBP', 'TV', 'learned PD', 'learned FB C4'}
+    assert psnr['TV'] > psnr['FBP'] + 3
+    assert psnr['learned PD'] > psnr['TV'] and psnr['learned FB C4'] > psnr[
+        'TV']
+    assert png.stat().st_size > 10_000
