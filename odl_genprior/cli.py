@@ -483,46 +483,28 @@ def _train(args):
     return 0
 
 
-def _positive_int(text):
-    """argparse type: an integer >= 1 (0 would silently mean a default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
+def _number(kind, minimum, strict=False):
+    """An argparse type: ``kind`` (int or float), finite, ``>= minimum``
+    (``> minimum`` if ``strict``); 0 must never silently mean a default."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{text!r} is not {"an integer" if kind is int else "a number"}')
+        if not (value > minimum if strict else value >= minimum) or (
+                value == float('inf')):
+            raise argparse.ArgumentTypeError(
+                f'must be a finite number {">" if strict else ">="} '
+                f'{minimum}, got {text}')
+        return value
+    return parse
 
 
-def _nonnegative_int(text):
-    """argparse type: an integer >= 0 (seeds, indices)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
-    return value
-
-
-def _nonnegative_float(text):
-    """argparse type: a finite number >= 0 (noise levels, weights)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number')
-    if not 0 <= value < float('inf'):
-        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, '
-                                         f'got {text}')
-    return value
-
-
-def _positive_float(text):
-    """argparse type: a finite number > 0 (learning rates)."""
-    value = _nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError('must be > 0, got 0')
-    return value
+_positive_int = _number(int, 1)
+_nonnegative_int = _number(int, 0)
+_nonnegative_float = _number(float, 0)
+_positive_float = _number(float, 0, strict=True)
 
 
 def build_parser():
