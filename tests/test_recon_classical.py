@@ -200,6 +200,11 @@ def test_tv_default_alpha_is_scale_aware():
     (lambda: FBP(frequency_scaling=0), r'frequency_scaling must be in \(0, 1\]'),
     (lambda: FBP(frequency_scaling=-1), r'frequency_scaling .* got -1'),
     (lambda: FBP(filter_type='Hanning'), r"filter_type must be one of"),
+    (lambda: Tikhonov(niter=1.5), r'Tikhonov: niter must be an integer >= 1, got 1.5'),
+    (lambda: Lasso(niter=-1), r'Lasso: niter must be an integer >= 1, got -1'),
+    (lambda: Lasso(alpha=float('nan')), r'Lasso: alpha must be >= 0, got nan'),
+    (lambda: WaveletL1(niter=0), r'WaveletL1: niter must be an integer >= 1, got 0'),
+    (lambda: WaveletL1(nlevels=0), r'WaveletL1: nlevels must be an integer >= 1'),
 ])
 def test_options_are_checked_at_construction(make, match):
     with pytest.raises(ValueError, match=match):

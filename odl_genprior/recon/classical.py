@@ -232,10 +232,9 @@ class Tikhonov(Reconstructor):
     name = 'Tikhonov'
 
     def __init__(self, alpha=1e-2, niter=100, callback=None):
-        if not float(alpha) >= 0:
-            raise ValueError(f'alpha must be >= 0, got {alpha}')
-        self.alpha = float(alpha)
-        self.niter = int(niter)
+        self.alpha = check_option('Tikhonov', 'alpha', alpha, minimum=0)
+        self.niter = check_option('Tikhonov', 'niter', niter, minimum=1,
+                                  integer=True)
         self.callback = callback
 
     def _reconstruct(self, problem, progress):
@@ -297,10 +296,9 @@ class Lasso(Reconstructor):
     name = 'Lasso'
 
     def __init__(self, alpha=0.1, niter=500, callback=None):
-        if not float(alpha) >= 0:
-            raise ValueError(f'alpha must be >= 0, got {alpha}')
-        self.alpha = float(alpha)
-        self.niter = int(niter)
+        self.alpha = check_option('Lasso', 'alpha', alpha, minimum=0)
+        self.niter = check_option('Lasso', 'niter', niter, minimum=1,
+                                  integer=True)
         self.callback = callback
 
     def _reconstruct(self, problem, progress):
@@ -430,13 +428,13 @@ class WaveletL1(Reconstructor):
 
     def __init__(self, alpha=1e-2, wavelet='db2', nlevels=None,
                  pad_mode='constant', niter=300, nonneg=False, callback=None):
-        if not float(alpha) >= 0:
-            raise ValueError(f'alpha must be >= 0, got {alpha}')
-        self.alpha = float(alpha)
+        self.alpha = check_option('WaveletL1', 'alpha', alpha, minimum=0)
         self.wavelet = wavelet
-        self.nlevels = None if nlevels is None else int(nlevels)
+        self.nlevels = None if nlevels is None else check_option(
+            'WaveletL1', 'nlevels', nlevels, minimum=1, integer=True)
         self.pad_mode = pad_mode
-        self.niter = int(niter)
+        self.niter = check_option('WaveletL1', 'niter', niter, minimum=1,
+                                  integer=True)
         self.nonneg = bool(nonneg)
         self.callback = callback
 
