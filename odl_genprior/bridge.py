@@ -31,8 +31,8 @@ from odl.core.space.pspace import ProductSpaceElement
 
 __all__ = ('TorchOperator', 'OperatorLayer', 'BATCHING_MODES',
            'operator_matrix', 'cache_dir', 'as_tensor', 'as_element',
-           'module_state',
-           'to_numpy', 'space_device', 'module_device')
+           'module_state', 'to_numpy', 'space_device', 'space_dtype',
+           'space_weight', 'module_device')
 
 
 # --- conversions -----------------------------------------------------------
@@ -65,7 +65,15 @@ def space_device(space):
     return torch.device('cpu')
 
 
-def _torch_dtype(space):
+def space_dtype(space):
+    """Return the ``torch.dtype`` of ``space`` (of its components for a
+    power space).
+
+    Examples
+    --------
+    >>> space_dtype(odl.uniform_discr(0, 1, 4, dtype='float32'))
+    torch.float32
+    """
     return getattr(torch, np.dtype(_base(space).dtype_identifier).name)
 
 
@@ -117,7 +125,7 @@ def as_element(t, space):
     """
     t = t.detach()
     if _is_pytorch(space):
-        t = t.to(device=space_device(space), dtype=_torch_dtype(space))
+        t = t.to(device=space_device(space), dtype=space_dtype(space))
         return space.element(t.reshape(space.shape))
     return space.element(t.cpu().numpy().reshape(space.shape))
 
@@ -149,16 +157,35 @@ def _check_space(space, role):
                          'supports real spaces only')
 
 
-def _weight(space, device, dtype):
-    """The inner-product weight of ``space`` as a float or a tensor."""
+def space_weight(space, device=None, dtype=None, constant=False):
+    """Return the inner-product weight of ``space``: a float, or a tensor
+    for an array weighting.
+
+    ``<x, y>_space = sum(weight * x * y)``. With ``constant=True`` an
+    array weighting is refused (a TypeError naming the space), for
+    callers that scale batch norms by one number.
+
+    Examples
+    --------
+    >>> space_weight(odl.uniform_discr(0, 1, 4))
+    0.25
+    >>> space_weight(odl.rn(3))
+    1.0
+    """
     if isinstance(space, odl.ProductSpace):
         outer = _weight_of(space, space.weighting)
-        inner = _weight(space[0], device, dtype)
+        inner = space_weight(space[0], device, dtype)
         if not isinstance(outer, numbers.Number):
             raise TypeError(f'{space!r} has a non-constant product weighting; '
                             'its adjoint cannot be formed')
-        return outer * inner
-    return _weight_of(space, space.weighting, device, dtype)
+        weight = outer * inner
+    else:
+        weight = _weight_of(space, getattr(space, 'weighting', None), device,
+                            dtype)
+    if constant and not isinstance(weight, numbers.Number):
+        raise TypeError(f'{space!r} has an array weighting, not a constant '
+                        'one: its norm cannot be formed on batches')
+    return weight
 
 
 def _weight_of(space, w, device=None, dtype=None):
@@ -278,7 +305,7 @@ class TorchOperator(odl.Operator):
             raise ValueError(f'`in_shape` {self.in_shape} does not hold the '
                              f'{domain.size} entries of domain {domain!r}')
         self.device = module_device(module, default=space_device(domain))
-        self.dtype = _torch_dtype(domain)
+        self.dtype = space_dtype(domain)
         for name, p in list(module.named_parameters()) + list(
                 module.named_buffers()):
             if p.is_floating_point() and p.dtype != self.dtype:
@@ -291,8 +318,8 @@ class TorchOperator(odl.Operator):
                 raise ValueError(
                     f'{role} {space!r} is on device {space_device(space)} but '
                     f'the module is on {self.device}')
-        if _torch_dtype(range) != self.dtype:
-            raise TypeError(f'range {range!r} has dtype {_torch_dtype(range)}'
+        if space_dtype(range) != self.dtype:
+            raise TypeError(f'range {range!r} has dtype {space_dtype(range)}'
                             f' but domain {domain!r} has dtype {self.dtype}')
         self.cache_graph = bool(cache_graph)
         self._cache = None
@@ -420,8 +447,8 @@ class _TorchJacobianAdjoint(odl.Operator):
     def __init__(self, jac):
         self.jac = jac
         op = jac.op
-        self._w_dom = _weight(op.domain, op.device, op.dtype)
-        self._w_ran = _weight(op.range, op.device, op.dtype)
+        self._w_dom = space_weight(op.domain, op.device, op.dtype)
+        self._w_ran = space_weight(op.range, op.device, op.dtype)
         super().__init__(op.range, op.domain, linear=True)
 
     def __call__(self, x, out=None, **kwargs):
@@ -461,7 +488,7 @@ def _check_input(x, space, who):
                 f'{x.space!r}')
         return
     if isinstance(x, (torch.Tensor, np.ndarray)):
-        dtype = _torch_dtype(space)
+        dtype = space_dtype(space)
         xdtype = (x.dtype if isinstance(x, torch.Tensor)
                   else getattr(torch, x.dtype.name, x.dtype))
         problems = []
@@ -483,7 +510,7 @@ def _check_input(x, space, who):
 def _apply_per_sample(op, x):
     """Apply ``op`` to each of the ``(B, *domain.shape)`` samples of ``x``."""
     dom, ran = op.domain, op.range
-    dev, dt = space_device(ran), _torch_dtype(ran)
+    dev, dt = space_device(ran), space_dtype(ran)
     out = torch.empty((x.shape[0],) + tuple(ran.shape), dtype=dt, device=dev)
     xs = x.detach()
     if not _is_pytorch(dom):
@@ -523,7 +550,7 @@ class _OperatorFunction(torch.autograd.Function):
         xs = x.detach() if _is_pytorch(dom) else x.detach().cpu().numpy()
         ts = x_t.detach() if _is_pytorch(dom) else x_t.detach().cpu().numpy()
         out = torch.empty((x.shape[0],) + tuple(ran.shape),
-                          dtype=_torch_dtype(ran), device=x_t.device)
+                          dtype=space_dtype(ran), device=x_t.device)
         for i in range(x.shape[0]):
             d = op.derivative(dom.element(xs[i]))
             out[i] = as_tensor(d(dom.element(ts[i])), device=x_t.device)
@@ -681,7 +708,7 @@ def operator_matrix(operator, cache=True, chunk=256):
         return m
     loop = OperatorLayer(operator, batching='loop')
     n_in, n_out = operator.domain.size, operator.range.size
-    dtype = _torch_dtype(operator.domain)
+    dtype = space_dtype(operator.domain)
     rows = n_out <= n_in  # rows of A are A^T e_i
     n, shape, apply = ((n_out, operator.range.shape, loop.transpose) if rows
                        else (n_in, operator.domain.shape, loop))
@@ -850,8 +877,9 @@ class OperatorLayer(torch.nn.Module):
         """Inner-product weights (domain, range) of the operator's spaces."""
         key = (device, dtype)
         if key not in self._weights:
-            self._weights[key] = (_weight(self.operator.domain, device, dtype),
-                                  _weight(self.operator.range, device, dtype))
+            op = self.operator
+            self._weights[key] = (space_weight(op.domain, device, dtype),
+                                  space_weight(op.range, device, dtype))
         return self._weights[key]
 
     def adjoint_layer(self):
@@ -976,7 +1004,7 @@ class OperatorLayer(torch.nn.Module):
             raise ValueError(
                 f'input of shape {tuple(x.shape)} does not end with the shape '
                 f'{dom.shape} of the operator domain {dom!r}')
-        dtype = _torch_dtype(dom)
+        dtype = space_dtype(dom)
         # Under torch.autocast a lower-precision input is cast up: the
         # operator runs in its own dtype (ASTRA and the sparse products
         # have no bfloat16).
@@ -1003,8 +1031,8 @@ def _adjoint_matrix(op, m):
 
     ``A* = W_dom^{-1} M^T W_ran`` as an array map.
     """
-    w_dom = _weight(op.domain, 'cpu', torch.float64)
-    w_ran = _weight(op.range, 'cpu', torch.float64)
+    w_dom = space_weight(op.domain, 'cpu', torch.float64)
+    w_ran = space_weight(op.range, 'cpu', torch.float64)
     mt = m.T.tocsr()
     if isinstance(w_dom, numbers.Number) and isinstance(w_ran,
                                                           numbers.Number):

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from odl_genprior import metrics
-from odl_genprior.bridge import TorchOperator
+from odl_genprior.bridge import TorchOperator, space_dtype, space_weight
 from odl_genprior.odenets import _activation, rk_step
 from odl_genprior.training import train
 from odl_genprior.unrolled import _Unrolled
@@ -399,7 +399,7 @@ class CertifiedLearnedGradient(_Unrolled):
             NonexpansiveBlock(1 + self.memory, hidden_channels, n_layers,
                               kernel_size, activation, step_fraction)
             for _ in range(self.n_iter))
-        dtype = _space_dtype(operator.domain)
+        dtype = space_dtype(operator.domain)
         normal = _power_norm(lambda x: self.gradient(x[:, None], 0.0)[:, 0],
                              self.image_shape, power_iter, 0, dtype)
         data = _power_norm(lambda y: self.At(y[:, None] / self.opnorm),
@@ -435,18 +435,6 @@ class CertifiedLearnedGradient(_Unrolled):
             x = x - tau[k] * self.gradient(x, y)
             z = block(torch.cat([x, z[:, 1:]], dim=1))
         return z[:, 0]
-
-
-def _space_dtype(space):
-    return getattr(torch, np.dtype(space.dtype_identifier).name)
-
-
-def _const_weight(space):
-    w = getattr(space, 'weighting', None)
-    if not hasattr(w, 'const'):
-        raise ValueError(f'norm="space" needs a constant weighting; '
-                         f'{space!r} has {w!r}')
-    return float(w.const)
 
 
 def lipschitz_bound(net, norm='tensor'):
@@ -492,8 +480,8 @@ def lipschitz_bound(net, norm='tensor'):
     for t, block in zip(tau, net.blocks):
         L = block.lipschitz() * (L + float(t) * beta)
     if norm == 'space':
-        L *= math.sqrt(_const_weight(net.operator.domain)
-                       / _const_weight(net.operator.range))
+        L *= math.sqrt(space_weight(net.operator.domain, constant=True)
+                       / space_weight(net.operator.range, constant=True))
     return float(L)
 
 

@@ -292,3 +292,18 @@ class TestNeverStale:
             want = net(as_tensor(x, dtype=torch.float64)[None])[0].numpy()
         np.testing.assert_allclose(op(x).asarray(), want)
         assert not np.allclose(in_train, want)
+
+
+def test_space_dtype_and_weight():
+    from odl_genprior.bridge import space_dtype, space_weight
+    space = odl.uniform_discr([0, 0], [2, 1], (4, 5), dtype='float32')
+    assert space_dtype(space) == torch.float32
+    assert space_dtype(odl.rn(3, dtype='float64') ** 2) == torch.float64
+    assert space_weight(space) == pytest.approx(0.5 * 0.2)
+    # power space: product weighting times the component's weight
+    assert space_weight(space ** 2) == pytest.approx(0.1)
+    w = np.random.default_rng(0).uniform(1, 2, 3)
+    weighted = odl.rn(3, weighting=w)
+    assert np.allclose(space_weight(weighted).numpy(), w)
+    with pytest.raises(TypeError, match='array weighting'):
+        space_weight(weighted, constant=True)

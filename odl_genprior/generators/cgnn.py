@@ -64,7 +64,8 @@ import odl
 import torch
 import torch.nn.functional as nnf
 
-from odl_genprior.bridge import OperatorLayer, TorchOperator, as_element
+from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
+                                 space_dtype, space_weight)
 from odl_genprior.generators.mra import BOUNDARIES, DaubechiesMRA
 
 __all__ = ('CGNN', 'ContinuousConv', 'CellAverage', 'render',
@@ -1079,14 +1080,6 @@ class StabilityEstimate:
                 f'{self.y_distance:.3e})')
 
 
-def _space_weight(space):
-    w = getattr(space, 'weighting', None)
-    if w is None or not hasattr(w, 'const'):
-        raise TypeError(f'{space!r} has no constant weighting: its norm '
-                        'cannot be formed on batches')
-    return float(w.const)
-
-
 def _norms(t, weight):
     return t.reshape(t.shape[0], -1).norm(dim=1) * math.sqrt(weight)
 
@@ -1161,7 +1154,7 @@ def stability_constant(generator, forward_op=None, n_pairs=256, n_local=4,
         module = generator.module
         if latent_dim is None:
             latent_dim = generator.domain.size
-        x_weight = _space_weight(generator.range)
+        x_weight = space_weight(generator.range, constant=True)
         x_shape = tuple(generator.range.shape)
     else:
         if not isinstance(generator, torch.nn.Module):
@@ -1175,10 +1168,9 @@ def stability_constant(generator, forward_op=None, n_pairs=256, n_local=4,
                          '`latent_dim` attribute')
     y_weight = 1.0
     if isinstance(forward_op, odl.Operator):
-        dtype = getattr(torch, np.dtype(
-            forward_op.domain.dtype_identifier).name)
+        dtype = space_dtype(forward_op.domain)
         layer = OperatorLayer(forward_op)
-        y_weight = _space_weight(forward_op.range)
+        y_weight = space_weight(forward_op.range, constant=True)
         dom_shape = tuple(forward_op.domain.shape)
 
         def F(x):

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from odl_genprior._odl_compat import LineSearchStall
-from odl_genprior.bridge import TorchOperator, as_element, as_tensor
+from odl_genprior.bridge import (TorchOperator, as_element, as_tensor,
+                                 space_dtype)
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import base_size
 
@@ -350,7 +351,7 @@ def blur_operator(space, sigma=2.0, halfwidth=4.0):
     if not isinstance(space, odl.DiscretizedSpace) or space.ndim != 1:
         raise TypeError(f'`space` must be a 1D uniform_discr space, got '
                         f'{space!r}')
-    dtype = getattr(torch, np.dtype(space.dtype_identifier).name)
+    dtype = space_dtype(space)
     blur = GaussianBlur1d(space.shape[0], sigma, halfwidth, dtype=dtype)
     if getattr(space, 'impl', 'numpy') == 'pytorch':
         blur = blur.to(space.device)

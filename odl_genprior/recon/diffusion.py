@@ -43,14 +43,14 @@ the orthogonal projection for ``lambda = 1, delta = 0`` (for Song's
 ``A = P(Lambda) T`` with orthogonal ``T`` it is their mixing step).
 """
 import numbers
-import warnings
 
 import numpy as np
 import torch
 
 from odl_genprior import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
-                                 as_tensor, module_device, space_device)
+                                 as_tensor, module_device, space_device,
+                                 space_dtype)
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.sde import SDE, tweedie_denoiser
 
@@ -60,10 +60,6 @@ __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
 _SAMPLERS = {'em': _samplers.euler_maruyama,
              'pc': _samplers.predictor_corrector,
              'ode': _samplers.probability_flow}
-
-
-def _torch_dtype(space):
-    return getattr(torch, np.dtype(space.dtype_identifier).name)
 
 
 class BatchedLinearOperator:
@@ -233,7 +229,7 @@ class _DiffusionSampling(Reconstructor):
             device = module_device(self.score, space_device(space))
         else:
             device = space_device(space)
-        dtype = _torch_dtype(space)
+        dtype = space_dtype(space)
         cache = self._op_cache
         if cache is not None and cache[0] is problem.operator and cache[1] == (
                 self.batched_module, self.matrix):

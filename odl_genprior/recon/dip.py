@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from odl_genprior import data as _data
 from odl_genprior import training
-from odl_genprior.bridge import OperatorLayer, as_element, as_tensor, to_numpy
+from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
+                                 space_dtype, to_numpy)
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
 from odl_genprior.recon.base import Reconstructor
@@ -62,10 +63,6 @@ def _device_of(space, device):
     if getattr(space, 'impl', 'numpy') == 'pytorch':
         return torch.device(space.device)
     return torch.device('cpu')
-
-
-def _torch_dtype(space):
-    return getattr(torch, np.dtype(space.dtype_identifier).name)
 
 
 class DeepImagePrior(Reconstructor):
@@ -257,7 +254,7 @@ class DeepImagePrior(Reconstructor):
     def make_input(self, problem):
         """The fixed network input ``z0`` for ``problem`` (a tensor)."""
         space = problem.space
-        dev, dtype = _device_of(space, self.device), _torch_dtype(space)
+        dev, dtype = _device_of(space, self.device), space_dtype(space)
         if isinstance(self.z0, torch.Tensor):
             return self.z0.detach().to(device=dev, dtype=dtype)
         if self.z0 == 'noise':
@@ -276,7 +273,7 @@ class DeepImagePrior(Reconstructor):
         """The network to fit: a copy of ``network`` (or a new `SkipNet`),
         warm-started if asked, on the device and dtype of the problem."""
         space = problem.space
-        dev, dtype = _device_of(space, self.device), _torch_dtype(space)
+        dev, dtype = _device_of(space, self.device), space_dtype(space)
         if self.network is None:
             if z0.ndim != 2 + len(space.shape):
                 raise ValueError(

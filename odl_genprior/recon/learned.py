@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from odl_genprior import metrics
-from odl_genprior.bridge import as_element, as_tensor
+from odl_genprior.bridge import as_element, as_tensor, space_dtype
 from odl_genprior.certified import CertifiedLearnedGradient
 from odl_genprior.ct_benchmark import EllipseCT, cached_pairs, make_benchmark
 from odl_genprior.recon.base import Reconstructor
@@ -126,11 +126,7 @@ class LearnedReconstructor(Reconstructor):
         if tuple(x.shape) != tuple(A.domain.shape):
             raise ValueError(f'{self.name} returned shape {tuple(x.shape)}, '
                              f'the problem space has {A.domain.shape}')
-        return as_element(x.to(_torch_dtype(problem.space)), problem.space)
-
-
-def _torch_dtype(space):
-    return getattr(torch, np.dtype(space.dtype_identifier).name)
+        return as_element(x.to(space_dtype(problem.space)), problem.space)
 
 
 def build_unrolled(config, operator=None):
