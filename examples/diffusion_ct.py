@@ -63,13 +63,13 @@ def build_methods(args, space):
         score = recipes.load(args.score)
         if 'dps' in args.methods:
             out['dps'] = DiffusionPosteriorSampling(
-                score, score.sde, steps=args.dps_steps, sampler='em',
+                score, score.sde, niter=args.dps_steps, sampler='em',
                 n_samples=args.samples, seed=args.seed,
                 guidance_scale=args.dps_zeta, guidance_per_step=True,
                 matrix=True)
         if 'projection' in args.methods:
             out['projection'] = ScoreProjection(
-                score, score.sde, steps=args.proj_steps,
+                score, score.sde, niter=args.proj_steps,
                 sampler=args.proj_sampler, n_samples=args.samples,
                 seed=args.seed, weight=args.proj_weight,
                 cg_niter=args.proj_cg, matrix=True)

@@ -116,9 +116,9 @@ def main(argv=None):
                   continue_after_stop=True, track=gt)
     methods = {
         'dip': lambda: DeepImagePrior(network=network(32), z0='noise',
-                                      niter=args.niter, lr=args.lr, **common),
+                                      niter=args.niter, learning_rate=args.lr, **common),
         'dip+tv': lambda: DeepImagePrior(
-            network=network(32), z0='noise', niter=args.niter, lr=args.lr,
+            network=network(32), z0='noise', niter=args.niter, learning_rate=args.lr,
             alpha_tv=args.alpha_tv, **common),
     }
     results, times = {}, {}
@@ -134,7 +134,7 @@ def main(argv=None):
               f'{times["pretrain"]:.0f} s')
         methods['warm'] = lambda: DeepImagePrior(
             network=network(1), z0='fbp', warm_start=args.run_dir,
-            niter=args.niter_warm, lr=args.lr_warm, **common)
+            niter=args.niter_warm, learning_rate=args.lr_warm, **common)
     for name in args.variants:
         t0 = time.perf_counter()
         method = methods[name]()

@@ -80,10 +80,10 @@ SCORE_PRIOR = 'ellipses-score-64'
 #: Defaults of the diffusion methods (chosen on validation phantoms of 64x64
 #: ellipse CT, see docs/diffusion.md); --set key=value overrides them.
 DIFFUSION_DEFAULTS = {
-    'dps': {'steps': 200, 'sampler': 'em', 'n_samples': 8,
+    'dps': {'niter': 200, 'sampler': 'em', 'n_samples': 8,
             'guidance_scale': 2.0, 'guidance_per_step': True,
             'matrix': True},
-    'score-projection': {'steps': 200, 'sampler': 'em', 'n_samples': 8,
+    'score-projection': {'niter': 200, 'sampler': 'em', 'n_samples': 8,
                          'cg_niter': 5, 'weight': 0.5, 'matrix': True}}
 PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 
@@ -132,6 +132,9 @@ def _construct(cls, *args, options):
     """``cls(*args, **options)``; an option it does not take is named."""
     import inspect
 
+    # an old option name (recon.base.renamed_options) replaces a default
+    renames = getattr(cls.__init__, 'renamed_options', {})
+    options = {renames.get(k, k): v for k, v in options.items()}
     params = inspect.signature(cls).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         names = [k for k, p in params.items()

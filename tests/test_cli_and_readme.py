@@ -154,7 +154,7 @@ def test_train_score_then_reconstruct_dps_and_projection(tmp_path):
     for method in ('dps', 'score-projection'):
         out = tmp_path / f'{method}.npy'
         res = run_cli('reconstruct', method, '--size', '16', '--angles', '6',
-                      '--prior', str(run), '--set', 'steps=3', '--set',
+                      '--prior', str(run), '--set', 'niter=3', '--set',
                       'n_samples=2', '--quiet', '--out', str(out))
         assert res.returncode == 0, res.stderr
         assert re.search(r'^(diffusion posterior sampling|score-based '
@@ -174,7 +174,7 @@ def test_train_score_then_reconstruct_dps_and_projection(tmp_path):
 def test_reconstruct_score_projection_with_the_shipped_model(tmp_path):
     """The default prior is the shipped ellipses-score-64 (64x64)."""
     res = run_cli('reconstruct', 'score-projection', '--size', '64',
-                  '--angles', '23', '--set', 'steps=20', '--set',
+                  '--angles', '23', '--set', 'niter=20', '--set',
                   'n_samples=2', '--quiet')
     assert res.returncode == 0, res.stderr
     assert 'EMAScore' in res.stdout
@@ -190,7 +190,7 @@ def test_reconstruct_score_projection_with_the_shipped_model(tmp_path):
     (('reconstruct', 'fbp', '--size', '32', '--angles', '8', '--set',
       'frequency_scaling=0'), 'frequency_scaling'),
     (('reconstruct', 'dip', '--size', '16', '--angles', '8', '--set',
-      'niter=10', '--set', 'lr=1e6'), 'lr'),
+      'niter=10', '--set', 'learning_rate=1e6'), 'learning_rate'),
 ])
 def test_bad_option_or_diverged_result_is_one_line(args, named):
     out = run_cli(*args, '--quiet')

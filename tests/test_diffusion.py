@@ -350,7 +350,7 @@ def test_matrix_option_gives_the_same_samples_and_is_kept():
     net = ScoreUNet(sde, channels=(4, 8), embed_dim=8)
     runs = {}
     for matrix in (False, True):
-        m = ScoreProjection(net, sde, steps=3, n_samples=2, cg_niter=3,
+        m = ScoreProjection(net, sde, niter=3, n_samples=2, cg_niter=3,
                             matrix=matrix)
         m(problem, progress=False)
         runs[matrix] = m.samples
@@ -359,7 +359,7 @@ def test_matrix_option_gives_the_same_samples_and_is_kept():
     assert op.matrix is not None
     m(problem, progress=False)
     assert m._op_cache[2] is op  # same operator: not assembled again
-    m2 = ScoreProjection(net, sde, steps=3, n_samples=2, matrix=True)
+    m2 = ScoreProjection(net, sde, niter=3, n_samples=2, matrix=True)
     m2(problem, progress=False)
     m2(ct(size=16, num_angles=7, seed=0), progress=False)
     assert m2._op_cache[0] is not problem.operator  # a new operator
@@ -372,7 +372,7 @@ def test_dps_guidance_per_step_moves_by_zeta():
     sde = VPSDE()
     zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
     steps, eps, zeta = 4, 1e-3, 0.7
-    method = DiffusionPosteriorSampling(zero, sde, steps=steps, eps=eps,
+    method = DiffusionPosteriorSampling(zero, sde, niter=steps, eps=eps,
                                         guidance_scale=zeta,
                                         guidance_per_step=True, n_samples=3)
     op, y, _, _ = method._setup(problem)
@@ -446,7 +446,7 @@ def test_dps_with_covariance_correction_is_exact_for_a_gaussian():
     problem, m, mean, var, _ = _gaussian_problem()
     sde = VPSDE()
     method = DiffusionPosteriorSampling(
-        gaussian_score(sde, m, 0.8 ** 2), sde, steps=50, sampler='ode',
+        gaussian_score(sde, m, 0.8 ** 2), sde, niter=50, sampler='ode',
         n_samples=10000, prior_std=0.8, seed=0)
     _check_posterior(method, problem, mean, var)
     assert method.samples.shape == (10000, 16)
@@ -461,7 +461,7 @@ def test_dps_exact_slow(sde_name, sampler, steps):
     problem, m, mean, var, _ = _gaussian_problem()
     sde = SDES[sde_name]()
     method = DiffusionPosteriorSampling(
-        gaussian_score(sde, m, 0.8 ** 2), sde, steps=steps, sampler=sampler,
+        gaussian_score(sde, m, 0.8 ** 2), sde, niter=steps, sampler=sampler,
         n_samples=20000, prior_std=0.8, seed=0,
         sampler_options={'snr': 0.1} if sampler == 'pc' else None)
     _check_posterior(method, problem, mean, var)
@@ -479,7 +479,7 @@ def test_dps_operator_layer_path_matches_the_batched_module(prior_std):
     runs = []
     for p, batched in ((problem, True), (other, True), (problem, False)):
         method = DiffusionPosteriorSampling(
-            gaussian_score(sde, m, 0.64), sde, steps=6, n_samples=3,
+            gaussian_score(sde, m, 0.64), sde, niter=6, n_samples=3,
             prior_std=prior_std, seed=2, batched_module=batched)
         method(p, progress=False)
         runs.append(method.samples)
@@ -494,7 +494,7 @@ def test_plain_dps_moves_towards_the_data():
     score = gaussian_score(sde, m, 0.64)
     misfit = {}
     for zeta in (0.0, 5.0):
-        method = DiffusionPosteriorSampling(score, sde, steps=100,
+        method = DiffusionPosteriorSampling(score, sde, niter=100,
                                             n_samples=64, guidance_scale=zeta,
                                             seed=0)
         method(problem, progress=False)
@@ -509,7 +509,7 @@ def test_dps_with_a_score_unet_on_an_image_problem():
     sde = VESDE(0.01, 5.0)
     torch.manual_seed(0)
     net = ScoreUNet(sde, channels=(8, 16), embed_dim=16)
-    method = DiffusionPosteriorSampling(net, sde, steps=3, n_samples=2,
+    method = DiffusionPosteriorSampling(net, sde, niter=3, n_samples=2,
                                         sampler='pc', guidance_scale=0.5)
     x = method(problem, progress=False)
     assert x in problem.space
@@ -524,14 +524,14 @@ def test_projection_enforces_the_data():
     problem, m, _, _, mat = _gaussian_problem(noise_std=0.05)
     sde = VPSDE()
     score = gaussian_score(sde, m, 0.64)
-    method = ScoreProjection(score, sde, steps=40, n_samples=16,
+    method = ScoreProjection(score, sde, niter=40, n_samples=16,
                              sampler='em')
     method(problem, progress=False)
     y_eps = float(sde.mean_coeff(torch.tensor(1e-3))) * problem.data.asarray()
     res = method.samples @ mat.T - y_eps
     # y_eps = alpha y + std A z with std(1e-3) ~ 0.01
     assert np.abs(res).max() < 0.05
-    off = ScoreProjection(score, sde, steps=40, n_samples=16, sampler='em',
+    off = ScoreProjection(score, sde, niter=40, n_samples=16, sampler='em',
                           weight=0.0)
     off(problem, progress=False)
     plain = euler_maruyama(score, sde, (16, 16), steps=40, generator=0)
@@ -552,7 +552,7 @@ def test_conditional_argument_errors():
         ScoreProjection(score, sde, weight=2.0)
     unknown = ForwardProblem(problem.operator, problem.data)
     with pytest.raises(ValueError, match='noise_std'):
-        DiffusionPosteriorSampling(score, sde, steps=2, n_samples=1,
+        DiffusionPosteriorSampling(score, sde, niter=2, n_samples=1,
                                    prior_std=1.0)(unknown, progress=False)
 
 
@@ -570,11 +570,11 @@ def test_both_methods_run_through_a_ray_transform():
         return np.mean([np.linalg.norm(A(A.domain.element(s)).asarray() - y)
                         for s in samples])
 
-    dps = DiffusionPosteriorSampling(net, sde, steps=2, n_samples=2)
+    dps = DiffusionPosteriorSampling(net, sde, niter=2, n_samples=2)
     assert dps(problem, progress=False) in problem.space
-    proj = ScoreProjection(net, sde, steps=2, n_samples=2, cg_niter=5)
+    proj = ScoreProjection(net, sde, niter=2, n_samples=2, cg_niter=5)
     proj(problem, progress=False)
-    off = ScoreProjection(net, sde, steps=2, n_samples=2, weight=0.0)
+    off = ScoreProjection(net, sde, niter=2, n_samples=2, weight=0.0)
     off(problem, progress=False)
     assert np.all(np.isfinite(dps.samples)) and proj.std.shape == (16, 16)
     assert misfit(proj.samples) < 0.5 * misfit(off.samples)

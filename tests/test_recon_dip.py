@@ -25,7 +25,7 @@ def small_net(in_channels=8, seed=0):
 
 
 def dip(**kwargs):
-    opts = dict(network=small_net(), noise_channels=8, lr=1e-2)
+    opts = dict(network=small_net(), noise_channels=8, learning_rate=1e-2)
     opts.update(kwargs)
     return DeepImagePrior(**opts)
 
@@ -179,7 +179,7 @@ def test_auto_rule_resolution(problem):
 
 def test_wmv_stops_at_variance_minimum(problem):
     method = dip(niter=3000, early_stopping='wmv', window=8, patience=20,
-                 lr=2e-2, track=problem.ground_truth)
+                 learning_rate=2e-2, track=problem.ground_truth)
     x = method(problem, progress=False)
     h = method.history
     k, stop = method.returned_iteration, method.stop_iteration
@@ -314,7 +314,7 @@ def test_network_failure_names_z0_shape(problem):
     (dict(z0='zeros'), 'z0'),
     (dict(early_stopping='never'), 'early_stopping'),
     (dict(niter=0), 'niter'),
-    (dict(lr=-1.0), 'lr'),
+    (dict(learning_rate=-1.0), 'learning_rate'),
     (dict(network='unet'), 'torch.nn.Module'),
     (dict(warm_start=3), 'warm_start'),
 ])

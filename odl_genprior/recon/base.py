@@ -8,13 +8,87 @@ progress bar unless ``progress=False``. The demo, the CLI and the
 benchmarks treat all methods alike through this class.
 """
 import abc
+import dataclasses
+import functools
+import inspect
+import warnings
 
 import numpy as np
 import torch
 
 from odl_genprior.bridge import to_numpy
 
-__all__ = ('Reconstructor', 'NonFiniteResultError', 'check_option')
+__all__ = ('Reconstructor', 'Result', 'NonFiniteResultError', 'check_option',
+           'renamed_options')
+
+
+@dataclasses.dataclass
+class Result:
+    """What a method's last call produced (``method.last_result``).
+
+    ``x`` is the returned reconstruction; ``extras`` holds the method's own
+    findings (a latent code, posterior samples, a stopping iteration, a
+    line-search stall, ...), also readable as attributes.
+
+    Examples
+    --------
+    >>> r = Result(x=None, method='TV', extras={'stalled': False})
+    >>> r.stalled, sorted(r.extras)
+    (False, ['stalled'])
+    """
+
+    x: object
+    method: str
+    extras: dict = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name):
+        # only reached for names that are not fields
+        extras = self.__dict__.get('extras', {})
+        if name in extras:
+            return extras[name]
+        raise AttributeError(f'{self.method} result has no {name!r}; it has '
+                             f'x, method and {sorted(extras)}')
+
+
+def renamed_options(**renames):
+    """Decorate ``__init__`` to accept old option names for one release.
+
+    ``renamed_options(lr='learning_rate')`` maps ``lr=`` to
+    ``learning_rate=`` with a DeprecationWarning, and refuses both at once.
+
+    Examples
+    --------
+    >>> class Method:
+    ...     @renamed_options(lr='learning_rate')
+    ...     def __init__(self, learning_rate=1.0):
+    ...         self.learning_rate = learning_rate
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter('ignore')
+    ...     Method(lr=0.5).learning_rate
+    0.5
+    """
+    def decorate(init):
+        params = inspect.signature(init).parameters
+        for new in renames.values():
+            if new not in params:
+                raise TypeError(f'{init.__qualname__} has no option {new!r}')
+
+        @functools.wraps(init)
+        def wrapper(self, *args, **kwargs):
+            owner = type(self).__name__
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f'{owner}: pass {new!r} only; {old!r} '
+                                        'is its old name')
+                    warnings.warn(f'{owner}: option {old!r} is now {new!r}',
+                                  DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return init(self, *args, **kwargs)
+        wrapper.renamed_options = dict(renames)
+        return wrapper
+    return decorate
 
 
 class NonFiniteResultError(FloatingPointError, ValueError):
@@ -47,7 +121,9 @@ class Reconstructor(abc.ABC):
     #: its result is not finite)
     divergence_hint = 'its step size or weights'
     #: attributes left out of ``repr`` (results rather than options)
-    _repr_exclude = ()
+    _repr_exclude = ('last_result',)
+    #: `Result` of the last call (None before the first)
+    last_result = None
 
     def __call__(self, problem, progress=True):
         return self.reconstruct(problem, progress=progress)
@@ -69,7 +145,13 @@ class Reconstructor(abc.ABC):
             raise NonFiniteResultError(
                 f'{self.name}: the reconstruction contains NaN or inf; '
                 f'check {self.divergence_hint}')
+        self.last_result = Result(x=x, method=self.name,
+                                  extras=dict(self._extras()))
         return x
+
+    def _extras(self):
+        """Method-specific findings of the last call, for `last_result`."""
+        return {}
 
     @abc.abstractmethod
     def _reconstruct(self, problem, progress):

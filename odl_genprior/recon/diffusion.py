@@ -51,7 +51,7 @@ from odl_genprior import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device, space_device,
                                  space_dtype)
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, renamed_options
 from odl_genprior.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
@@ -183,11 +183,11 @@ def batched_cg(apply, b, niter=50, tol=1e-6):
 class _DiffusionSampling(Reconstructor):
     """Shared options and bookkeeping of the conditional samplers."""
 
-    _repr_exclude = ('samples', 'mean', 'std')
+    _repr_exclude = ('samples', 'mean', 'std', 'last_result')
 
-    def __init__(self, score, sde, steps=500, sampler='em', n_samples=8,
+    def __init__(self, score, sde, niter=500, sampler='em', n_samples=8,
                  seed=0, eps=1e-3, sampler_options=None, batched_module=True,
-                 matrix=False):
+                 matrix=False, callback=None):
         if not callable(score):
             raise TypeError(f'score must be a callable score(x, t) or a '
                             f'torch.nn.Module, got {type(score).__name__}')
@@ -201,10 +201,18 @@ class _DiffusionSampling(Reconstructor):
                 n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f'n_samples must be a positive int, got '
                              f'{n_samples!r}')
-        _samplers.time_grid(steps, eps)  # checks steps and eps
+        try:
+            _samplers.time_grid(niter, eps)
+        except ValueError as err:
+            raise ValueError(f'{self.name}: {err}'.replace(
+                'steps', 'niter')) from None
+        if callback is not None and not callable(callback):
+            raise TypeError(f'{self.name}: callback must be callable, got '
+                            f'{type(callback).__name__}')
         self.score = score
         self.sde = sde
-        self.steps = steps
+        self.niter = niter
+        self.callback = callback
         self.sampler = sampler
         self.n_samples = int(n_samples)
         self.seed = seed
@@ -257,9 +265,9 @@ class _DiffusionSampling(Reconstructor):
         op, y, device, dtype = self._setup(problem)
         shape = (self.n_samples,) + tuple(problem.space.shape)
         score = self._conditional_score(problem, op, y)
-        hook = self._hook(problem, op, y)
+        hook = self._with_callback(self._hook(problem, op, y), problem.space)
         x = _SAMPLERS[self.sampler](
-            score, self.sde, shape, self.steps, eps=self.eps,
+            score, self.sde, shape, self.niter, eps=self.eps,
             generator=self.seed, device=device, dtype=dtype, hook=hook,
             progress=progress, **self.sampler_options)
         self.samples = x.detach().cpu().numpy()
@@ -267,6 +275,22 @@ class _DiffusionSampling(Reconstructor):
         self.std = self.samples.std(0, ddof=1) if self.n_samples > 1 else (
             np.zeros_like(self.mean))
         return as_element(x.mean(0), problem.space)
+
+    def _with_callback(self, hook, space):
+        """``hook``, then ``callback`` on the current sample mean."""
+        if self.callback is None:
+            return hook
+
+        def hook_and_callback(x, t):
+            if hook is not None:
+                x = hook(x, t)
+            self.callback(as_element(x.mean(0), space))
+            return x
+
+        return hook_and_callback
+
+    def _extras(self):
+        return {'samples': self.samples, 'mean': self.mean, 'std': self.std}
 
     def _conditional_score(self, problem, op, y):
         return self.score
@@ -303,8 +327,8 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
         `odl_genprior.sde.gaussian_score`). It must be differentiable in
         ``x`` (torch autograd) for the guidance.
     sde : odl_genprior.sde.SDE
-    steps : int
-        Time steps of the sampler.
+    niter : int
+        Time steps of the sampler (old name ``steps``, deprecated).
     sampler : {'em', 'pc', 'ode'}
         Reverse SDE (Euler-Maruyama), predictor-corrector or probability
         flow (`odl_genprior.samplers`).
@@ -340,6 +364,9 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     batched_module, matrix : bool
         See `BatchedLinearOperator` (``matrix=True``: assemble ``A`` once
         as a sparse matrix, kept for later calls with the same operator).
+    callback : callable, optional
+        ``callback(x)`` after every time step, ``x`` the current sample
+        mean as an element of the problem space.
 
     Examples
     --------
@@ -354,7 +381,7 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     ...                          info={'noise_std': 0.1})
     >>> sde = VPSDE()
     >>> dps = DiffusionPosteriorSampling(
-    ...     gaussian_score(sde, 0.0, 1.0), sde, steps=50, n_samples=4,
+    ...     gaussian_score(sde, 0.0, 1.0), sde, niter=50, n_samples=4,
     ...     prior_std=1.0)
     >>> x = dps(problem, progress=False)
     >>> np.round(x.asarray()[:2], 1)
@@ -365,13 +392,14 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
 
     name = 'diffusion posterior sampling'
 
-    def __init__(self, score, sde, steps=500, sampler='em', n_samples=8,
+    @renamed_options(steps='niter')
+    def __init__(self, score, sde, niter=500, sampler='em', n_samples=8,
                  seed=0, eps=1e-3, guidance_scale=1.0, prior_std=None,
                  guidance_per_step=False, noise_std=None, cg_niter=50,
                  cg_tol=1e-6, sampler_options=None, batched_module=True,
-                 matrix=False):
-        super().__init__(score, sde, steps, sampler, n_samples, seed, eps,
-                         sampler_options, batched_module, matrix)
+                 matrix=False, callback=None):
+        super().__init__(score, sde, niter, sampler, n_samples, seed, eps,
+                         sampler_options, batched_module, matrix, callback)
         if prior_std is not None and not prior_std > 0:
             raise ValueError(f'prior_std must be positive, got {prior_std}')
         if noise_std is not None and noise_std < 0:
@@ -391,7 +419,7 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
             s2 = float(self.prior_std) ** 2
         zeta = self.guidance_scale
         per_step = self.guidance_per_step
-        dt = (1 - self.eps) / self.steps  # |t_{i+1} - t_i| of the grid
+        dt = (1 - self.eps) / self.niter  # |t_{i+1} - t_i| of the grid
 
         def score(x, t):
             with torch.enable_grad():
@@ -431,15 +459,16 @@ class ScoreProjection(_DiffusionSampling):
 
     Parameters
     ----------
-    score, sde, steps, sampler, n_samples, seed, eps, sampler_options, \
-batched_module, matrix
+    score, sde, niter, sampler, n_samples, seed, eps, sampler_options, \
+batched_module, matrix, callback
         As in `DiffusionPosteriorSampling` (``score`` need not be
         differentiable here).
     weight : float
         ``lambda`` in ``[0, 1]``: 1 projects, 0 ignores the data.
-    regularization : float
-        ``delta >= 0``; 0 with ``cg_niter`` small is Landweber-like early
-        stopping of the projection, useful for ill-conditioned ``A``.
+    delta : float
+        ``delta >= 0`` (old name ``regularization``, deprecated); 0 with
+        ``cg_niter`` small is Landweber-like early stopping of the
+        projection, useful for ill-conditioned ``A``.
     cg_niter, cg_tol : int, float
         Conjugate gradients for ``(A A^T + delta I) v = y_t - A x``.
 
@@ -453,7 +482,7 @@ batched_module, matrix
     >>> problem = ForwardProblem(A, A.range.element([2.0]))
     >>> sde = VESDE(0.01, 10.0)
     >>> method = ScoreProjection(gaussian_score(sde, 0.0, 1.0), sde,
-    ...                          steps=20, n_samples=3)
+    ...                          niter=20, n_samples=3)
     >>> x = method(problem, progress=False)
     >>> round(float(A(x)[0]), 2)
     2.0
@@ -461,24 +490,24 @@ batched_module, matrix
 
     name = 'score-based projection'
 
-    def __init__(self, score, sde, steps=500, sampler='pc', n_samples=8,
-                 seed=0, eps=1e-3, weight=1.0, regularization=0.0,
+    @renamed_options(steps='niter', regularization='delta')
+    def __init__(self, score, sde, niter=500, sampler='pc', n_samples=8,
+                 seed=0, eps=1e-3, weight=1.0, delta=0.0,
                  cg_niter=20, cg_tol=1e-6, sampler_options=None,
-                 batched_module=True, matrix=False):
-        super().__init__(score, sde, steps, sampler, n_samples, seed, eps,
-                         sampler_options, batched_module, matrix)
+                 batched_module=True, matrix=False, callback=None):
+        super().__init__(score, sde, niter, sampler, n_samples, seed, eps,
+                         sampler_options, batched_module, matrix, callback)
         if not 0 <= weight <= 1:
             raise ValueError(f'weight must lie in [0, 1], got {weight}')
-        if regularization < 0:
-            raise ValueError(f'regularization must be >= 0, got '
-                             f'{regularization}')
+        if not delta >= 0:
+            raise ValueError(f'{self.name}: delta must be >= 0, got {delta}')
         self.weight = float(weight)
-        self.regularization = float(regularization)
+        self.delta = float(delta)
         self.cg_niter = int(cg_niter)
         self.cg_tol = float(cg_tol)
 
     def _hook(self, problem, op, y):
-        sde, lam, delta = self.sde, self.weight, self.regularization
+        sde, lam, delta = self.sde, self.weight, self.delta
         state = {}
 
         def project(x, t):

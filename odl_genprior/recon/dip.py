@@ -48,7 +48,7 @@ from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
                                  space_dtype, to_numpy)
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, renamed_options
 from odl_genprior.recon.classical import FBP
 
 __all__ = ('DeepImagePrior', 'pretrain_dip_network', 'ellipse_fbp_pairs')
@@ -88,8 +88,8 @@ class DeepImagePrior(Reconstructor):
         is used as given.
     niter : int
         Maximum number of Adam steps.
-    lr : float
-        Adam's learning rate.
+    learning_rate : float
+        Adam's learning rate (old name ``lr``, deprecated).
     alpha_tv : float
         Weight of the total variation term (0: plain DIP).
     early_stopping : {'auto', 'discrepancy', 'wmv', None}
@@ -117,6 +117,9 @@ class DeepImagePrior(Reconstructor):
         Seeds the default network's initialisation and the noise input.
     device : str, optional
         Where the network runs (default: the space's device).
+    callback : callable, optional
+        ``callback(x)`` after every Adam step on the iterate ``x`` (an
+        element of the problem space), as ODL's solvers call theirs.
 
     Examples
     --------
@@ -130,13 +133,16 @@ class DeepImagePrior(Reconstructor):
     """
 
     name = 'DIP'
-    divergence_hint = 'lr (the network step size)'
+    divergence_hint = 'learning_rate (the network step size)'
 
-    def __init__(self, network=None, z0='noise', niter=3000, lr=1e-3,
+    @renamed_options(lr='learning_rate')
+    def __init__(self, network=None, z0='noise', niter=3000,
+                 learning_rate=1e-3,
                  alpha_tv=0.0, early_stopping='auto', tau=1.0, window=100,
                  patience=500, continue_after_stop=False, warm_start=None,
                  noise_channels=32, noise_scale=0.1, fbp_filter='Hann',
-                 fbp_frequency_scaling=0.6, track=None, seed=0, device=None):
+                 fbp_frequency_scaling=0.6, track=None, seed=0, device=None,
+                 callback=None):
         if network is not None and not isinstance(network, torch.nn.Module):
             raise TypeError(f'network must be a torch.nn.Module, got '
                             f'{type(network).__name__}')
@@ -157,9 +163,13 @@ class DeepImagePrior(Reconstructor):
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f'{key} must be an int >= {low}, got '
                                  f'{value!r}')
-        if not lr > 0 or not alpha_tv >= 0 or not tau > 0:
-            raise ValueError(f'need lr > 0, alpha_tv >= 0 and tau > 0, got '
-                             f'lr={lr}, alpha_tv={alpha_tv}, tau={tau}')
+        if not learning_rate > 0 or not alpha_tv >= 0 or not tau > 0:
+            raise ValueError(f'need learning_rate > 0, alpha_tv >= 0 and tau '
+                             f'> 0, got learning_rate={learning_rate}, '
+                             f'alpha_tv={alpha_tv}, tau={tau}')
+        if callback is not None and not callable(callback):
+            raise TypeError(f'callback must be callable, got '
+                            f'{type(callback).__name__}')
         if warm_start is not None and not isinstance(
                 warm_start, (dict, str, os.PathLike)):
             raise TypeError(f'warm_start must be a state_dict or a path, got '
@@ -167,7 +177,8 @@ class DeepImagePrior(Reconstructor):
         self.network = network
         self.z0 = z0
         self.niter = int(niter)
-        self.lr = float(lr)
+        self.learning_rate = float(learning_rate)
+        self.callback = callback
         self.alpha_tv = float(alpha_tv)
         self.early_stopping = early_stopping
         self.tau = float(tau)
@@ -214,6 +225,11 @@ class DeepImagePrior(Reconstructor):
     def rule(self):
         """The stopping rule used in the last call (``'auto'`` resolved)."""
         return self._rule
+
+    def _extras(self):
+        return {'history': self._history, 'stop_iteration': self._stop,
+                'returned_iteration': self._returned, 'rule': self._rule,
+                'network': self._network}
 
     @property
     def network_(self):
@@ -360,7 +376,8 @@ class DeepImagePrior(Reconstructor):
         self._network = net
 
         # foreach: one fused update over all parameters (faster on CPU too).
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr, foreach=True)
+        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate,
+                               foreach=True)
         net.train()
         chosen, chosen_k = None, None
         queue = collections.deque(maxlen=self.window)
@@ -390,6 +407,8 @@ class DeepImagePrior(Reconstructor):
                 hist['loss'].append(float(loss.detach()))
                 if track_fn is not None:
                     hist[track_key].append(track_fn(xd.cpu().numpy()))
+                if self.callback is not None and k > 0:  # after a step
+                    self.callback(as_element(xd, space))
 
                 # The stopping rule sees the data fit and the iterates only.
                 if rule == 'discrepancy' and self._stop is None and (

@@ -110,6 +110,9 @@ class LatentResult:
         The method's objective at the kept restart.
     data_fits, objectives : list of float
         Per restart, in order.
+    stalls : int
+        How many BFGS runs ended early at a line-search stall (no decrease
+        left to find at float precision), over all restarts.
     best : int
         Index of the kept restart.
 
@@ -129,6 +132,7 @@ class LatentResult:
     data_fits: list
     objectives: list
     best: int
+    stalls: int = 0
 
 
 class _LatentReconstructor(Reconstructor):
@@ -162,6 +166,7 @@ class _LatentReconstructor(Reconstructor):
         self.select = select
         self.callback = callback
         self._result = None
+        self._stalls = 0
 
     @property
     def result(self):
@@ -175,16 +180,27 @@ class _LatentReconstructor(Reconstructor):
     # -- pieces used by the subclasses --
     def _minimize_z(self, f, z, niter, bar):
         """Run ODL's adam or BFGS on the latent functional ``f`` from ``z``."""
-        callback = _combine(bar, self.callback)
+        user = self.callback
+        if user is not None:  # the contract: called with the image G(z)
+            G = self._generator_op
+
+            def user(z, callback=self.callback):
+                callback(G(z))
+        callback = _combine(bar, user)
         if self.solver == 'adam':
             odl.solvers.adam(f, z, learning_rate=self.learning_rate,
                              maxiter=niter, callback=callback)
             return
         line_search = odl.solvers.BacktrackingLineSearch(f)
-        with LineSearchStall():
+        with LineSearchStall() as run:
             odl.solvers.bfgs_method(f, z, line_search=line_search,
                                     maxiter=niter, num_store=10,
                                     callback=callback)
+        if run.stalled:
+            self._stalls += 1
+            if bar is not None:
+                bar.pbar.set_postfix_str(
+                    f'line search stalled x{self._stalls} (converged)')
 
     @staticmethod
     def _linear_operator(problem, who):
@@ -197,6 +213,7 @@ class _LatentReconstructor(Reconstructor):
     def _reconstruct(self, problem, progress):
         A, y = problem.operator, problem.data
         G = self.generator_operator(problem.space)
+        self._generator_op = G
         data = odl.functionals.L2NormSquared(A.range).translated(y)
         state = self._prepare(problem, G)
         rng = np.random.default_rng(self.seed)
@@ -206,6 +223,7 @@ class _LatentReconstructor(Reconstructor):
                 niter=self.restarts * self._units_per_restart(),
                 desc=self.name)
         runs, fits, objectives = [], [], []
+        self._stalls = 0
         try:
             for _ in range(self.restarts):
                 # Drawn in sequence: restart k starts from the same point
@@ -235,8 +253,12 @@ class _LatentReconstructor(Reconstructor):
         self._result = LatentResult(x=x, z=z, u=u, data_fit=fits[best],
                                     objective=objectives[best],
                                     data_fits=fits, objectives=objectives,
-                                    best=best)
+                                    best=best, stalls=self._stalls)
         return x
+
+    def _extras(self):
+        return {f.name: getattr(self._result, f.name)
+                for f in dataclasses.fields(self._result) if f.name != 'x'}
 
     def _prepare(self, problem, G):
         """Per-problem constants (e.g. ``||A||``), shared by all restarts."""
@@ -294,7 +316,8 @@ class LatentHard(_LatentReconstructor):
     select : {'data_fit', 'objective'}
         Criterion that picks the restart.
     callback : callable, optional
-        ODL callback, called with the latent iterate ``z``.
+        Called after every latent step with the image ``G(z)`` of the
+        latent iterate (an element of the problem space).
 
     Examples
     --------

@@ -26,7 +26,8 @@ import torch
 
 from odl_genprior._odl_compat import LineSearchStall
 from odl_genprior.bridge import as_element, to_numpy
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import (Reconstructor, check_option,
+                                     renamed_options)
 from odl_genprior.recon.latent import _LatentReconstructor
 
 __all__ = ('AbsMatrixMultiply', 'GenerativePhaseRetrieval', 'WirtingerFlow',
@@ -213,6 +214,9 @@ class GenerativePhaseRetrieval(_LatentReconstructor):
         """Negations made per restart in the last call (list of int)."""
         return list(self._flips)
 
+    def _extras(self):
+        return dict(super()._extras(), flips=list(self._flips))
+
     def _units_per_restart(self):
         return self.niter
 
@@ -338,14 +342,21 @@ class WirtingerFlow(Reconstructor):
         Gradient steps.
     truncated : bool
         Truncated spectral initialisation and gradient.
-    mu : float
-        Step size relative to ``1 / ||x0||^2``.
+    step_size : float
+        Step size relative to ``1 / ||x0||^2`` (Candes et al.'s ``mu``; old
+        option name ``mu``, deprecated).
     power_iter : int
         Power iterations of the spectral initialisation.
     alpha_y, alpha_lb, alpha_ub, alpha_h : float
         Truncation thresholds (Chen and Candes's defaults 3, 0.3, 5, 5).
     seed : int
         Seed of the power method's start.
+    callback : callable, optional
+        ``callback(x)`` on every iterate, as ODL's solvers call theirs.
+
+    After a call, ``last_result.stalled`` says whether the line search
+    found no decrease left before ``niter`` steps (convergence to float
+    precision; the bar shows it too).
 
     Examples
     --------
@@ -358,16 +369,17 @@ class WirtingerFlow(Reconstructor):
 
     name = 'wirtinger-flow'
 
-    def __init__(self, niter=500, truncated=False, mu=0.2, power_iter=100,
-                 alpha_y=3.0, alpha_lb=0.3, alpha_ub=5.0, alpha_h=5.0,
-                 seed=0):
-        if int(niter) < 0:
-            raise ValueError(f'niter must be >= 0, got {niter}')
-        if not float(mu) > 0:
-            raise ValueError(f'mu must be positive, got {mu}')
-        self.niter = int(niter)
+    @renamed_options(mu='step_size')
+    def __init__(self, niter=500, truncated=False, step_size=0.2,
+                 power_iter=100, alpha_y=3.0, alpha_lb=0.3, alpha_ub=5.0,
+                 alpha_h=5.0, seed=0, callback=None):
+        self.niter = check_option(self.name, 'niter', niter, minimum=0,
+                                  integer=True)
+        self.step_size = check_option(self.name, 'step_size', step_size,
+                                      minimum=0, open_minimum=True)
         self.truncated = bool(truncated)
-        self.mu = float(mu)
+        self.callback = callback
+        self._stalled = False
         self.power_iter = int(power_iter)
         self.alpha_y = float(alpha_y)
         self.alpha_lb = float(alpha_lb)
@@ -419,24 +431,35 @@ class WirtingerFlow(Reconstructor):
         loss = _WirtingerLoss(problem.operator, problem.data, sigma,
                               truncation)
         norm0 = float(x.norm())
+        self._stalled = False
         if self.niter == 0 or not norm0 > 0:
             return x
         bar = None
         if progress:
             bar = odl.solvers.CallbackProgressBar(niter=self.niter,
                                                   desc=self.name)
-        # Scaled by mu / ||x0||^2 so that the unit step of the line search is
+        # Scaled by step_size / ||x0||^2 so that the unit step of the line search is
         # WF's step; it is halved only where it would not decrease the loss
         # (the constant step diverges from poor starts, e.g. at m = n).
-        scaled = (self.mu / norm0 ** 2) * loss
+        scaled = (self.step_size / norm0 ** 2) * loss
         line_search = odl.solvers.BacktrackingLineSearch(
             scaled, tau=0.5, discount=1e-4, max_num_iter=40)
+        callback = bar
+        if self.callback is not None:
+            callback = (self.callback if bar is None
+                        else bar & self.callback)
         try:
-            with LineSearchStall():
+            with LineSearchStall() as run:
                 odl.solvers.steepest_descent(
                     scaled, x, line_search=line_search, maxiter=self.niter,
-                    tol=0.0, callback=bar)
+                    tol=0.0, callback=callback)
+            self._stalled = run.stalled
+            if run.stalled and bar is not None:
+                bar.pbar.set_postfix_str('line search stalled (converged)')
         finally:
             if bar is not None:
                 bar.pbar.close()
         return x
+
+    def _extras(self):
+        return {'stalled': self._stalled}
