@@ -207,22 +207,6 @@ def test_multilayer_operator_and_lifted_objective():
     assert lifted_objective(layers, xs) > 1e-4
 
 
-def test_multilayer_operator_derivative():
-    """Finite-difference check of ODL's chain rule through the layers (the
-    activations' derivatives from torch autograd), and its adjoint."""
-    p = multilayer_problem([4, 6, 5], activations='tanh', seed=1)
-    N = p.operator
-    rng = np.random.default_rng(0)
-    u = p.space.element(rng.standard_normal(4))
-    h = p.space.element(rng.standard_normal(4))
-    eps = 1e-6
-    fd = (N(u + eps * h) - N(u - eps * h)) / (2 * eps)
-    d = N.derivative(u)
-    assert float((d(h) - fd).norm()) < 1e-7 * float(fd.norm())
-    w = N.range.element(rng.standard_normal(5))
-    assert abs(d(h).inner(w) - h.inner(d.adjoint(w))) < 1e-10
-
-
 @pytest.mark.parametrize('activation', [
     'tanh', pytest.param('leaky_relu', marks=pytest.mark.slow)])
 def test_multilayer_inversion_recovers_input(activation):

@@ -264,26 +264,6 @@ def test_space_norm_bound_through_odl_operator(bench):
         assert (op(y + d) - x0).norm() / d.norm() <= bound
 
 
-def test_odl_derivative_and_adjoint(bench):
-    net = _net(bench, 5)
-    op = as_operator(net)
-    ran = op.domain
-    rng = np.random.default_rng(1)
-    y = bench.problem(1).data
-    h = ran.element(rng.standard_normal(ran.shape).astype('float32'))
-    g = op.range.element(rng.standard_normal(op.range.shape).astype(
-        'float32'))
-    d = op.derivative(y)
-    # finite differences (central, float32)
-    eps = 1e-2
-    fd = (op(y + eps * h) - op(y - eps * h)) / (2 * eps)
-    assert (fd - d(h)).norm() <= 2e-2 * d(h).norm()
-    # adjoint in the spaces' inner products
-    lhs = d(h).inner(g)
-    rhs = h.inner(d.adjoint(g))
-    assert lhs == pytest.approx(rhs, rel=1e-4)
-
-
 def test_data_errors_name_shape_and_dtype(bench):
     net = CertifiedLearnedGradient(bench.operator, n_iter=1, memory=1,
                                    hidden_channels=2)

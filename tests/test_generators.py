@@ -30,34 +30,6 @@ def test_base_size_errors():
         base_size(7)
 
 
-@pytest.mark.parametrize('make', [
-    lambda: ConvDecoder(latent_dim=6, size=16, width=16),
-    lambda: MLPDecoder(6, (16, 16), hidden=(32,)),
-])
-def test_decoder_as_odl_operator_adjoint_and_derivative(impl, make):
-    torch.manual_seed(1)
-    dec = make().double().eval()
-    # Perturb BatchNorm statistics so eval mode is not the identity.
-    for m in dec.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    lat = odl.rn(6, dtype='float64', impl=impl)
-    img = odl.uniform_discr([0, 0], [1, 1], (16, 16), dtype='float64',
-                            impl=impl)
-    G = TorchOperator(dec, lat, img)
-    rng = np.random.default_rng(0)
-    z = lat.element(rng.standard_normal(6))
-    h = lat.element(rng.standard_normal(6))
-    w = img.element(rng.standard_normal((16, 16)))
-    D = G.derivative(z)
-    lhs, rhs = D(h).inner(w), h.inner(D.adjoint(w))
-    assert abs(lhs - rhs) < 1e-11 * max(1.0, abs(lhs))
-    eps = 1e-4
-    fd = (G(z + eps * h) - G(z - eps * h)) / (2 * eps)
-    assert (fd - D(h)).norm() < 1e-6 * D(h).norm()
-
-
 def test_gaussian_kl_matches_torch_distributions():
     torch.manual_seed(2)
     mu, logvar = torch.randn(4, 5), torch.randn(4, 5)

@@ -1,4 +1,6 @@
 """The ODL 1.0 speed fix: same answers as ODL's own lookup, applied once."""
+import os
+
 import numpy as np
 import odl
 import pytest
@@ -8,12 +10,18 @@ from odl.core.array_API_support import utils as odl_utils
 from odl_genprior import _odl_compat
 
 
-def test_applied_on_this_odl():
-    if odl.__version__ in _odl_compat.PATCHED_ODL_VERSIONS:
-        assert _odl_compat.is_applied()
-        import odl.core.discr.diff_ops as diff_ops
-        assert (diff_ops.get_array_and_backend
-                is _odl_compat._fast_get_array_and_backend)
+def test_applied_exactly_on_the_patched_odl():
+    """Installed iff this ODL is a patched version and the switch is off;
+    either way ODL's modules hold the function that says so."""
+    import odl.core.discr.diff_ops as diff_ops
+    off = os.environ.get('ODL_GENPRIOR_NO_COMPAT', '') not in ('', '0')
+    expected = (odl.__version__ in _odl_compat.PATCHED_ODL_VERSIONS
+                and not off)
+    assert _odl_compat.is_applied() == expected
+    fast = _odl_compat._fast_get_array_and_backend
+    assert (diff_ops.get_array_and_backend is fast) == expected
+    assert (diff_ops.get_array_and_backend is _odl_compat._original) == (
+        not expected)
 
 
 def test_same_results_as_original():

@@ -16,7 +16,9 @@ def _random(space, seed):
 
 
 @pytest.mark.parametrize('complex_matrix', [False, True])
-def test_operator_values_derivative_adjoint(complex_matrix):
+def test_operator_values(complex_matrix):
+    """Values and sign invariance; derivative and adjoint:
+    tests/test_contracts.py (phase_retrieval_*)."""
     p = problems.phase_retrieval(30, size=12, seed=3,
                                  complex_matrix=complex_matrix)
     P = p.operator
@@ -30,15 +32,6 @@ def test_operator_values_derivative_adjoint(complex_matrix):
     np.testing.assert_allclose(P(x).asarray(), np.sqrt(mag2), atol=1e-6)
     # Away from zero: |A x| is far above sqrt(eps).
     assert P(x).asarray().min() > 1e-4
-    D = P.derivative(x)
-    h, w = _random(P.domain, 2), _random(P.range, 4)
-    # adjoint test <D h, w> = <h, D* w>
-    lhs, rhs = D(h).inner(w), h.inner(D.adjoint(w))
-    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
-    # central finite difference
-    t = 1e-5
-    fd = (P(x + t * h) - P(x - t * h)) / (2 * t)
-    assert (fd - D(h)).norm() <= 1e-7 * D(h).norm()
     # sign invariance of the data
     np.testing.assert_allclose(P(-x).asarray(), P(x).asarray())
 

@@ -84,22 +84,6 @@ def test_equivariant_scheme_commutes_with_rotations_when_A_does(cls):
     assert rotation_equivariance_error(ordinary, y, 90) > 1e-2
 
 
-def test_as_odl_operator_derivative_and_adjoint():
-    space = odl.uniform_discr([0, 0], [1, 1], (8, 8), dtype='float64')
-    net = LearnedForwardBackward(odl.IdentityOperator(space), n_iter=2,
-                                 hidden_channels=4, opnorm=1.0).double()
-    op = TorchOperator(net, space, space)
-    rng = np.random.default_rng(0)
-    y = space.element(rng.random((8, 8)))
-    h = space.element(rng.standard_normal((8, 8)))
-    eps = 1e-6
-    fd = (op(y + eps * h) - op(y - eps * h)) / (2 * eps)
-    d = op.derivative(y)
-    assert (fd - d(h)).norm() < 1e-5 * d(h).norm()
-    w = space.element(rng.standard_normal((8, 8)))
-    assert abs(d(h).inner(w) - h.inner(d.adjoint(w))) < 1e-10
-
-
 def test_training_beats_the_zero_image_and_reloads(tmp_path, bench):
     cfg = {'scheme': 'lfb', 'hidden_channels': 8, 'n_iter': 3,
            'benchmark': SMALL}
