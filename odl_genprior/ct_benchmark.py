@@ -252,7 +252,7 @@ class DivalEllipses:
         sim = self._simulation()
         fine = resize(image, sim.domain.shape, order=1)
         clean = sim(sim.domain.element(fine.astype(np.float32))).asarray()
-        std = self.noise_level * float(np.mean(np.abs(clean)))
+        std = problems.relative_noise_std(clean, self.noise_level)
         noise = rs.normal(loc=0, scale=std, size=clean.shape)
         return (clean + noise).astype(np.float32), std
 

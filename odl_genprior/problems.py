@@ -26,7 +26,37 @@ from odl_genprior.bridge import TorchOperator, as_element, to_numpy
 
 __all__ = ('ForwardProblem', 'image_space', 'ray_transform', 'ct',
            'compressed_sensing', 'deblurring', 'inpainting', 'denoising',
-           'GaussianBlur', 'MatrixMultiply', 'phase_retrieval')
+           'GaussianBlur', 'MatrixMultiply', 'phase_retrieval',
+           'relative_noise_std')
+
+
+def relative_noise_std(clean, noise_level, per_sample=False):
+    """The standard deviation ``noise_level * mean(|clean|)`` of relative
+    Gaussian noise (DIVal's convention), the one rule of the package.
+
+    ``clean`` is an array, a tensor or an ODL element. With ``per_sample``
+    the first axis is a batch: one deviation per sample, shaped to
+    broadcast against ``clean`` (an array or tensor like ``clean``).
+
+    Examples
+    --------
+    >>> relative_noise_std(np.array([1.0, -3.0]), 0.1)
+    0.2
+    >>> relative_noise_std(torch.tensor([[1.0, 1.0], [2.0, 4.0]]), 0.5,
+    ...                    per_sample=True).tolist()
+    [[0.5], [1.5]]
+    """
+    level = float(noise_level)
+    if not level >= 0:
+        raise ValueError(f'noise_level must be >= 0, got {noise_level!r}')
+    if not per_sample:
+        return level * float(np.mean(np.abs(to_numpy(clean))))
+    if isinstance(clean, torch.Tensor):
+        axes = tuple(range(1, clean.ndim))
+        return level * clean.abs().mean(dim=axes, keepdim=True)
+    clean = np.asarray(clean)
+    return level * np.abs(clean).mean(axis=tuple(range(1, clean.ndim)),
+                                      keepdims=True)
 
 
 @dataclasses.dataclass
@@ -151,7 +181,7 @@ def _noisy(clean, noise, noise_level, noise_std, photons, rng):
         noisy, info = y, {'noise': None}
     elif noise == 'gaussian':
         std = (float(noise_std) if noise_std is not None
-               else float(noise_level) * float(np.mean(np.abs(y))))
+               else relative_noise_std(y, noise_level))
         noisy = y + std * rng.standard_normal(y.shape)
         info = {'noise': 'gaussian', 'noise_std': std,
                 'relative_noise': noise_level if noise_std is None else None}

@@ -42,7 +42,7 @@ from odl.core.set.space import LinearSpaceElement
 from odl_genprior.activations import ProximalActivation, get_activation
 from odl_genprior.bregman import BregmanLossY, BregmanLossZ
 from odl_genprior.bridge import TorchOperator, to_numpy
-from odl_genprior.problems import ForwardProblem
+from odl_genprior.problems import ForwardProblem, relative_noise_std
 from odl_genprior.recon.base import Reconstructor
 
 __all__ = ('LiftedBregmanInversion', 'NetworkLeastSquares',
@@ -251,7 +251,7 @@ def perceptron_problem(size=64, num_outputs=512, activation='relu',
         u = space.element(arr)
     N = network_operator(W, b, act)
     clean = N(u)
-    std = float(noise_level) * float(np.mean(np.abs(clean.asarray())))
+    std = relative_noise_std(clean, noise_level)
     f = _into_domain(clean + W.range.element(
         std * rng.standard_normal(num_outputs)), act)
     name = type(act).__name__

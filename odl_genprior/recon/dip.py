@@ -48,6 +48,7 @@ from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
                                  space_dtype, to_numpy)
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
+from odl_genprior.problems import relative_noise_std
 from odl_genprior.recon.base import Reconstructor, renamed_options
 from odl_genprior.recon.classical import FBP
 
@@ -489,7 +490,7 @@ def ellipse_fbp_pairs(operator, n, noise_level=0.05, seed=0,
     fbps = np.empty_like(images)
     for i, img in enumerate(images):
         sino = to_numpy(operator(space.element(img))).astype(np.float64)
-        std = noise_level * float(np.mean(np.abs(sino)))
+        std = relative_noise_std(sino, noise_level)
         sino = sino + std * rng.standard_normal(sino.shape)
         fbps[i] = to_numpy(fbp(operator.range.element(
             sino.astype(operator.range.dtype_identifier))))

@@ -40,6 +40,7 @@ from odl_genprior import data as _data
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device)
 from odl_genprior.generators.decoders import MLPDecoder, MLPEncoder
+from odl_genprior.problems import relative_noise_std
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.training import (load_weights, read_run_config,
                                    recorded_command, seed_all, train)
@@ -425,17 +426,13 @@ def tomography_pairs(operator, images, noise_level=0.05, seed=0,
         raise ValueError(f'images of shape {tuple(x.shape)} are not a batch '
                          f'(N, *{shape}) for the operator domain '
                          f'{operator.domain!r}')
-    if not float(noise_level) >= 0:
-        raise ValueError(f'noise_level must be >= 0, got {noise_level}')
     layer = OperatorLayer(operator)
     gen = torch.Generator().manual_seed(int(seed))
     ys = []
     with torch.no_grad():
         for start in range(0, len(x), int(batch_size)):
             clean = layer(x[start:start + batch_size]).cpu()
-            axes = tuple(range(1, clean.ndim))
-            std = float(noise_level) * clean.abs().mean(dim=axes,
-                                                        keepdim=True)
+            std = relative_noise_std(clean, noise_level, per_sample=True)
             # One draw per sample: the noise does not depend on batch_size.
             noise = torch.stack([torch.randn(clean.shape[1:], generator=gen)
                                  for _ in range(len(clean))])
