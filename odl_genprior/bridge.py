@@ -113,19 +113,24 @@ def as_tensor(x, device=None, dtype=None):
 
 
 def as_element(t, space):
-    """Wrap tensor ``t`` as an element of ``space`` (no copy if possible).
+    """Wrap ``t`` (tensor, array or array-like) as an element of ``space``.
 
-    The tensor is detached first: ODL never sees an autograd graph.
+    No copy where possible; the dtype and device become the space's. A
+    tensor is detached first: ODL never sees an autograd graph.
 
     Examples
     --------
     >>> space = odl.rn(2)
     >>> as_element(torch.tensor([1.0, 2.0], dtype=torch.float64), space)
     rn(2).element([ 1.,  2.])
+    >>> as_element(np.array([[3, 4]]), space)  # any array of the right size
+    rn(2).element([ 3.,  4.])
     """
-    t = t.detach()
+    if not isinstance(t, torch.Tensor):
+        t = as_tensor(t)
+    t = t.detach().to(dtype=space_dtype(space))
     if _is_pytorch(space):
-        t = t.to(device=space_device(space), dtype=space_dtype(space))
+        t = t.to(device=space_device(space))
         return space.element(t.reshape(space.shape))
     return space.element(t.cpu().numpy().reshape(space.shape))
 

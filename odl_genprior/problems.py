@@ -169,8 +169,7 @@ def _phantom(space, phantom, rng):
     if arr.shape != space.shape:
         raise ValueError(f'phantom has shape {arr.shape}, space {space!r} '
                          f'has shape {space.shape}')
-    return as_element(torch.from_numpy(np.array(arr, dtype=space.dtype_identifier)),
-                      space)
+    return as_element(arr, space)
 
 
 def _noisy(clean, noise, noise_level, noise_std, photons, rng):
@@ -194,8 +193,7 @@ def _noisy(clean, noise, noise_level, noise_std, photons, rng):
     else:
         raise ValueError(f"noise must be 'gaussian', 'poisson' or None, "
                          f'got {noise!r}')
-    data = as_element(torch.from_numpy(noisy.astype(space.dtype_identifier)),
-                      space)
+    data = as_element(noisy, space)
     return data, info
 
 
@@ -270,8 +268,7 @@ def _unweighted_signal(phantom, size, rng, dtype, impl, kwargs, random_1d):
                                       shape)
         x = (to_numpy(_phantom(img_space, phantom, rng))
              if isinstance(phantom, str) else to_numpy(phantom))
-    return space, as_element(torch.from_numpy(np.asarray(x, dtype=dtype)),
-                             space)
+    return space, as_element(x, space)
 
 
 def compressed_sensing(num_measurements=100, size=32, phantom='ellipses',
@@ -413,7 +410,7 @@ def inpainting(size=64, fraction_observed=0.5, phantom='ellipses',
     keep = np.zeros(n, dtype=bool)
     keep[rng.choice(n, int(round(fraction_observed * n)), replace=False)] = True
     mask = keep.reshape(space.shape).astype(space.dtype_identifier)
-    A = odl.MultiplyOperator(as_element(torch.from_numpy(mask), space),
+    A = odl.MultiplyOperator(as_element(mask, space),
                              domain=space, range=space)
     info = {'seed': seed, 'fraction_observed': fraction_observed,
             'mask': mask, 'size': space.shape}

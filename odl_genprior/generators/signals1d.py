@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from odl_genprior._odl_compat import LineSearchStall
-from odl_genprior.bridge import (TorchOperator, as_element, as_tensor,
-                                 space_dtype)
+from odl_genprior.bridge import TorchOperator, as_element, space_dtype
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import base_size
 
@@ -460,7 +459,7 @@ def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
     if A.domain != G.range:
         raise ValueError(f'the forward operator acts on {A.domain!r} but the'
                          f' generator maps into {G.range!r}')
-    y = y if y in A.range else as_element(as_tensor(y), A.range)
+    y = y if y in A.range else as_element(y, A.range)
     data_fit = odl.functionals.L2NormSquared(A.range).translated(y) * (A * G)
     objective = data_fit
     if lam:
@@ -469,8 +468,7 @@ def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
     if z0 is None:
         z = G.domain.zero()
     else:  # a copy: the solvers update z in place
-        z = (z0 if z0 in G.domain else as_element(as_tensor(z0),
-                                                   G.domain)).copy()
+        z = (z0 if z0 in G.domain else as_element(z0, G.domain)).copy()
     if method not in ('bfgs', 'steepest_descent', 'adam'):
         raise ValueError("method must be 'bfgs', 'steepest_descent' or "
                          f"'adam', got {method!r}")

@@ -229,8 +229,7 @@ class _LatentReconstructor(Reconstructor):
                 # Drawn in sequence: restart k starts from the same point
                 # whatever the number of restarts.
                 start = self.init_std * rng.standard_normal(G.domain.size)
-                z = as_element(torch.from_numpy(start.reshape(G.domain.shape)),
-                               G.domain)
+                z = as_element(start, G.domain)
                 run = self._run(problem, G, z, state, bar)
                 fit = float(data(A(run[0])))
                 runs.append(run)

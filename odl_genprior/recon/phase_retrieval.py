@@ -238,8 +238,7 @@ class GenerativePhaseRetrieval(_LatentReconstructor):
         A, b = problem.operator, problem.data
         Z = G.domain
         if state['restart'] == 0 and self.start is not None:
-            z.assign(as_element(torch.from_numpy(
-                self.start.reshape(Z.shape)), Z))
+            z.assign(as_element(self.start, Z))
         state['restart'] += 1
         f = odl.functionals.L2NormSquared(A.range).translated(b) * (A * G)
         if self.lam:
@@ -308,8 +307,7 @@ class _WirtingerGradient(odl.Operator):
         k_t = float(np.mean(np.abs(t_res)))
         keep = ((ratio >= alpha_lb) & (ratio <= alpha_ub)
                 & (np.abs(t_res) <= alpha_h * k_t * ratio))
-        return as_element(torch.from_numpy(
-            keep.astype(px.space.dtype_identifier)), px.space)
+        return as_element(keep, px.space)
 
 
 class WirtingerFlow(Reconstructor):
