@@ -68,6 +68,8 @@ def _ellipse_prior_method(space):
 
 #: The generative prior of the demo (a shipped model, see recipes.pretrained).
 DEMO_PRIOR = 'ellipses-vae-128'
+#: ``reconstruct`` choices: the methods of recon.METHODS that run on the
+#: CLI's problems (kept as class names so that --help imports no torch).
 METHODS = {'fbp': 'FBP', 'tv': 'TV', 'tikhonov': 'Tikhonov',
            'lasso': 'Lasso', 'wavelet-l1': 'WaveletL1',
            'latent-hard': 'LatentHard', 'latent-soft': 'LatentSoft',

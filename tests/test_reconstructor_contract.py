@@ -112,7 +112,6 @@ def test_registry_covers_every_method():
                if isinstance(getattr(recon, name), type)
                and issubclass(getattr(recon, name), Reconstructor)
                and getattr(recon, name) is not Reconstructor}
-    methods.add('MultilayerBregmanInversion')
     assert methods - EXEMPT == set(RECONSTRUCTORS)
 
 
@@ -190,3 +189,21 @@ def test_cli_translates_an_old_option_name():
     method = _construct(ScoreProjection, gaussian_score(_sde(), 0.0, 1.0),
                         _sde(), options={'niter': 200, 'steps': 3})
     assert method.niter == 3
+
+
+def test_method_registry_drives_cli_and_docs():
+    import pathlib
+
+    from odl_genprior import cli, recon
+    assert {name: entry.cls.__name__ for name, entry in recon.METHODS.items()
+            if entry.cli} == cli.METHODS
+    assert {entry.cls.__name__ for entry in recon.METHODS.values()} == (
+        set(RECONSTRUCTORS) | EXEMPT)
+    docs = pathlib.Path(__file__).parents[1] / 'docs'
+    table = (docs / 'reconstruction.md').read_text()
+    for name, entry in recon.METHODS.items():
+        shown = f'`{name}`' if entry.cli else '(Python only)'
+        row = (f'| {shown} | `{entry.cls.__name__}` | '
+               f'[{entry.page}]({entry.page}) |')
+        assert row in table, f'docs/reconstruction.md lacks the row {row}'
+        assert (docs / entry.page).exists()
