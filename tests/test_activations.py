@@ -1,7 +1,8 @@
 """Proximal activations: the ODL operator, the torch module and
 ``psi.proximal(1.0)`` agree; every prox is checked against a brute-force 1D
-minimisation, the conjugates against the Moreau identity and Fenchel-Young,
-gradients and derivatives against finite differences."""
+minimisation, the conjugates against the Moreau identity and Fenchel-Young.
+Gradients and derivatives against finite differences, and the adjoints:
+tests/test_contracts.py."""
 import math
 
 import numpy as np
@@ -249,40 +250,6 @@ def test_tanh_prox_large_inputs_and_float32():
         mid = torch.abs(u64) < 0.999
         res = (1 - sigma) * u64 + sigma * torch.atanh(u64) - z
         assert float(res[mid].abs().max()) < 1e-10
-
-
-def fd_check(functional, x, direction, h=1e-6, tol=1e-6):
-    """Central difference of ``functional`` against its gradient."""
-    fd = (functional(x + h * direction) - functional(x - h * direction)) / (
-        2 * h)
-    exact = functional.gradient(x).inner(direction)
-    assert fd == pytest.approx(exact, rel=tol, abs=tol)
-
-
-def test_gradients_finite_differences(impl):
-    space = make_space(impl)
-    d = random_element(space, seed=7)
-    u = space.element(0.8 * np.tanh(to_numpy(random_element(space, seed=8))))
-    fd_check(TanhPsi(space), u, d)
-    fd_check(LeakyReLUPsi(space, SLOPE), random_element(space, seed=9), d)
-    fd_check(TanhPsiConvexConj(space), random_element(space, seed=10), d)
-
-
-@pytest.mark.parametrize('which', ['tanh', 'leaky_relu'])
-@pytest.mark.parametrize('sigma', [0.5, 1.0, 2.0])
-def test_prox_and_gradient_derivatives(which, sigma, impl):
-    """derivative(x)(h) of the pointwise operators against central
-    differences."""
-    space = make_space(impl)
-    psi = get_activation(which, **ACTS[which]).psi(space)
-    x = random_element(space, seed=11)
-    h = random_element(space, seed=12)
-    eps = 1e-6
-    u = space.element(0.8 * np.tanh(to_numpy(x)))
-    for op, at in ((psi.proximal(sigma), x), (psi.gradient, u)):
-        fd = (op(at + eps * h) - op(at - eps * h)) / (2 * eps)
-        np.testing.assert_allclose(to_numpy(op.derivative(at)(h)),
-                                   to_numpy(fd), rtol=1e-6, atol=1e-7)
 
 
 def test_leaky_relu_conjugate_closed_form():

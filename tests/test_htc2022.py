@@ -66,16 +66,11 @@ def test_unknown_phantom(tmp_path):
         htc2022.load_htc2022('te', directory=tmp_path)
 
 
-def test_ray_transform_shapes_and_adjoint():
+def test_ray_transform_shapes_and_errors():
+    """Adjoint: tests/test_contracts.py (htc2022_ray_transform)."""
     space = htc2022.htc2022_space(32)
     A = htc2022.htc2022_ray_transform(space, np.arange(0, 90.5, 0.5))
     assert A.range.shape == (181, htc2022.NUM_DETECTORS)
-    rng = np.random.default_rng(0)
-    x = space.element(rng.random(space.shape).astype('float32'))
-    y = A.range.element(rng.random(A.range.shape).astype('float32'))
-    lhs, rhs = float(A(x).inner(y)), float(x.inner(A.adjoint(y)))
-    # ASTRA's backprojection is an approximate adjoint.
-    assert lhs == pytest.approx(rhs, rel=0.05)
     with pytest.raises(ValueError, match='equally spaced'):
         htc2022.htc2022_ray_transform(space, [0.0, 1.0, 3.0])
     with pytest.raises(ValueError, match='float32'):
