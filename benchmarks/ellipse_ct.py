@@ -2,7 +2,7 @@
 
 FBP, TV, learned gradient descent, learned primal-dual and learned
 forward-backward (ordinary and C4-equivariant blocks) on the fixed test split
-of `odl_genprior.ct_benchmark.EllipseCT` (random ellipses, parallel beam,
+of `odl_genprior.problems.ellipse_ct.EllipseCT` (random ellipses, parallel beam,
 relative Gaussian noise; every split drawn from its own seeds). PSNR, SSIM
 and seconds per reconstruction, next to DIVal's reference PSNR on its own
 ellipses data (128x128, 30 angles, 5% noise) as the anchor.
@@ -34,7 +34,7 @@ many epochs on a GPU; a run of that scale is e.g. ``--n-train 32000
 
 
 ``--protocol dival`` is DIVal's ellipses data set
-(`odl_genprior.ct_benchmark.DivalEllipses`) and trains nothing: FBP and TV
+(`odl_genprior.problems.ellipse_ct.DivalEllipses`) and trains nothing: FBP and TV
 tuned on its validation split, the trained networks shipped with the package
 (`odl_genprior.recon.learned.list_pretrained_unrolled`) on the first
 ``--n-test`` test images (DIVal reports its figures on the first 100), and
@@ -54,7 +54,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
 
-from odl_genprior.ct_benchmark import (  # noqa: E402
+from odl_genprior.problems.ellipse_ct import (  # noqa: E402
     DivalEllipses, EllipseCT, evaluate)
 from odl_genprior.recon import FBP, TV  # noqa: E402
 from odl_genprior.recon.learned import (  # noqa: E402

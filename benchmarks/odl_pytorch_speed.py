@@ -19,7 +19,8 @@ import odl
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import alternate, table  # noqa: E402
 
-from odl_genprior import _odl_compat, problems  # noqa: E402
+from odl_genprior import problems  # noqa: E402
+from odl_genprior._compat import odl_fixes as _odl_compat
 from odl_genprior.recon import TV  # noqa: E402
 
 

@@ -82,7 +82,7 @@ def main(argv=None):
 
 def _tv_on_validation(user, alpha, niter):
     """Mean PSNR of TV on the validation images the run was scored on."""
-    from odl_genprior.ct_benchmark import evaluate, make_benchmark
+    from odl_genprior.problems.ellipse_ct import evaluate, make_benchmark
     from odl_genprior.recon import TV
 
     bench = make_benchmark(user['unrolled']['benchmark'])

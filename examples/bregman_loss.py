@@ -10,7 +10,7 @@ the proximal map of an ODL functional. The Fenchel-Bregman loss
 import odl
 import torch
 
-from odl_genprior.activations import ACTIVATIONS, get_activation
+from odl_genprior.bregman.activations import ACTIVATIONS, get_activation
 from odl_genprior.bregman import BregmanLoss, bregman_loss
 
 space = odl.uniform_discr(-3, 3, 7, impl='pytorch', dtype='float64')

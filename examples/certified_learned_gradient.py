@@ -1,14 +1,14 @@
 """Certified (nonexpansive-block) against ordinary learned gradient descent.
 
-Ellipse CT (`odl_genprior.ct_benchmark.EllipseCT`: 64x64, 30 parallel-beam
+Ellipse CT (`odl_genprior.problems.ellipse_ct.EllipseCT`: 64x64, 30 parallel-beam
 angles, 5% relative Gaussian noise) with a small training set (20 images).
 All networks have 5 memory channels and are trained with the same protocol
 and budget (`train_certified`: MSE, Adam, cosine schedule, the same 300
 steps of batch 2, learning rate and seed):
 
-* ordinary: `odl_genprior.unrolled.LearnedGradientDescent` (Adler and Oktem,
+* ordinary: `odl_genprior.nn.unrolled.LearnedGradientDescent` (Adler and Oktem,
   10 steps, 3-layer conv updates with 32 hidden channels; 130k parameters);
-* certified: `odl_genprior.certified.CertifiedLearnedGradient`
+* certified: `odl_genprior.nn.certified.CertifiedLearnedGradient`
   (``x <- R_k(x - tau_k A^*(A x - y))``, ``R_k`` convex-potential layers,
   each 1-Lipschitz; ``tau_k <= 2 / ||A^* A||``), by default with 10 steps
   of 3 layers (64 hidden channels, 106k parameters) and with 20 steps of 1
@@ -20,7 +20,7 @@ Prints test PSNR / SSIM, the certified Lipschitz constant of the map
 ``y -> x`` (certified schemes only; none exists for the ordinary one) and
 two empirical ones: the largest ratio ``||x(y) - x(y')|| / ||y - y'||`` over
 random perturbations ``y' = y + noise`` (5% level, 8 draws on 4 test data),
-and the adversarial estimate of `odl_genprior.odenets.lipschitz_estimate`
+and the adversarial estimate of `odl_genprior.nn.odenets.lipschitz_estimate`
 (Jacobian power iteration, 20 iterations, plus 30 Adam steps of a search
 over pairs). Norms are Euclidean norms of the arrays (data ``30 x 93``,
 images ``64 x 64``).
@@ -38,14 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from odl_genprior.certified import (CertifiedLearnedGradient,
+from odl_genprior.nn.certified import (CertifiedLearnedGradient,
                                     lipschitz_bound, train_certified)
-from odl_genprior.ct_benchmark import EllipseCT, evaluate
-from odl_genprior.odenets import lipschitz_estimate
+from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
+from odl_genprior.nn.odenets import lipschitz_estimate
 from odl_genprior.recon import FBP
 from odl_genprior.recon.learned import LearnedReconstructor
 from odl_genprior.training import seed_all
-from odl_genprior.unrolled import LearnedGradientDescent
+from odl_genprior.nn.unrolled import LearnedGradientDescent
 
 
 def random_ratio(model, y, n_draws, level, seed):

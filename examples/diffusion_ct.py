@@ -1,6 +1,6 @@
 """Sparse-view CT on 64x64 random ellipses with a score-based diffusion prior.
 
-Test phantoms of `odl_genprior.ct_benchmark.EllipseCT` (parallel beam, 23
+Test phantoms of `odl_genprior.problems.ellipse_ct.EllipseCT` (parallel beam, 23
 angles, relative Gaussian noise) are reconstructed by FBP, TV, the
 latent-space generative prior (the shipped ``ellipses-64`` VAE, soft
 coupling, `odl_genprior.recon.LatentSoft`, Adam) and the posterior mean of two
@@ -33,7 +33,7 @@ import torch
 
 from odl_genprior import metrics
 from odl_genprior.bridge import to_numpy
-from odl_genprior.ct_benchmark import EllipseCT
+from odl_genprior.problems.ellipse_ct import EllipseCT
 from odl_genprior.generators import recipes
 from odl_genprior.recon import FBP, TV, LatentSoft
 from odl_genprior.recon.diffusion import (DiffusionPosteriorSampling,
@@ -163,7 +163,7 @@ def unconditional(args, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from odl_genprior.samplers import euler_maruyama
+    from odl_genprior.diffusion.samplers import euler_maruyama
     score = recipes.load(args.score)
     x = euler_maruyama(score, score.sde, (args.unconditional, 64, 64),
                        steps=args.dps_steps, generator=args.seed).numpy()

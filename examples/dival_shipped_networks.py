@@ -18,7 +18,7 @@ import numpy as np
 import odl
 
 from odl_genprior import metrics
-from odl_genprior.ct_benchmark import DivalEllipses
+from odl_genprior.problems.ellipse_ct import DivalEllipses
 from odl_genprior.recon import FBP, TV
 from odl_genprior.recon.learned import (LearnedReconstructor,
                                         list_pretrained_unrolled)

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 import torch
 
-from odl_genprior.equivariant import (EquivariantCNN, group_order,
+from odl_genprior.nn.equivariant import (EquivariantCNN, group_order,
                                       rotation_equivariance_error)
 
 

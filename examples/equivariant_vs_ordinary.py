@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odl_genprior.ct_benchmark import EllipseCT, evaluate
+from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
 from odl_genprior.recon import FBP
 from odl_genprior.recon.learned import LearnedReconstructor, train_unrolled
 

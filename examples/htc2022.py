@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from odl.applications import tomo
 
-from odl_genprior import htc2022
+from odl_genprior.problems import htc2022
 from odl_genprior.bridge import OperatorLayer
 from odl_genprior.recon import FBP, TV
 from odl_genprior.recon.learned import LearnedReconstructor
 from odl_genprior.training import seed_all, train
-from odl_genprior.unrolled import ConvBlock
+from odl_genprior.nn.unrolled import ConvBlock
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
 

@@ -12,7 +12,7 @@ see the same batches:
 * **backprop**: Adam (``--lr``) on ``1/2 ||N(noisy) - clean||^2`` (mean over
   the batch) through `odl_genprior.training.train`;
 * **lifted**: implicit SGD on the lifted Bregman energy with
-  proximal-gradient inner iterations (`odl_genprior.lifted_training`,
+  proximal-gradient inner iterations (`odl_genprior.bregman.lifted_training`,
   ``--tau``, ``--inner-iters``, ``--w-step``), the output layer tied to the
   clean image.
 
@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from odl_genprior.activations import SoftThreshold
+from odl_genprior.bregman.activations import SoftThreshold
 from odl_genprior.data import load_mnist
-from odl_genprior.lifted_training import LiftedNetwork, train_lifted
+from odl_genprior.bregman.lifted_training import LiftedNetwork, train_lifted
 from odl_genprior.metrics import psnr
 from odl_genprior.training import read_metrics, seed_all, train
 

@@ -34,7 +34,7 @@ import odl
 import torch
 
 from odl_genprior import data as _data
-from odl_genprior.pnn import ProximalNeuralNetwork, train_pnn
+from odl_genprior.bregman.pnn import ProximalNeuralNetwork, train_pnn
 from odl_genprior.problems import ForwardProblem
 from odl_genprior.recon import TV
 

@@ -5,7 +5,7 @@
 a ResNet (Euler steps of fixed size T/K), an ODENet (learned step sizes) and
 an ODENet whose steps are learned on the simplex {h >= 0, sum h = T}. Here:
 width 2, 20 layers, tanh, a linear classifier + sigmoid on the output, 500
-training / 500 validation points per data set (`odl_genprior.toy_data`),
+training / 500 validation points per data set (`odl_genprior.data.toy`),
 trained with Adam (full batch) through `odl_genprior.training.train`; the
 simplex steps are projected with ODL's `proj_simplex` after every step.
 
@@ -27,9 +27,9 @@ import time
 import numpy as np
 import torch
 
-from odl_genprior.odenets import (
+from odl_genprior.nn.odenets import (
     FeedForwardNet, RKNet, attach_simplex_projection, lipschitz_bound)
-from odl_genprior.toy_data import TOY_DATASETS, make_toy
+from odl_genprior.data.toy import TOY_DATASETS, make_toy
 from odl_genprior.training import seed_all, train
 
 NETWORKS = ('plain', 'resnet', 'odenet', 'odenet_simplex')

@@ -2,7 +2,7 @@
 
 Trains learned gradient descent, learned primal-dual and learned
 forward-backward (ordinary and C4-equivariant blocks) on random-ellipse CT
-(`odl_genprior.ct_benchmark.EllipseCT`: parallel beam, relative Gaussian
+(`odl_genprior.problems.ellipse_ct.EllipseCT`: parallel beam, relative Gaussian
 noise, fixed seeded splits), then prints PSNR / SSIM / seconds per
 reconstruction on the test split next to FBP and TV. Every training run is a
 resumable run folder under ``--runs`` (run the command again to continue).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from odl_genprior.ct_benchmark import EllipseCT, evaluate
+from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
 from odl_genprior.recon import FBP, TV
 from odl_genprior.recon.learned import LearnedReconstructor, train_unrolled
 

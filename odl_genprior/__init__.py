@@ -1,15 +1,24 @@
 """odl_genprior: learned models as first-class ODL operators and functionals.
 
 ``import odl_genprior`` also installs a small, version-guarded speed fix for
-ODL 1.0 on ``impl='pytorch'`` spaces (see `odl_genprior._odl_compat`).
-"""
-from odl_genprior import _odl_compat
+ODL 1.0 on ``impl='pytorch'`` spaces (see `odl_genprior._compat.odl_fixes`),
+and keeps the module paths of before the layered layout importable for one
+release (`odl_genprior._compat.moved`).
 
-_odl_compat.apply()
+Layers, from the ground up: `bridge`, `metrics`, `training`; `problems`,
+`data`; the model families `generators`, `nn`, `bregman`, `diffusion`;
+`recon` (reconstruction methods); `cli`. Nothing imports upwards.
+"""
+from odl_genprior._compat import moved as _moved
+from odl_genprior._compat import odl_fixes as _odl_fixes
+
+_moved.install()
+_odl_fixes.apply()
 
 from odl_genprior.bridge import (  # noqa: E402
     OperatorLayer, TorchOperator, as_element, as_tensor, to_numpy)
-from odl_genprior import activations, bregman, metrics, problems  # noqa: E402
+from odl_genprior import bregman, metrics, problems  # noqa: E402
+from odl_genprior.bregman import activations  # noqa: E402
 
 __version__ = '0.1.0'
 

@@ -168,7 +168,7 @@ def _reconstruct(args):
         except (ValueError, SyntaxError):
             options[key] = value
     if args.method == 'learned':
-        from odl_genprior.ct_benchmark import make_benchmark
+        from odl_genprior.problems.ellipse_ct import make_benchmark
         from odl_genprior.recon.learned import (LearnedReconstructor,
                                                 load_unrolled)
         if not args.model:
@@ -230,7 +230,7 @@ def _reconstruct(args):
 def _demo_problem(args):
     """The demo's forward problem and its line in the output."""
     from odl_genprior import problems
-    from odl_genprior.ct_benchmark import DivalEllipses
+    from odl_genprior.problems.ellipse_ct import DivalEllipses
 
     if args.problem == 'dival':
         given = [f'--{k}' for k in ('size', 'angles', 'noise', 'seed')
@@ -316,6 +316,27 @@ def _demo(args):
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f'figure written to {args.out}')
+    return 0
+
+
+def _train_score(args, command):
+    """``odl-genprior train score``: a ScoreUNet by denoising score matching."""
+    from odl_genprior.diffusion.score_recipe import (build_score_model,
+                                                     recipe_from_arguments)
+    from odl_genprior.generators import recipes
+    try:
+        recipe = recipe_from_arguments(args)
+        build_score_model(recipe)
+    except (ValueError, TypeError) as err:
+        print(f'odl-genprior train: error: {err}', file=sys.stderr)
+        return 2
+    recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, data_dir=args.data_dir,
+                progress=not args.quiet, resume=not args.no_resume,
+                command=command, checkpoint_every=args.checkpoint_every,
+                log_every=25)
+    print(f'weights, config.json and metrics.csv are in {args.out}')
     return 0
 
 
@@ -438,8 +459,7 @@ def _train(args):
     if args.kind == 'learned-svd':
         return _train_learned_svd(args, command)
     if args.kind == 'score':
-        from odl_genprior.generators.score_recipe import train_from_arguments
-        return train_from_arguments(args, command, 'odl-genprior train')
+        return _train_score(args, command)
 
     images = args.dataset != 'signals'
     if args.dataset == 'mnist' and args.size not in (None, 28):
@@ -514,7 +534,7 @@ _positive_float = _number(float, 0, strict=True)
 
 def build_parser():
     """The argument parser of ``odl-genprior``."""
-    from odl_genprior.generators.score_recipe import add_sde_arguments
+    from odl_genprior.diffusion.score_recipe import add_sde_arguments
 
     parser = argparse.ArgumentParser(
         prog='odl-genprior',

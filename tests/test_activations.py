@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 
-from odl_genprior.activations import (
+from odl_genprior.bregman.activations import (
     ACTIVATIONS, HardTanh, Identity, LeakyReLU, LeakyReLUPsi, LeakyReLUPsiConvexConj,
     ProximalActivation, ReLU, SoftThreshold, Tanh, TanhPsi, TanhPsiConvexConj,
     get_activation)

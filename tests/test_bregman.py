@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
-from odl_genprior.activations import get_activation
+from odl_genprior.bregman.activations import get_activation
 from odl_genprior.bregman import (
     BregmanLoss, BregmanLossY, BregmanLossZ, bregman_loss, bregman_prox)
 from odl_genprior.bridge import to_numpy

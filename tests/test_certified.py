@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from odl_genprior.certified import (
+from odl_genprior.nn.certified import (
     CertifiedLearnedGradient, ConvexPotentialLayer, NonexpansiveBlock,
     as_operator, conv_norm_bound, lipschitz_bound, train_certified)
-from odl_genprior.ct_benchmark import EllipseCT
-from odl_genprior.odenets import lipschitz_estimate
+from odl_genprior.problems.ellipse_ct import EllipseCT
+from odl_genprior.nn.odenets import lipschitz_estimate
 from odl_genprior.recon.learned import LearnedReconstructor
 
 F64 = torch.float64

@@ -8,7 +8,7 @@ from scipy.integrate import cumulative_trapezoid
 from scipy.signal import fftconvolve
 
 from odl_genprior import TorchOperator
-from odl_genprior._odl_compat import LineSearchStall
+from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import as_tensor
 from odl_genprior.generators.cgnn import (
     CGNN, CellAverage, ContinuousConv, injectivity_certificate,

@@ -26,8 +26,9 @@ import odl
 import pytest
 import torch
 
-from odl_genprior import TorchOperator, htc2022, problems
-from odl_genprior.activations import (LeakyReLUPsi, LeakyReLUPsiConvexConj,
+from odl_genprior import TorchOperator, problems
+from odl_genprior.problems import htc2022
+from odl_genprior.bregman.activations import (LeakyReLUPsi, LeakyReLUPsiConvexConj,
                                       TanhPsi, TanhPsiConvexConj,
                                       get_activation)
 from odl_genprior.bregman import BregmanLoss, BregmanLossY, BregmanLossZ
@@ -183,12 +184,12 @@ def wavelet(impl, discretized, pad_mode, nlevels):
 
 @functools.lru_cache(maxsize=None)
 def _ct_bench():
-    from odl_genprior.ct_benchmark import EllipseCT
+    from odl_genprior.problems.ellipse_ct import EllipseCT
     return EllipseCT(size=16, num_angles=8)
 
 
 def certified(impl):
-    from odl_genprior.certified import CertifiedLearnedGradient, as_operator
+    from odl_genprior.nn.certified import CertifiedLearnedGradient, as_operator
     torch.manual_seed(5)
     net = CertifiedLearnedGradient(_ct_bench().operator, n_iter=3, memory=2,
                                    hidden_channels=6)
@@ -202,7 +203,7 @@ def certified(impl):
 
 
 def odenet(impl, which):
-    from odl_genprior.odenets import (FeedForwardNet, HamiltonianNet, RKNet,
+    from odl_genprior.nn.odenets import (FeedForwardNet, HamiltonianNet, RKNet,
                                       as_operator)
     torch.manual_seed(3)
     net = {'rk4': lambda: RKNet(3, 4, method='rk4', steps='free', dtype=F64),
@@ -217,7 +218,7 @@ def odenet(impl, which):
 
 
 def unrolled(impl, cls):
-    from odl_genprior import unrolled as u
+    from odl_genprior.nn import unrolled as u
     space = img(impl, 8)
     torch.manual_seed(0)
     net = getattr(u, cls)(odl.IdentityOperator(space), n_iter=2,
@@ -226,7 +227,7 @@ def unrolled(impl, cls):
 
 
 def pnn(impl):
-    from odl_genprior.pnn import ProximalNeuralNetwork, pnn_operator
+    from odl_genprior.bregman.pnn import ProximalNeuralNetwork, pnn_operator
     torch.manual_seed(0)
     net = ProximalNeuralNetwork.conv(num_layers=3, features=2, dim=2,
                                      alpha=0.2).double()
@@ -234,7 +235,7 @@ def pnn(impl):
 
 
 def equivariant(impl, cls):
-    from odl_genprior import equivariant as eq
+    from odl_genprior.nn import equivariant as eq
     torch.manual_seed(0)
     net = getattr(eq, cls)(1, 1, hidden_channels=4, group='C4').double()
     space = odl.uniform_discr([-1, -1], [1, 1], (12, 12), dtype='float64',

@@ -25,7 +25,7 @@ import torch
 
 from odl_genprior import training
 from odl_genprior.bridge import TorchOperator
-from odl_genprior.generators.score_unet import ScoreUNet
+from odl_genprior.diffusion.score_unet import ScoreUNet
 from odl_genprior.problems import (ForwardProblem, GaussianBlur,
                                    MatrixMultiply, ct, deblurring,
                                    image_space, ray_transform)
@@ -33,9 +33,9 @@ from odl_genprior.recon.base import Reconstructor
 from odl_genprior.recon.diffusion import (BatchedLinearOperator,
                                           DiffusionPosteriorSampling,
                                           ScoreProjection, batched_cg)
-from odl_genprior.samplers import (euler_maruyama, predictor_corrector,
+from odl_genprior.diffusion.samplers import (euler_maruyama, predictor_corrector,
                                    probability_flow, time_grid)
-from odl_genprior.sde import (VESDE, VPSDE, DSMLoss, dsm_loss,
+from odl_genprior.diffusion.sde import (VESDE, VPSDE, DSMLoss, dsm_loss,
                               gaussian_score, tweedie_denoiser)
 
 

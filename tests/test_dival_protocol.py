@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from odl_genprior import ct_benchmark
-from odl_genprior.ct_benchmark import DivalEllipses, make_benchmark
+from odl_genprior.problems import ellipse_ct as ct_benchmark
+from odl_genprior.problems.ellipse_ct import DivalEllipses, make_benchmark
 
 
 @pytest.fixture(scope='module')

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from odl_genprior.bridge import TorchOperator
-from odl_genprior.equivariant import (EquivariantBlock, EquivariantCNN,
+from odl_genprior.nn.equivariant import (EquivariantBlock, EquivariantCNN,
                                       group_order, rotate,
                                       rotation_equivariance_error)
 

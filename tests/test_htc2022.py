@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from odl_genprior import htc2022
+from odl_genprior.problems import htc2022
 from odl_genprior.recon import FBP
 
 _DEFAULT = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'

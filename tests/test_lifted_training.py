@@ -4,10 +4,10 @@ import odl
 import pytest
 import torch
 
-from odl_genprior.activations import (
+from odl_genprior.bregman.activations import (
     Identity, LeakyReLU, ReLU, SoftThreshold, Tanh)
 from odl_genprior.bregman import bregman_prox
-from odl_genprior.lifted_training import (
+from odl_genprior.bregman.lifted_training import (
     LiftedNetwork, LiftedStep, implicit_sgd_step, lifted_energy,
     lifted_prox, train_lifted, weight_gradients)
 from odl_genprior.training import seed_all

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from odl_genprior.bridge import as_tensor
-from odl_genprior.odenets import (
+from odl_genprior.nn.odenets import (
     TABLEAUS, ButcherTableau, FeedForwardNet, HamiltonianNet, RKNet,
     as_operator, attach_simplex_projection, lipschitz_bound,
     lipschitz_estimate, rk_adjoint, rk_step)
-from odl_genprior.toy_data import TOY_DATASETS, make_toy
+from odl_genprior.data.toy import TOY_DATASETS, make_toy
 
 F64 = torch.float64
 METHODS = ('euler', 'heun', 'kutta3', 'rk4')

@@ -7,7 +7,7 @@ import pytest
 import torch
 from odl.core.array_API_support import utils as odl_utils
 
-from odl_genprior import _odl_compat
+from odl_genprior._compat import odl_fixes as _odl_compat
 
 
 def test_applied_exactly_on_the_patched_odl():
@@ -69,7 +69,7 @@ def test_tensors_never_reach_the_slow_lookup(monkeypatch):
 
 
 def test_line_search_stall_is_only_odls_stall():
-    from odl_genprior._odl_compat import LineSearchStall
+    from odl_genprior._compat.odl_fixes import LineSearchStall
 
     # ODL's backtracking line search on a flat function: with a slope that
     # underflows it accepts a zero decrease and fails its own assertion;

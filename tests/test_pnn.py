@@ -1,12 +1,12 @@
 """Tests of the unrolled proximal neural network denoiser
-(`odl_genprior.pnn`)."""
+(`odl_genprior.bregman.pnn`)."""
 import numpy as np
 import odl
 import pytest
 import torch
 
 from odl_genprior.bridge import TorchOperator
-from odl_genprior.pnn import (
+from odl_genprior.bregman.pnn import (
     MAX_STEP, ConvAnalysis, DenseAnalysis, ProximalNeuralNetwork, box_prox,
     lifted_objective, lifted_step, pnn_operator, supervised_loss, train_pnn)
 

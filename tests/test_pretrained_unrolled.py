@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from odl_genprior.ct_benchmark import DivalEllipses, evaluate
+from odl_genprior.problems.ellipse_ct import DivalEllipses, evaluate
 from odl_genprior.recon import FBP, TV
 from odl_genprior.recon.learned import (PRETRAINED_DIR, LearnedReconstructor,
                                         list_pretrained_unrolled,

@@ -90,8 +90,9 @@ def _recorded(name):
 def test_every_shipped_model_records_a_package_command():
     for name in recipes.list_pretrained():
         command = _recorded(name)['command']
-        # score models: `python -m odl_genprior.generators.score_recipe`,
-        # the same run as `odl-genprior train score` (tests/test_score_training)
+        # the shipped score model: `python -m
+        # odl_genprior.generators.score_recipe`, the old spelling of
+        # `odl-genprior train score` (tests/test_score_training)
         assert command.startswith(('odl-genprior train ',
                                    'python -m odl_genprior.')), command
         assert '--seed' in command and '--out' in command

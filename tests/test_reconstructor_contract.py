@@ -25,7 +25,7 @@ from odl_genprior.recon.base import Result
 from odl_genprior.recon.bregman_inversion import (MultilayerBregmanInversion,
                                                   multilayer_problem,
                                                   perceptron_problem)
-from odl_genprior.sde import VPSDE, gaussian_score
+from odl_genprior.diffusion.sde import VPSDE, gaussian_score
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -15,10 +15,10 @@ import torch
 
 from odl_genprior import data as _data
 from odl_genprior.generators import recipes
-from odl_genprior.generators.score_recipe import (complete_score_recipe,
+from odl_genprior.diffusion.score_recipe import (complete_score_recipe,
                                                   make_sde, score_training)
-from odl_genprior.generators.score_unet import EMAScore, ScoreUNet
-from odl_genprior.sde import VESDE, VPSDE, tweedie_denoiser
+from odl_genprior.diffusion.score_unet import EMAScore, ScoreUNet
+from odl_genprior.diffusion.sde import VESDE, VPSDE, tweedie_denoiser
 
 TINY = {'kind': 'score', 'dataset': 'ellipses', 'size': 16,
         'channels': [4, 8], 'embed_dim': 8}
@@ -122,7 +122,7 @@ def test_tiny_run_is_recorded_and_reloads(tmp_path):
 
 def test_resume_is_bit_identical(tmp_path, monkeypatch):
     whole = _fit(tmp_path / 'whole', 3)
-    from odl_genprior.generators import score_recipe
+    from odl_genprior.diffusion import score_recipe
 
     def interrupted(info):  # killed at step 6; last checkpoint: step 4
         info['model'].update()
@@ -182,7 +182,7 @@ def test_shipped_model_is_recorded(shipped):
                       'config.json').read_text())
     assert cfg['user']['command'].startswith((
         'odl-genprior train score ',
-        'python -m odl_genprior.generators.score_recipe '))
+        'python -m odl_genprior.generators.score_recipe '))  # its old name
     assert '--out odl_genprior/generators/pretrained/' + SHIPPED in cfg[
         'user']['command']
     assert cfg['user']['recipe']['kind'] == 'score'
@@ -214,18 +214,17 @@ def test_shipped_model_rejects_wrong_shapes(shipped):
         shipped(torch.rand(2, 3, 64, 64), 0.5)
 
 
-def test_module_command_and_cli_share_runs(tmp_path, capsys):
-    """python -m ...score_recipe and odl-genprior train score take the same
-    options, record their command, and resume each other's runs."""
+def test_cli_records_and_resumes_score_runs(tmp_path, capsys):
+    """odl-genprior train score records its command; the same command on a
+    finished run does nothing, another configuration is refused."""
     from odl_genprior import cli
-    from odl_genprior.generators import score_recipe
     opts = ['--size', '16', '--channels', '4', '8', '--embed-dim', '8',
             '--n-train', '16', '--n-val', '4', '--epochs', '2',
             '--batch-size', '8', '--out', str(tmp_path), '--quiet']
-    assert score_recipe.main(opts) == 0
+    assert cli.main(['train', 'score'] + opts) == 0
     cfg = json.loads((tmp_path / 'config.json').read_text())
     assert cfg['user']['command'].startswith(
-        'python -m odl_genprior.generators.score_recipe --size 16')
+        'odl-genprior train score --size 16')
     before = (tmp_path / 'weights.pt').read_bytes()
     assert cli.main(['train', 'score'] + opts) == 0  # finished: nothing to do
     assert (tmp_path / 'weights.pt').read_bytes() == before

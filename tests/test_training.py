@@ -400,10 +400,10 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_save(obj, f)
 
-    monkeypatch.setattr(training.torch, 'save', save_then_die)
+    monkeypatch.setattr(training.loop.torch, 'save', save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(model, mse, data, out_dir=tmp_path, **kw)
-    monkeypatch.setattr(training.torch, 'save', real_save)
+    monkeypatch.setattr(training.loop.torch, 'save', real_save)
     assert calls == [2, 4, 6]
     assert torch.load(tmp_path / 'checkpoint.pt', weights_only=True)[
         'step'] == 4

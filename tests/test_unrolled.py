@@ -6,11 +6,11 @@ import torch
 
 from odl_genprior import metrics
 from odl_genprior.bridge import OperatorLayer, TorchOperator
-from odl_genprior.ct_benchmark import EllipseCT, evaluate
-from odl_genprior.equivariant import rotation_equivariance_error
+from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
+from odl_genprior.nn.equivariant import rotation_equivariance_error
 from odl_genprior.recon.learned import (LearnedReconstructor, build_unrolled,
                                         load_unrolled, train_unrolled)
-from odl_genprior.unrolled import (LearnedForwardBackward,
+from odl_genprior.nn.unrolled import (LearnedForwardBackward,
                                    LearnedGradientDescent, LearnedPrimalDual)
 
 SMALL = {'size': 16, 'num_angles': 8}

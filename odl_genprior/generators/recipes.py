@@ -19,7 +19,7 @@ from odl_genprior.generators.autoencoders import VAE, Autoencoder
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import (ConvDecoder, ConvEncoder,
                                               MLPDecoder, MLPEncoder)
-from odl_genprior.generators.score_recipe import (build_score_model,
+from odl_genprior.diffusion.score_recipe import (build_score_model,
                                                   complete_score_recipe,
                                                   score_training)
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
@@ -96,7 +96,7 @@ def build_model(recipe):
     ``likelihood`` and ``beta`` (VAE). For 'cgnn': ``levels``,
     ``channels``, ``wavelet``, ``boundary`` (see `CGNN`). Signal recipes are
     completed by `complete_recipe`. ``kind='score'``: a score network
-    (`odl_genprior.generators.score_recipe.build_score_model`).
+    (`odl_genprior.diffusion.score_recipe.build_score_model`).
 
     The 1D models take and give signals ``(B, 1, size)``: encoder
     `ConvEncoder1d` (or `MLPEncoder`), decoder `CGNNDecoder` (the CGNN

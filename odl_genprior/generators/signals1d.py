@@ -23,7 +23,7 @@ import odl
 import torch
 from torch import nn
 
-from odl_genprior._odl_compat import LineSearchStall
+from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, space_dtype
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import base_size

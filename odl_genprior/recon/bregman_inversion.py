@@ -2,7 +2,7 @@ r"""Lifted Bregman inversion of a given network (one layer, multilayer,
 residual).
 
 For a network ``N(u) = sigma(W u + b)`` whose activation is a proximal map,
-``sigma = prox_Psi`` (`odl_genprior.activations`), the lifted Bregman
+``sigma = prox_Psi`` (`odl_genprior.bregman.activations`), the lifted Bregman
 inversion (Wang & Benning, Front. Appl. Math. Stat. 9, 2023) replaces the
 non-convex least-squares fit ``1/2 ||N(u) - f||^2`` by the Fenchel-Bregman
 loss of `odl_genprior.bregman`,
@@ -39,7 +39,7 @@ import odl
 import torch
 from odl.core.set.space import LinearSpaceElement
 
-from odl_genprior.activations import ProximalActivation, get_activation
+from odl_genprior.bregman.activations import ProximalActivation, get_activation
 from odl_genprior.bregman import BregmanLossY, BregmanLossZ
 from odl_genprior.bridge import TorchOperator, to_numpy
 from odl_genprior.problems import ForwardProblem, relative_noise_std

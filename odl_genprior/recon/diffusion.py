@@ -11,7 +11,7 @@ on the batch and its vector-Jacobian product. The noise ``e ~ N(0, sigma^2
 I)`` is Euclidean in the data array.
 
 Two methods, both `Reconstructor` subclasses that draw ``n_samples``
-posterior samples with one of the samplers of `odl_genprior.samplers` and
+posterior samples with one of the samplers of `odl_genprior.diffusion.samplers` and
 return their mean (the posterior-mean estimate); ``method.samples`` keeps the
 samples and ``method.std`` their pixelwise standard deviation.
 
@@ -47,12 +47,12 @@ import numbers
 import numpy as np
 import torch
 
-from odl_genprior import samplers as _samplers
+from odl_genprior.diffusion import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device, space_device,
                                  space_dtype)
 from odl_genprior.recon.base import Reconstructor, renamed_options
-from odl_genprior.sde import SDE, tweedie_denoiser
+from odl_genprior.diffusion.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
            'BatchedLinearOperator', 'batched_cg')
@@ -192,7 +192,7 @@ class _DiffusionSampling(Reconstructor):
             raise TypeError(f'score must be a callable score(x, t) or a '
                             f'torch.nn.Module, got {type(score).__name__}')
         if not isinstance(sde, SDE):
-            raise TypeError(f'sde must be an odl_genprior.sde.SDE, got '
+            raise TypeError(f'sde must be an odl_genprior.diffusion.sde.SDE, got '
                             f'{type(sde).__name__}')
         if sampler not in _SAMPLERS:
             raise ValueError(f'sampler must be one of {sorted(_SAMPLERS)}, '
@@ -323,15 +323,15 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     ----------
     score : callable or torch.nn.Module
         ``score(x, t)`` of the prior on batches ``(B, *space.shape)``
-        (e.g. a trained `odl_genprior.generators.score_unet.ScoreUNet`, or
-        `odl_genprior.sde.gaussian_score`). It must be differentiable in
+        (e.g. a trained `odl_genprior.diffusion.score_unet.ScoreUNet`, or
+        `odl_genprior.diffusion.sde.gaussian_score`). It must be differentiable in
         ``x`` (torch autograd) for the guidance.
-    sde : odl_genprior.sde.SDE
+    sde : odl_genprior.diffusion.sde.SDE
     niter : int
         Time steps of the sampler (old name ``steps``, deprecated).
     sampler : {'em', 'pc', 'ode'}
         Reverse SDE (Euler-Maruyama), predictor-corrector or probability
-        flow (`odl_genprior.samplers`).
+        flow (`odl_genprior.diffusion.samplers`).
     n_samples : int
         ``K``, the number of posterior samples.
     seed : int
@@ -373,7 +373,7 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     Gaussian prior ``N(0, I)`` on ``R^4``, observing the first two entries:
 
     >>> from odl_genprior.problems import ForwardProblem
-    >>> from odl_genprior.sde import VPSDE, gaussian_score
+    >>> from odl_genprior.diffusion.sde import VPSDE, gaussian_score
     >>> space = odl.rn(4, dtype='float32')
     >>> A = odl.MatrixOperator(np.eye(4, dtype='float32')[:2], domain=space,
     ...                        range=odl.rn(2, dtype='float32'))
@@ -475,7 +475,7 @@ batched_module, matrix, callback
     Examples
     --------
     >>> from odl_genprior.problems import ForwardProblem
-    >>> from odl_genprior.sde import VESDE, gaussian_score
+    >>> from odl_genprior.diffusion.sde import VESDE, gaussian_score
     >>> space = odl.rn(3, dtype='float32')
     >>> A = odl.MatrixOperator(np.array([[1.0, 1.0, 0.0]], dtype='float32'),
     ...                        domain=space, range=odl.rn(1, dtype='float32'))

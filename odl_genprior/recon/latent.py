@@ -26,7 +26,7 @@ import numpy as np
 import odl
 import torch
 
-from odl_genprior._odl_compat import LineSearchStall
+from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
 from odl_genprior.recon.base import (NonFiniteResultError, Reconstructor,
                                      check_option)

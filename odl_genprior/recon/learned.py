@@ -2,9 +2,9 @@
 
 `LearnedReconstructor` applies any torch module that maps a batch of data
 ``(B, *A.range.shape)`` to images ``(B, *A.domain.shape)`` (an unrolled
-network from `odl_genprior.unrolled`) to a `ForwardProblem`.
+network from `odl_genprior.nn.unrolled`) to a `ForwardProblem`.
 `train_unrolled` trains an unrolled scheme on the ellipse CT benchmark
-(`odl_genprior.ct_benchmark.EllipseCT`) with the package's training loop
+(`odl_genprior.problems.ellipse_ct.EllipseCT`) with the package's training loop
 (seeded, checkpointed, resumable), and `load_unrolled` rebuilds it from its
 run folder, operator included, from ``config.json`` alone; trained networks
 shipped with the package (``odl_genprior/recon/pretrained/<name>``) load by
@@ -18,13 +18,13 @@ import torch
 
 from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor, space_dtype
-from odl_genprior.certified import CertifiedLearnedGradient
-from odl_genprior.ct_benchmark import EllipseCT, cached_pairs, make_benchmark
+from odl_genprior.nn.certified import CertifiedLearnedGradient
+from odl_genprior.problems.ellipse_ct import EllipseCT, cached_pairs, make_benchmark
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.training import (complete_runs, load_weights,
                                    read_run_config, recorded_command,
                                    seed_all, train)
-from odl_genprior.unrolled import SCHEMES
+from odl_genprior.nn.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
            'train_unrolled', 'load_unrolled', 'list_pretrained_unrolled',
@@ -64,7 +64,7 @@ class LearnedReconstructor(Reconstructor):
 
     Examples
     --------
-    >>> from odl_genprior.unrolled import LearnedGradientDescent
+    >>> from odl_genprior.nn.unrolled import LearnedGradientDescent
     >>> bench = EllipseCT(size=16, num_angles=8)
     >>> net = LearnedGradientDescent(bench.operator, n_iter=2,
     ...                              hidden_channels=4)
@@ -133,7 +133,7 @@ def build_unrolled(config, operator=None):
     """The unrolled network of ``config`` (untrained).
 
     ``config`` has ``scheme`` (``'lgd'``, ``'lpd'``, ``'lfb'``, or
-    ``'certified'``: `odl_genprior.certified.CertifiedLearnedGradient`),
+    ``'certified'``: `odl_genprior.nn.certified.CertifiedLearnedGradient`),
     optional ``group`` (``None`` or ``'C4'`` ...; not for ``'certified'``),
     architecture keys overriding
     `UNROLLED_DEFAULTS`, and ``benchmark`` (the `EllipseCT` fields) that
@@ -309,7 +309,7 @@ def pretrained_unrolled(name, device='cpu'):
 
     Its operator is rebuilt from the recorded benchmark (for example
     ``'dival-lpd-128'``: learned primal-dual for DIVal's ellipses, 128x128,
-    30 angles, `odl_genprior.ct_benchmark.DivalEllipses`); ``config.json``
+    30 angles, `odl_genprior.problems.ellipse_ct.DivalEllipses`); ``config.json``
     in its folder holds the training command, seed, steps and wall time.
 
     Examples

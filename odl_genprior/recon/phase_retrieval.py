@@ -24,69 +24,16 @@ import numpy as np
 import odl
 import torch
 
-from odl_genprior._odl_compat import LineSearchStall
+from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.recon.base import (Reconstructor, check_option,
                                      renamed_options)
+from odl_genprior.problems.forward import AbsMatrixMultiply
 from odl_genprior.recon.latent import _LatentReconstructor
 
 __all__ = ('AbsMatrixMultiply', 'GenerativePhaseRetrieval', 'WirtingerFlow',
            'relative_error_up_to_sign')
 
-
-class AbsMatrixMultiply(torch.nn.Module):
-    r"""``x -> |A x|`` on flattened samples, with ``A = M`` or ``M + i N``.
-
-    Computes ``sqrt((M x)^2 + (N x)^2 + eps)`` (``N = 0`` for a real
-    matrix): the modulus smoothed by ``eps`` so that it is differentiable
-    everywhere, with derivative 0 where ``A x = 0``.
-
-    Parameters
-    ----------
-    matrix : torch.Tensor
-        Real part ``M``, shape ``(m, n)``.
-    matrix_imag : torch.Tensor, optional
-        Imaginary part ``N``, same shape.
-    eps : float
-        Smoothing, added to the squared modulus; positive.
-
-    Examples
-    --------
-    >>> mod = AbsMatrixMultiply(torch.tensor([[1.0, 0.0], [0.0, -2.0]]),
-    ...                         eps=1e-12)
-    >>> mod(torch.tensor([[-3.0, 1.0]])).tolist()
-    [[3.0, 2.0]]
-    """
-
-    def __init__(self, matrix, matrix_imag=None, eps=1e-12):
-        super().__init__()
-        matrix = torch.as_tensor(matrix)
-        if matrix.ndim != 2:
-            raise ValueError(f'matrix must be 2D (m, n), got shape '
-                             f'{tuple(matrix.shape)}')
-        if matrix_imag is not None:
-            matrix_imag = torch.as_tensor(matrix_imag)
-            if matrix_imag.shape != matrix.shape:
-                raise ValueError(
-                    f'matrix_imag has shape {tuple(matrix_imag.shape)}, '
-                    f'matrix has shape {tuple(matrix.shape)}')
-        if not float(eps) > 0:
-            raise ValueError(f'eps must be positive, got {eps}')
-        self.register_buffer('matrix', matrix)
-        self.register_buffer('matrix_imag', matrix_imag)
-        self.eps = float(eps)
-
-    @property
-    def is_complex(self):
-        """Whether ``A`` has an imaginary part."""
-        return self.matrix_imag is not None
-
-    def forward(self, x):
-        t = x.reshape(x.shape[0], -1)
-        sq = (t @ self.matrix.T) ** 2
-        if self.matrix_imag is not None:
-            sq = sq + (t @ self.matrix_imag.T) ** 2
-        return torch.sqrt(sq + self.eps)
 
 
 def relative_error_up_to_sign(x, reference):

@@ -21,7 +21,7 @@ Repetti, MLSP 2024),
     k = 0, ..., k^* - 1,   u_0 = 0,
     x_{k^*} = z - L_{k^*}^* u_{k^*}.
 
-Each layer is a proximal activation (`odl_genprior.activations.HardTanh`,
+Each layer is a proximal activation (`odl_genprior.bregman.activations.HardTanh`,
 scaled to the box) of an affine map of ``u_k``, so the network can be
 trained by backpropagation or by the lifted Bregman objective of the seed,
 
@@ -51,7 +51,7 @@ import numbers
 import odl  # noqa: F401  (the doctests use it)
 import torch
 
-from odl_genprior.activations import HardTanh, SoftThreshold
+from odl_genprior.bregman.activations import HardTanh, SoftThreshold
 from odl_genprior.bregman import bregman_loss, bregman_prox
 from odl_genprior.bridge import TorchOperator
 

@@ -2,7 +2,7 @@ r"""Lifted Bregman training of feed-forward networks (Wang and Benning, 2023).
 
 A network ``N(x) = sigma_L(W_L (... sigma_1(W_1 x + b_1) ...) + b_L)`` whose
 activations are proximal maps, ``sigma_l = prox_{Psi_l}``
-(`odl_genprior.activations`), is trained by minimising the *lifted* energy
+(`odl_genprior.bregman.activations`), is trained by minimising the *lifted* energy
 
     E(Theta, X) = 1/s sum_i sum_{l=1}^L B_{Psi_l}(x_l^i, W_l x_{l-1}^i + b_l)
 
@@ -47,7 +47,7 @@ import numbers
 
 import torch
 
-from odl_genprior.activations import Identity, get_activation
+from odl_genprior.bregman.activations import Identity, get_activation
 from odl_genprior.bregman import bregman_loss
 from odl_genprior.training import train
 

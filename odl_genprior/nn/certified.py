@@ -21,7 +21,7 @@ convolution; ``||W||`` is bounded from above by `conv_norm_bound` (the exact
 norm of the circular convolution on a padded grid, from the FFT of the
 kernel, which contains the zero-padded one), and the step is
 ``h = 2 sigmoid(a) / (S ||W||_bound^2)``, so the constraint holds after any
-optimizer step. Like `odl_genprior.unrolled.LearnedGradientDescent` the
+optimizer step. Like `odl_genprior.nn.unrolled.LearnedGradientDescent` the
 state carries ``memory`` extra channels (``s_0 = 0``); the gradient step
 acts on channel 0 only, so each step is nonexpansive in the whole state.
 
@@ -35,7 +35,7 @@ The step sizes are ``tau_k = (2 / ||A^* A||) sigmoid(t_k)``, with
     \prod_{j \ge k} \operatorname{Lip}(R_j)
     = \|A^*\| \sum_k \tau_k ,
 
-computed from the actual parameters; `odl_genprior.odenets.lipschitz_estimate`
+computed from the actual parameters; `odl_genprior.nn.odenets.lipschitz_estimate`
 gives the matching lower estimate (Jacobian power iteration and an
 adversarial search over pairs of data). Norms are the Euclidean norms of the
 tensors the network sees (``norm='space'``: the ``L^2`` norms of the ODL
@@ -53,9 +53,9 @@ import torch.nn.functional as F
 
 from odl_genprior import metrics
 from odl_genprior.bridge import TorchOperator, space_dtype, space_weight
-from odl_genprior.odenets import _activation, rk_step
+from odl_genprior.nn.odenets import _activation, rk_step
 from odl_genprior.training import train
-from odl_genprior.unrolled import _Unrolled
+from odl_genprior.nn.unrolled import _Unrolled
 
 __all__ = ('conv_norm_bound', 'ConvexPotentialLayer', 'NonexpansiveBlock',
            'CertifiedLearnedGradient', 'lipschitz_bound', 'train_certified',
@@ -159,7 +159,7 @@ class ConvexPotentialLayer(torch.nn.Module):
     ``h = 2 sigmoid(a) / (S ||W||_bound^2)`` with ``||W||_bound`` from
     `conv_norm_bound` for the input's image size and ``S`` the
     activation's Lipschitz constant. The step is one explicit Euler step
-    (`odl_genprior.odenets.rk_step`) of the gradient flow of a convex
+    (`odl_genprior.nn.odenets.rk_step`) of the gradient flow of a convex
     potential, so the layer is 1-Lipschitz whatever the parameters.
 
     Parameters
@@ -171,7 +171,7 @@ class ConvexPotentialLayer(torch.nn.Module):
     kernel_size : int, optional
         Odd.
     activation : {'relu', 'tanh', 'sigmoid'}, optional
-        Any of `odl_genprior.odenets.ACTIVATIONS` (``0 <= sigma' <= S``).
+        Any of `odl_genprior.nn.odenets.ACTIVATIONS` (``0 <= sigma' <= S``).
     step_fraction : float, optional
         Initial ``h / h_max`` in ``(0, 1)``.
 
@@ -326,7 +326,7 @@ class CertifiedLearnedGradient(_Unrolled):
     ``x <- x - tau_k A^*(A x - y)`` on channel 0, then
     ``z <- R_k(z)`` with a `NonexpansiveBlock` ``R_k``; the result is
     channel 0. The operator is scaled by ``1 / ||A||`` as in
-    `odl_genprior.unrolled` (the step is unchanged by that scaling).
+    `odl_genprior.nn.unrolled` (the step is unchanged by that scaling).
 
     Parameters
     ----------

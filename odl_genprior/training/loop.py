@@ -50,7 +50,8 @@ from tqdm.auto import tqdm
 __all__ = ('train', 'TrainResult', 'load_weights', 'read_metrics', 'seed_all',
            'recorded_command', 'read_run_config', 'export_run',
            'complete_runs', 'RunLock', 'RunInUseError',
-           'UnreadableFileError')
+           'UnreadableFileError', 'CONFIG', 'METRICS', 'CHECKPOINT',
+           'WEIGHTS', 'AUTOCAST')
 
 CONFIG = 'config.json'
 METRICS = 'metrics.csv'
@@ -507,7 +508,7 @@ class RunLock:
     ...         pass
     Traceback (most recent call last):
     ...
-    odl_genprior.training.RunInUseError: ... is in use by process ...
+    odl_genprior.training.loop.RunInUseError: ... is in use by process ...
     """
 
     NAME = '.lock'

@@ -1,6 +1,6 @@
 r"""The Fenchel-Bregman loss of a proximal activation, in ODL and in torch.
 
-For an activation ``sigma = prox_Psi`` (`odl_genprior.activations`),
+For an activation ``sigma = prox_Psi`` (`odl_genprior.bregman.activations`),
 
     B_Psi(y, z) = 1/2 ||y||^2 + Psi(y) + (1/2 ||.||^2 + Psi)^*(z) - <y, z>.
 
@@ -31,7 +31,7 @@ from odl.functionals import Functional
 from odl.solvers.nonsmooth.proximal_operators import (
     proximal_convex_conj, proximal_quadratic_perturbation)
 
-from odl_genprior.activations import _checked_space, get_activation
+from odl_genprior.bregman.activations import _checked_space, get_activation
 
 __all__ = ('BregmanLoss', 'BregmanLossZ', 'BregmanLossY', 'bregman_loss',
            'bregman_prox')

@@ -4,7 +4,7 @@ All samplers integrate from ``t = 1`` (a draw of the SDE's prior) down to
 ``t = eps`` on the uniform grid ``t_i = 1 - i (1 - eps) / steps`` and take
 a score function ``score(x, t)`` (``x`` of shape ``(B, ...)``, ``t`` of
 shape ``(B,)``), so a trained network and a closed-form score
-(`odl_genprior.sde.gaussian_score`) are used alike. With ``dt = t_{i+1} -
+(`odl_genprior.diffusion.sde.gaussian_score`) are used alike. With ``dt = t_{i+1} -
 t_i < 0`` (Song et al. 2021):
 
 * `euler_maruyama`: the reverse-time SDE
@@ -28,7 +28,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from odl_genprior.sde import SDE
+from odl_genprior.diffusion.sde import SDE
 
 __all__ = ('euler_maruyama', 'predictor_corrector', 'probability_flow',
            'time_grid', 'make_generator')
@@ -72,7 +72,7 @@ def time_grid(steps, eps=1e-3):
 
 def _start(sde, shape, x_init, generator, device, dtype):
     if not isinstance(sde, SDE):
-        raise TypeError(f'sde must be an odl_genprior.sde.SDE, got '
+        raise TypeError(f'sde must be an odl_genprior.diffusion.sde.SDE, got '
                         f'{type(sde).__name__}')
     if x_init is not None:
         x = torch.as_tensor(x_init)
@@ -160,7 +160,7 @@ _COMMON = """
         ``score(x, t)``, ``x`` of shape ``(B, ...)``, ``t`` of shape
         ``(B,)``; returns a tensor shaped like ``x``. It is called under
         ``torch.no_grad()`` (a score that needs autograd enables it).
-    sde : odl_genprior.sde.SDE
+    sde : odl_genprior.diffusion.sde.SDE
     shape : tuple of int
         ``(B, ...)``: the number of samples and the shape of one. Ignored
         (may be None) when ``x_init`` is given.
@@ -196,7 +196,7 @@ def euler_maruyama(score, sde, shape, steps=500, *, eps=1e-3,
     --------
     Samples of ``N(1, 0.25)`` from its exact perturbed score:
 
-    >>> from odl_genprior.sde import VPSDE, gaussian_score
+    >>> from odl_genprior.diffusion.sde import VPSDE, gaussian_score
     >>> sde = VPSDE()
     >>> s = gaussian_score(sde, 1.0, 0.25)
     >>> x = euler_maruyama(s, sde, (2000, 1), steps=100, generator=0)
@@ -230,7 +230,7 @@ def predictor_corrector(score, sde, shape, steps=500, *, snr=0.16,
 
     Examples
     --------
-    >>> from odl_genprior.sde import VESDE, gaussian_score
+    >>> from odl_genprior.diffusion.sde import VESDE, gaussian_score
     >>> sde = VESDE(0.01, 10.0)
     >>> s = gaussian_score(sde, -1.0, 1.0)
     >>> x = predictor_corrector(s, sde, (2000, 1), steps=100, generator=0)
@@ -270,7 +270,7 @@ def probability_flow(score, sde, shape, steps=500, *, method='heun',
 
     Examples
     --------
-    >>> from odl_genprior.sde import VPSDE, gaussian_score
+    >>> from odl_genprior.diffusion.sde import VPSDE, gaussian_score
     >>> sde = VPSDE()
     >>> s = gaussian_score(sde, 0.5, 4.0)
     >>> x = probability_flow(s, sde, (2000, 1), steps=30, generator=0)

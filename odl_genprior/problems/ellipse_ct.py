@@ -25,16 +25,16 @@ import tempfile
 import time
 import zipfile
 
-import odl
-
 import numpy as np
+import odl
 import torch
+from odl.applications import tomo
 
 from odl_genprior import data as _data
-from odl_genprior import metrics, problems
-from odl.applications import tomo
+from odl_genprior import metrics
 from odl_genprior.bridge import cache_dir, to_numpy
-from odl_genprior.problems import ForwardProblem
+from odl_genprior.problems import forward as problems
+from odl_genprior.problems.forward import ForwardProblem
 
 __all__ = ('SPLITS', 'EllipseCT', 'DivalEllipses', 'PROTOCOLS',
            'make_benchmark', 'cached_pairs', 'evaluate')

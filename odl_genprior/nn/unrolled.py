@@ -16,7 +16,7 @@ ASTRA ray transform, a blur, a matrix) works unchanged.
 
 Every image-space block is either ordinary (`ConvBlock`, `ConvNet`) or
 equivariant under rotations in a group ``C_N`` / ``D_N``
-(`odl_genprior.equivariant`), with the same channel counts. The operator is
+(`odl_genprior.nn.equivariant`), with the same channel counts. The operator is
 scaled by ``1 / ||A||`` inside (``||A||`` by ODL's power method, or given),
 so the same learning rate suits any operator. Every scheme starts from zeros
 (the papers) or, with ``start='fbp'``, from the data's filtered
@@ -46,7 +46,7 @@ class ConvBlock(torch.nn.Module):
     """conv -> ReLU -> residual block -> conv, the ordinary unrolling block.
 
     The residual block is ``relu(h + conv(relu(conv(h))))``; the same
-    structure as `odl_genprior.equivariant.EquivariantBlock`.
+    structure as `odl_genprior.nn.equivariant.EquivariantBlock`.
 
     Examples
     --------
@@ -118,7 +118,7 @@ def make_block(in_channels, out_channels, hidden_channels=32, group=None,
                  ConvNet(in_channels, out_channels, hidden_channels, 3,
                          kernel_size))
     else:
-        from odl_genprior.equivariant import EquivariantBlock, EquivariantCNN
+        from odl_genprior.nn.equivariant import EquivariantBlock, EquivariantCNN
         block = (EquivariantBlock(in_channels, out_channels, hidden_channels,
                                   group, kernel_size) if residual else
                  EquivariantCNN(in_channels, out_channels, hidden_channels, 3,
@@ -290,7 +290,7 @@ class LearnedForwardBackward(_Unrolled):
     separate weights: ``(dx, s_{k+1}) = B_k(x_k, A^T(A x_k - y), s_k)``,
     ``x_{k+1} = x_k + dx``, each ``B_k`` conv -> residual block -> conv,
     ordinary (`ConvBlock`) or equivariant under ``group``
-    (`~odl_genprior.equivariant.EquivariantBlock`), with the same channels.
+    (`~odl_genprior.nn.equivariant.EquivariantBlock`), with the same channels.
 
     Examples
     --------

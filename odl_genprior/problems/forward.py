@@ -26,7 +26,8 @@ from odl_genprior.bridge import TorchOperator, as_element, to_numpy
 
 __all__ = ('ForwardProblem', 'image_space', 'ray_transform', 'ct',
            'compressed_sensing', 'deblurring', 'inpainting', 'denoising',
-           'GaussianBlur', 'MatrixMultiply', 'phase_retrieval',
+           'GaussianBlur', 'MatrixMultiply', 'AbsMatrixMultiply',
+           'phase_retrieval',
            'relative_noise_std')
 
 
@@ -333,6 +334,61 @@ class MatrixMultiply(torch.nn.Module):
         return x.reshape(x.shape[0], -1) @ self.matrix.T
 
 
+class AbsMatrixMultiply(torch.nn.Module):
+    r"""``x -> |A x|`` on flattened samples, with ``A = M`` or ``M + i N``.
+
+    Computes ``sqrt((M x)^2 + (N x)^2 + eps)`` (``N = 0`` for a real
+    matrix): the modulus smoothed by ``eps`` so that it is differentiable
+    everywhere, with derivative 0 where ``A x = 0``.
+
+    Parameters
+    ----------
+    matrix : torch.Tensor
+        Real part ``M``, shape ``(m, n)``.
+    matrix_imag : torch.Tensor, optional
+        Imaginary part ``N``, same shape.
+    eps : float
+        Smoothing, added to the squared modulus; positive.
+
+    Examples
+    --------
+    >>> mod = AbsMatrixMultiply(torch.tensor([[1.0, 0.0], [0.0, -2.0]]),
+    ...                         eps=1e-12)
+    >>> mod(torch.tensor([[-3.0, 1.0]])).tolist()
+    [[3.0, 2.0]]
+    """
+
+    def __init__(self, matrix, matrix_imag=None, eps=1e-12):
+        super().__init__()
+        matrix = torch.as_tensor(matrix)
+        if matrix.ndim != 2:
+            raise ValueError(f'matrix must be 2D (m, n), got shape '
+                             f'{tuple(matrix.shape)}')
+        if matrix_imag is not None:
+            matrix_imag = torch.as_tensor(matrix_imag)
+            if matrix_imag.shape != matrix.shape:
+                raise ValueError(
+                    f'matrix_imag has shape {tuple(matrix_imag.shape)}, '
+                    f'matrix has shape {tuple(matrix.shape)}')
+        if not float(eps) > 0:
+            raise ValueError(f'eps must be positive, got {eps}')
+        self.register_buffer('matrix', matrix)
+        self.register_buffer('matrix_imag', matrix_imag)
+        self.eps = float(eps)
+
+    @property
+    def is_complex(self):
+        """Whether ``A`` has an imaginary part."""
+        return self.matrix_imag is not None
+
+    def forward(self, x):
+        t = x.reshape(x.shape[0], -1)
+        sq = (t @ self.matrix.T) ** 2
+        if self.matrix_imag is not None:
+            sq = sq + (t @ self.matrix_imag.T) ** 2
+        return torch.sqrt(sq + self.eps)
+
+
 class GaussianBlur(torch.nn.Module):
     """2D Gaussian blur, zero boundary, as a linear torch module.
 
@@ -443,7 +499,7 @@ def phase_retrieval(num_measurements=100, size=32, phantom='gaussian',
     r"""Phase retrieval ``b = |A x| + e`` with a Gaussian matrix ``A``.
 
     The operator ``x -> |A x|`` is a nonlinear `TorchOperator` of
-    `odl_genprior.recon.phase_retrieval.AbsMatrixMultiply`; its derivative
+    `AbsMatrixMultiply`; its derivative
     and the derivative's adjoint come from torch autograd. ``|t|`` is
     smoothed to ``sqrt(t^2 + eps)`` so that the derivative exists
     everywhere (at ``A x = 0`` it is 0); ``eps`` is added to the squared
@@ -495,8 +551,6 @@ def phase_retrieval(num_measurements=100, size=32, phantom='gaussian',
     >>> bool(np.allclose(p.operator(-x).asarray(), p.data.asarray()))
     True
     """
-    from odl_genprior.recon.phase_retrieval import AbsMatrixMultiply
-
     if not float(eps) > 0:
         raise ValueError(f'eps must be positive, got {eps}')
     rng = np.random.default_rng(seed)

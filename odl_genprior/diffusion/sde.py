@@ -4,7 +4,7 @@ Song, Sohl-Dickstein, Kingma, Kumar, Ermon and Poole (ICLR 2021) perturb
 data ``x(0) ~ p_0`` by an Ito SDE ``dx = f(x, t) dt + g(t) dw`` on
 ``t in [0, 1]`` whose marginals ``p_t`` go from the data to a simple prior
 ``p_1``. With the score ``grad_x log p_t`` known, the reverse-time SDE and
-the probability-flow ODE (`odl_genprior.samplers`) run the other way.
+the probability-flow ODE (`odl_genprior.diffusion.samplers`) run the other way.
 Both SDEs here have affine drift, so the transition kernel is Gaussian::
 
     p_t(x_t | x_0) = N(alpha(t) x_0, std(t)^2 I).
@@ -294,7 +294,7 @@ class DSMLoss:
 
     def __init__(self, sde, eps=1e-5):
         if not isinstance(sde, SDE):
-            raise TypeError(f'sde must be an odl_genprior.sde.SDE, got '
+            raise TypeError(f'sde must be an odl_genprior.diffusion.sde.SDE, got '
                             f'{type(sde).__name__}')
         self.sde = sde
         self.eps = float(eps)

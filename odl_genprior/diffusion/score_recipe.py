@@ -3,7 +3,7 @@
 A score recipe is a dict with ``kind='score'``, ``dataset`` ('ellipses' or
 'mnist'), ``size`` and the SDE and network options of `SCORE_DEFAULTS`.
 `odl_genprior.generators.recipes` builds, trains (`recipes.fit`, the
-package's training loop with the loss `odl_genprior.sde.DSMLoss`) and
+package's training loop with the loss `odl_genprior.diffusion.sde.DSMLoss`) and
 reloads it (`recipes.load_run`, `recipes.pretrained`) like every other
 recipe; this module holds the parts that are particular to score models.
 The model is an `EMAScore`: the trained `ScoreUNet` and the exponential
@@ -11,14 +11,13 @@ moving average of its weights, which is what it runs in eval mode.
 """
 import torch
 
-from odl_genprior.generators.score_unet import EMAScore, ScoreUNet
-from odl_genprior.sde import SDE, VESDE, VPSDE, DSMLoss, dsm_loss
+from odl_genprior.diffusion.score_unet import EMAScore, ScoreUNet
+from odl_genprior.diffusion.sde import SDE, VESDE, VPSDE, DSMLoss, dsm_loss
 
 __all__ = ('SCORE_DEFAULTS', 'SDE_KEYS', 'complete_score_recipe',
            'build_score_model', 'make_sde', 'score_training',
            'add_sde_arguments', 'add_score_arguments',
-           'recipe_from_arguments',
-           'train_from_arguments', 'main')
+           'recipe_from_arguments')
 
 #: Defaults of a score recipe; `complete_score_recipe` writes them out.
 SCORE_DEFAULTS = {'sde': 'vp', 'channels': [32, 64], 'embed_dim': 64,
@@ -267,65 +266,3 @@ def recipe_from_arguments(args):
     if args.dataset == 'mnist':
         recipe['size'] = None
     return complete_score_recipe(recipe)
-
-
-def train_from_arguments(args, command, prog=None):
-    """Train the score recipe of parsed options; returns an exit status.
-
-    ``command`` is recorded in ``config.json`` (see
-    `odl_genprior.training.recorded_command`). A wrong recipe prints an
-    error (after ``prog``, the name of the command) and returns 2.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> p = argparse.ArgumentParser()
-    >>> add_score_arguments(p)
-    >>> train_from_arguments(p.parse_args(['--out', 'run', '--size', '15']),
-    ...                      'command')
-    2
-    """
-    import sys
-
-    from odl_genprior.generators import recipes
-    try:
-        recipe = recipe_from_arguments(args)
-        build_score_model(recipe)
-    except (ValueError, TypeError) as err:
-        print(f'{prog or "score_recipe"}: error: {err}', file=sys.stderr)
-        return 2
-    recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                seed=args.seed, data_dir=args.data_dir,
-                progress=not args.quiet, resume=not args.no_resume,
-                command=command, checkpoint_every=args.checkpoint_every,
-                log_every=25)
-    print(f'weights, config.json and metrics.csv are in {args.out}')
-    return 0
-
-
-def main(argv=None):
-    """``python -m odl_genprior.generators.score_recipe``: train a score model.
-
-    The same options as ``odl-genprior train score``; running the same
-    command again resumes an interrupted run.
-    """
-    import argparse
-    import shlex
-    import sys
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(
-        prog='python -m odl_genprior.generators.score_recipe',
-        description='Train a ScoreUNet by denoising score matching on '
-                    'random ellipses or MNIST (seeded, checkpointed, '
-                    'resumable).')
-    add_score_arguments(parser)
-    args = parser.parse_args(argv)
-    command = ('python -m odl_genprior.generators.score_recipe '
-               + ' '.join(shlex.quote(a) for a in argv))
-    return train_from_arguments(args, command, parser.prog)
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from odl_genprior.sde import SDE
+from odl_genprior.diffusion.sde import SDE
 
 __all__ = ('ScoreUNet', 'EMAScore', 'GaussianFourierEmbedding',
            'SinusoidalEmbedding')
@@ -93,7 +93,7 @@ class ScoreUNet(nn.Module):
 
     Parameters
     ----------
-    sde : odl_genprior.sde.SDE
+    sde : odl_genprior.diffusion.sde.SDE
         Its ``marginal_std(t)`` divides the output.
     channels : (int, int)
         Feature channels at full and half resolution.
@@ -112,7 +112,7 @@ class ScoreUNet(nn.Module):
 
     Examples
     --------
-    >>> from odl_genprior.sde import VPSDE
+    >>> from odl_genprior.diffusion.sde import VPSDE
     >>> net = ScoreUNet(VPSDE(), channels=(8, 16), embed_dim=16)
     >>> net(torch.randn(2, 1, 28, 28), torch.rand(2)).shape
     torch.Size([2, 1, 28, 28])
@@ -124,7 +124,7 @@ class ScoreUNet(nn.Module):
                  embedding='fourier', in_channels=1):
         super().__init__()
         if not isinstance(sde, SDE):
-            raise TypeError(f'sde must be an odl_genprior.sde.SDE, got '
+            raise TypeError(f'sde must be an odl_genprior.diffusion.sde.SDE, got '
                             f'{type(sde).__name__}')
         if len(channels) != 2:
             raise ValueError(f'channels must be two ints (two resolution '
@@ -197,7 +197,7 @@ class EMAScore(nn.Module):
 
     Examples
     --------
-    >>> from odl_genprior.sde import VPSDE
+    >>> from odl_genprior.diffusion.sde import VPSDE
     >>> model = EMAScore(ScoreUNet(VPSDE(), channels=(8, 16), embed_dim=16),
     ...                  decay=0.5)
     >>> sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(

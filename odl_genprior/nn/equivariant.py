@@ -280,7 +280,7 @@ class EquivariantBlock(_TensorModule):
     conv (images -> regular fields) -> ReLU -> residual block
     (conv -> ReLU -> conv, plus the input, -> ReLU) -> conv (-> images).
     The ordinary counterpart with the same channel counts is
-    `odl_genprior.unrolled.ConvBlock`.
+    `odl_genprior.nn.unrolled.ConvBlock`.
 
     Parameters
     ----------

@@ -1,0 +1,73 @@
+"""Old module paths of odl_genprior, from before the layered layout.
+
+``import odl_genprior.ct_benchmark`` (and ``from odl_genprior import
+unrolled``) still work for one release: a finder on ``sys.meta_path`` gives
+the module at its new place, with a DeprecationWarning that names it.
+
+Examples
+--------
+>>> import warnings
+>>> with warnings.catch_warnings():
+...     warnings.simplefilter('ignore')
+...     import odl_genprior.unrolled as old
+>>> import odl_genprior.nn.unrolled as new
+>>> old is new
+True
+"""
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+#: old module -> new module (both full dotted names)
+MOVED = {f'odl_genprior.{old}': f'odl_genprior.{new}' for old, new in {
+    '_odl_compat': '_compat.odl_fixes',
+    'ct_benchmark': 'problems.ellipse_ct',
+    'htc2022': 'problems.htc2022',
+    'toy_data': 'data.toy',
+    'unrolled': 'nn.unrolled',
+    'equivariant': 'nn.equivariant',
+    'odenets': 'nn.odenets',
+    'certified': 'nn.certified',
+    'activations': 'bregman.activations',
+    'lifted_training': 'bregman.lifted_training',
+    'pnn': 'bregman.pnn',
+    'sde': 'diffusion.sde',
+    'samplers': 'diffusion.samplers',
+    'generators.score_unet': 'diffusion.score_unet',
+    'generators.score_recipe': 'diffusion.score_recipe',
+}.items()}
+
+
+class _Alias(importlib.abc.Loader):
+    """Loads an old name as the module at its new place (one object)."""
+
+    def __init__(self, new):
+        self.new = new
+
+    def create_module(self, spec):
+        warnings.warn(f'{spec.name} moved to {self.new}; import it from '
+                      'there', DeprecationWarning, stacklevel=2)
+        module = importlib.import_module(self.new)
+        self._spec = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        # already executed at its new place; importlib has just set
+        # __spec__ to the old name's spec: give the module its own back
+        module.__spec__ = self._spec
+
+
+class _MovedFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        new = MOVED.get(fullname)
+        if new is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, _Alias(new))
+
+
+def install():
+    """Put the finder on ``sys.meta_path`` (once)."""
+    if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MovedFinder())

@@ -1,0 +1,102 @@
+"""The package's layers: nothing imports upwards, no cycles between parts.
+
+Every import of every module (function-level ones too) is read with
+`ast`; a part may use only the parts below it (docs/architecture.md).
+"""
+import ast
+import pathlib
+
+import pytest
+
+import odl_genprior
+
+ROOT = pathlib.Path(odl_genprior.__file__).parent
+
+#: part -> the parts it may import (its own modules always)
+ALLOWED = {
+    '_compat': set(),
+    'bridge': set(),
+    'metrics': {'bridge'},
+    'training': set(),
+    'data': set(),
+    'problems': {'bridge', 'data', 'metrics'},
+    'diffusion': {'bridge', 'training'},
+    'nn': {'bridge', 'metrics', 'training'},
+    'bregman': {'bridge', 'training'},
+    'generators': {'_compat', 'bridge', 'data', 'training', 'diffusion'},
+    'recon': {'_compat', 'bridge', 'metrics', 'training', 'data', 'problems',
+              'generators', 'nn', 'bregman', 'diffusion'},
+    'cli': {'bridge', 'metrics', 'training', 'data', 'problems',
+            'generators', 'nn', 'bregman', 'diffusion', 'recon'},
+    '__main__': {'cli'},
+}
+
+
+def _part(module):
+    """``odl_genprior.recon.dip`` -> ``'recon'``; the root -> None."""
+    parts = module.split('.')
+    return parts[1] if len(parts) > 1 else None
+
+
+def _imports():
+    """(importing module, its part, imported part) for every import."""
+    for path in sorted(ROOT.rglob('*.py')):
+        rel = path.relative_to(ROOT.parent).with_suffix('')
+        module = '.'.join(rel.parts).removesuffix('.__init__')
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.split('.')[0] == 'odl_genprior'):
+                if node.module == 'odl_genprior':
+                    targets = [f'odl_genprior.{a.name}' for a in node.names]
+                else:
+                    targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names
+                           if a.name.startswith('odl_genprior.')]
+            for target in targets:
+                yield module, _part(module), _part(target)
+
+
+def test_every_part_is_placed():
+    found = {_part(m) for m, _, _ in _imports()} - {None}
+    assert found <= set(ALLOWED), found - set(ALLOWED)
+
+
+def test_nothing_imports_upwards():
+    wrong = sorted({(module, target) for module, part, target in _imports()
+                    if part is not None and target is not None
+                    and target != part and target not in ALLOWED[part]})
+    assert not wrong, f'imports against the layers: {wrong}'
+
+
+def test_layers_have_no_cycle():
+    # ALLOWED itself must be acyclic, so the rule above forbids cycles
+    order, seen = [], set()
+
+    def visit(part, stack):
+        if part in stack:
+            pytest.fail(f'cycle through {stack + [part]}')
+        if part in seen:
+            return
+        for below in ALLOWED[part]:
+            visit(below, stack + [part])
+        seen.add(part)
+        order.append(part)
+
+    for part in ALLOWED:
+        visit(part, [])
+    assert len(order) == len(ALLOWED)
+
+
+def test_old_module_paths_still_import():
+    import importlib
+    import warnings
+
+    from odl_genprior._compat.moved import MOVED
+    for old, new in MOVED.items():
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter('always')
+            assert importlib.import_module(old) is importlib.import_module(
+                new)
+        assert importlib.import_module(new).__spec__.name == new
