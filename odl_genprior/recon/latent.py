@@ -177,6 +177,19 @@ class _LatentReconstructor(Reconstructor):
         """The generator as an ODL operator into ``space``."""
         return generator_operator(self.generator, space, self.latent_dim)
 
+    def _set_iterations(self, niter, **weights):
+        """Check and set ``niter`` (latent steps per restart) and the
+        nonnegative weights (``lam``, ``mu``)."""
+        owner = type(self).__name__
+        for key, value in weights.items():
+            setattr(self, key, check_option(owner, key, value, minimum=0))
+        self.niter = check_option(owner, 'niter', niter, minimum=1,
+                                  integer=True)
+
+    def _units_per_restart(self):
+        """Progress-bar units of one restart."""
+        return self.niter
+
     # -- pieces used by the subclasses --
     def _minimize_z(self, f, z, niter, bar):
         """Run ODL's adam or BFGS on the latent functional ``f`` from ``z``."""
@@ -339,13 +352,7 @@ class LatentHard(_LatentReconstructor):
                  init_std=1.0, select='data_fit', callback=None):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
                          solver, learning_rate, select, callback)
-        self.lam = check_option(type(self).__name__, 'lam', lam,
-                                   minimum=0)
-        self.niter = check_option(type(self).__name__, 'niter', niter,
-                                  minimum=1, integer=True)
-
-    def _units_per_restart(self):
-        return self.niter
+        self._set_iterations(niter, lam=lam)
 
     def _run(self, problem, G, z, state, bar):
         A, y = problem.operator, problem.data
@@ -518,16 +525,9 @@ class LatentSparseDeviation(_LatentReconstructor):
                  seed=0, init_std=1.0, select='data_fit', callback=None):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
                          solver, learning_rate, select, callback)
-        self.lam = check_option(type(self).__name__, 'lam', lam,
-                                   minimum=0)
-        self.mu = check_option(type(self).__name__, 'mu', mu,
-                                   minimum=0)
-        self.niter = check_option(type(self).__name__, 'niter', niter,
-                                  minimum=1, integer=True)
-        self.u_iter = int(u_iter)
-
-    def _units_per_restart(self):
-        return self.niter
+        self._set_iterations(niter, lam=lam, mu=mu)
+        self.u_iter = check_option(type(self).__name__, 'u_iter', u_iter,
+                                   minimum=1, integer=True)
 
     def _prepare(self, problem, G):
         A = self._linear_operator(problem, 'LatentSparseDeviation')
@@ -606,16 +606,9 @@ class LatentSoft(_LatentReconstructor):
         if not float(lam) > 0:
             raise ValueError(f'lam must be positive (it couples x to G(z)), '
                              f'got {lam}')
-        self.lam = check_option(type(self).__name__, 'lam', lam,
-                                   minimum=0)
-        self.mu = check_option(type(self).__name__, 'mu', mu,
-                                   minimum=0)
-        self.niter = check_option(type(self).__name__, 'niter', niter,
-                                  minimum=1, integer=True)
-        self.x_iter = int(x_iter)
-
-    def _units_per_restart(self):
-        return self.niter
+        self._set_iterations(niter, lam=lam, mu=mu)
+        self.x_iter = check_option(type(self).__name__, 'x_iter', x_iter,
+                                   minimum=1, integer=True)
 
     def _prepare(self, problem, G):
         self._linear_operator(problem, 'LatentSoft')

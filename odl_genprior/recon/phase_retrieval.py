@@ -144,15 +144,11 @@ class GenerativePhaseRetrieval(_LatentReconstructor):
                  select='data_fit', callback=None):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
                          solver, learning_rate, select, callback)
-        if int(niter) < 1:
-            raise ValueError(f'niter must be >= 1, got {niter}')
-        if int(negation_every) < 1:
-            raise ValueError(f'negation_every must be >= 1, got '
-                             f'{negation_every}')
-        self.niter = int(niter)
-        self.lam = float(lam)
+        self._set_iterations(niter, lam=lam)
         self.negation = bool(negation)
-        self.negation_every = int(negation_every)
+        self.negation_every = check_option(
+            type(self).__name__, 'negation_every', negation_every, minimum=1,
+            integer=True)
         self.start = None if start is None else np.asarray(start, float)
         self._flips = []
 
@@ -163,9 +159,6 @@ class GenerativePhaseRetrieval(_LatentReconstructor):
 
     def _extras(self):
         return dict(super()._extras(), flips=list(self._flips))
-
-    def _units_per_restart(self):
-        return self.niter
 
     def _prepare(self, problem, G):
         if self.start is not None and self.start.size != G.domain.size:
