@@ -410,73 +410,109 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
         return _train(**locals())
 
 
-def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
-           batch_size, lr, optimizer, scheduler, step_fn, seed, shuffle,
-           val_data, val_metric, val_every, log_every, checkpoint_every,
-           clip_grad_norm, extra_state, callback, config, resume, progress,
-           names, ddp, autocast, **_):
-    rank, world, device = ddp.rank, ddp.world, ddp.device
-    if autocast not in AUTOCAST:
-        raise ValueError(f'autocast must be one of {AUTOCAST}, got '
-                         f'{autocast!r}')
-    if batch_size % world:
-        raise ValueError(f'batch_size {batch_size} does not split over '
-                         f'{world} processes')
-    local = batch_size // world
-    steps_per_epoch = train_data.n // batch_size
-    total = epochs * steps_per_epoch
-    checkpoint_every = checkpoint_every or steps_per_epoch
-    val_every = val_every or steps_per_epoch
-    extra_state = dict(extra_state or {})
-    for k, obj in extra_state.items():
-        if not (hasattr(obj, 'state_dict')
-                and hasattr(obj, 'load_state_dict')):
-            raise TypeError(f'extra_state[{k!r}] has no state_dict / '
-                            'load_state_dict')
+def _train(**options):
+    """One call of `train`, in named pieces (`_Run`)."""
+    return _Run(**options).run()
 
-    for m in models.values():
-        m.to(device)
-        m.train()
-    factories = _per_model(optimizer, names, 'optimizer')
-    opts = {}
-    for n in names:
-        params = [p for p in models[n].parameters() if p.requires_grad]
-        if not params:
-            raise ValueError(f'model {n!r} has no trainable parameters')
-        make = factories[n] or (lambda ps: torch.optim.Adam(
-            ps, lr=1e-3 if lr is None else lr))
-        opts[n] = make(params)
-        if not isinstance(opts[n], torch.optim.Optimizer):
-            raise TypeError(f'the optimizer factory for {n!r} returned '
-                            f'{type(opts[n]).__name__}, not an Optimizer')
-    scheds = {}
-    for n, make in _per_model(scheduler, names, 'scheduler').items():
-        if make is not None:
-            scheds[n] = make(opts[n])
 
-    run_config = _plain({
-        'format': _FORMAT, 'mode': 'step_fn' if step_fn else 'loss_fn',
-        'seed': seed, 'batch_size': batch_size, 'shuffle': bool(shuffle),
-        'epochs': epochs, 'steps_per_epoch': steps_per_epoch,
-        'n_train': train_data.n,
-        'n_val': _length(val_data),
-        'val_every': val_every if val_metric else None,
-        'clip_grad_norm': clip_grad_norm, 'log_every': log_every,
-        'checkpoint_every': checkpoint_every, 'world_size': world,
-        'autocast': autocast,
-        'models': {n: {'class': type(m).__name__,
-                       'parameters': sum(p.numel() for p in m.parameters())}
-                   for n, m in models.items()},
-        'optimizers': {n: _describe_optimizer(o) for n, o in opts.items()},
-        'schedulers': {n: type(s).__name__ for n, s in scheds.items()},
-        'extra_state': sorted(extra_state), 'user': config or {},
-        'argv': sys.argv, 'torch': torch.__version__,
-    })
+class _Run:
+    """The state of one `train` call and its pieces: the run folder, the
+    restore, one optimisation step, the evaluation, the checkpoint, the log
+    row and the loop that calls them."""
 
-    # -- out_dir: fresh run, resume, or refuse --
-    out = None if out_dir is None else Path(out_dir)
-    ckpt = None
-    if out is not None:
+    def __init__(self, *, models, model, loss_fn, train_data, out_dir,
+                 epochs, batch_size, lr, optimizer, scheduler, step_fn, seed,
+                 shuffle, val_data, val_metric, val_every, log_every,
+                 checkpoint_every, clip_grad_norm, extra_state, callback,
+                 config, resume, progress, names, ddp, autocast, **_):
+        self.rank, self.world, self.device = ddp.rank, ddp.world, ddp.device
+        if autocast not in AUTOCAST:
+            raise ValueError(f'autocast must be one of {AUTOCAST}, got '
+                             f'{autocast!r}')
+        if batch_size % self.world:
+            raise ValueError(f'batch_size {batch_size} does not split over '
+                             f'{self.world} processes')
+        self.models, self.model, self.names, self.ddp = (models, model,
+                                                         names, ddp)
+        self.loss_fn, self.step_fn, self.callback = loss_fn, step_fn, callback
+        self.train_data, self.val_data = train_data, val_data
+        self.val_metric, self.seed, self.shuffle = val_metric, seed, shuffle
+        self.epochs, self.batch_size = epochs, batch_size
+        self.local = batch_size // self.world
+        self.steps_per_epoch = train_data.n // batch_size
+        self.total = epochs * self.steps_per_epoch
+        self.checkpoint_every = checkpoint_every or self.steps_per_epoch
+        self.val_every = val_every or self.steps_per_epoch
+        self.log_every, self.clip_grad_norm = log_every, clip_grad_norm
+        self.autocast, self.progress, self.resume = autocast, progress, resume
+        self.extra_state = dict(extra_state or {})
+        for k, obj in self.extra_state.items():
+            if not (hasattr(obj, 'state_dict')
+                    and hasattr(obj, 'load_state_dict')):
+                raise TypeError(f'extra_state[{k!r}] has no state_dict / '
+                                'load_state_dict')
+        for m in models.values():
+            m.to(self.device)
+            m.train()
+        self.opts = self._optimizers(optimizer, lr)
+        self.scheds = {n: make(self.opts[n]) for n, make in _per_model(
+            scheduler, names, 'scheduler').items() if make is not None}
+        self.out = None if out_dir is None else Path(out_dir)
+        self.config = self._run_config(config)
+        self.checked = False  # the first checkpoint is read back once
+        # set by restore()
+        self.start, self.val_history, self.elapsed0 = 0, [], 0.0
+        self.log = None
+
+    # -- setup --
+    def _optimizers(self, optimizer, lr):
+        factories = _per_model(optimizer, self.names, 'optimizer')
+        opts = {}
+        for n in self.names:
+            params = [p for p in self.models[n].parameters()
+                      if p.requires_grad]
+            if not params:
+                raise ValueError(f'model {n!r} has no trainable parameters')
+            make = factories[n] or (lambda ps: torch.optim.Adam(
+                ps, lr=1e-3 if lr is None else lr))
+            opts[n] = make(params)
+            if not isinstance(opts[n], torch.optim.Optimizer):
+                raise TypeError(f'the optimizer factory for {n!r} returned '
+                                f'{type(opts[n]).__name__}, not an Optimizer')
+        return opts
+
+    def _run_config(self, user):
+        return _plain({
+            'format': _FORMAT,
+            'mode': 'step_fn' if self.step_fn else 'loss_fn',
+            'seed': self.seed, 'batch_size': self.batch_size,
+            'shuffle': bool(self.shuffle), 'epochs': self.epochs,
+            'steps_per_epoch': self.steps_per_epoch,
+            'n_train': self.train_data.n, 'n_val': _length(self.val_data),
+            'val_every': self.val_every if self.val_metric else None,
+            'clip_grad_norm': self.clip_grad_norm,
+            'log_every': self.log_every,
+            'checkpoint_every': self.checkpoint_every,
+            'world_size': self.world, 'autocast': self.autocast,
+            'models': {n: {'class': type(m).__name__,
+                           'parameters': sum(p.numel()
+                                             for p in m.parameters())}
+                       for n, m in self.models.items()},
+            'optimizers': {n: _describe_optimizer(o)
+                           for n, o in self.opts.items()},
+            'schedulers': {n: type(s).__name__
+                           for n, s in self.scheds.items()},
+            'extra_state': sorted(self.extra_state), 'user': user or {},
+            'argv': sys.argv, 'torch': torch.__version__,
+        })
+
+    # -- the run folder: fresh run, resume, or refuse --
+    def open_folder(self):
+        """Check ``out_dir`` against this run; return its checkpoint (None
+        for a fresh run) and write ``config.json``."""
+        out, ckpt = self.out, None
+        if out is None:
+            return None
         cfg_path = out / CONFIG
         ours = [f for f in (METRICS, CHECKPOINT, WEIGHTS)
                 if (out / f).exists()]
@@ -487,11 +523,11 @@ def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
                 'another out_dir')
         if cfg_path.exists():
             old = _read_config_file(cfg_path)
-            if not resume:
+            if not self.resume:
                 raise FileExistsError(
                     f'{out} already holds a training run ({CONFIG}); pass '
                     'resume=True to continue it, or choose another out_dir')
-            diff = _config_diff(old, run_config)
+            diff = _config_diff(old, self.config)
             if diff:
                 raise ValueError(
                     f'{out} holds a run with another configuration; not '
@@ -499,223 +535,262 @@ def _train(*, models, model, loss_fn, train_data, out_dir, epochs,
                     'delete this one). Differences: ' + '; '.join(diff))
             if (out / CHECKPOINT).exists():
                 ckpt = _load(out / CHECKPOINT)
-                if ckpt['step'] > total:
+                if ckpt['step'] > self.total:
                     raise ValueError(
                         f'the checkpoint in {out} is at step {ckpt["step"]}, '
-                        f'past the {total} steps of epochs={epochs}')
-        ddp.barrier()  # every process has read the old files
-        if rank == 0:
+                        f'past the {self.total} steps of epochs={self.epochs}')
+        self.ddp.barrier()  # every process has read the old files
+        if self.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             for f in (CONFIG, METRICS, CHECKPOINT, WEIGHTS):
                 for tmp in out.glob(f'.{f}.tmp-*'):  # left by a killed run
                     tmp.unlink()
-            _write_json(out / CONFIG, run_config)
+            _write_json(out / CONFIG, self.config)
+        return ckpt
 
     # -- state: fresh or from the checkpoint --
-    start, val_history, elapsed0 = 0, [], 0.0
-    if ckpt is None:
-        seed_all(_derive_seed(seed, rank))
-        for m in models.values():
-            ddp.broadcast_module(m)  # every process starts from rank 0's
-    else:
-        start, val_history = ckpt['step'], ckpt['val_history']
-        elapsed0 = ckpt['elapsed']
-        for n in names:
-            models[n].load_state_dict(ckpt['models'][n])
-            opts[n].load_state_dict(ckpt['optimizers'][n])
-        for n, s in scheds.items():
-            s.load_state_dict(ckpt['schedulers'][n])
-        for k, obj in extra_state.items():
-            obj.load_state_dict(ckpt['extra'][k])
-        if len(ckpt['rng']) == world:
-            _set_rng_state(ckpt['rng'][rank], device)
+    def restore(self, ckpt):
+        if ckpt is None:
+            seed_all(_derive_seed(self.seed, self.rank))
+            for m in self.models.values():
+                self.ddp.broadcast_module(m)  # all start from rank 0's
         else:
-            warnings.warn(
-                f'the checkpoint was written by {len(ckpt["rng"])} processes,'
-                f' this run has {world}: random states are reseeded, so the '
-                'run is not bit-identical to an uninterrupted one')
-            seed_all(_derive_seed(seed, rank, start))
+            self.start, self.val_history = ckpt['step'], ckpt['val_history']
+            self.elapsed0 = ckpt['elapsed']
+            for n in self.names:
+                self.models[n].load_state_dict(ckpt['models'][n])
+                self.opts[n].load_state_dict(ckpt['optimizers'][n])
+            for n, s in self.scheds.items():
+                s.load_state_dict(ckpt['schedulers'][n])
+            for k, obj in self.extra_state.items():
+                obj.load_state_dict(ckpt['extra'][k])
+            if len(ckpt['rng']) == self.world:
+                _set_rng_state(ckpt['rng'][self.rank], self.device)
+            else:
+                warnings.warn(
+                    f'the checkpoint was written by {len(ckpt["rng"])} '
+                    f'processes, this run has {self.world}: random states '
+                    'are reseeded, so the run is not bit-identical to an '
+                    'uninterrupted one')
+                seed_all(_derive_seed(self.seed, self.rank, self.start))
+        self.log = _MetricsLog(None if self.out is None
+                               else self.out / METRICS, self.rank)
+        self.log.start(self.start, None if ckpt is None
+                       else ckpt.get('metrics'))
 
-    log = _MetricsLog(None if out is None else out / METRICS, rank)
-    log.start(start, None if ckpt is None else ckpt.get('metrics'))
+    # -- gradients averaged over processes --
+    def sync_gradients(self):
+        """Average gradients inside every optimizer.step(), once per step
+        call, whoever calls it (this loop or a user's step_fn); returns
+        the hooks to remove."""
+        self.synced, hooks = set(), []
+        if self.world > 1:
+            def pre_hook(opt, args, kwargs):
+                if id(opt) not in self.synced:
+                    self.ddp.sync_grads(p for g in opt.param_groups
+                                        for p in g['params'])
+                self.synced.discard(id(opt))
 
-    # Average gradients inside every optimizer.step(), once per step call,
-    # whoever calls it (this loop or a user's step_fn).
-    synced, hooks = set(), []
-    if world > 1:
-        def pre_hook(opt, args, kwargs):
-            if id(opt) not in synced:
-                ddp.sync_grads(p for g in opt.param_groups
-                               for p in g['params'])
-            synced.discard(id(opt))
+            for o in self.opts.values():
+                hooks.append(o.register_step_pre_hook(pre_hook))
+        return hooks
 
-        for o in opts.values():
-            hooks.append(o.register_step_pre_hook(pre_hook))
-
-    model_arg = model
-    opt_arg = opts if isinstance(model, dict) else opts['model']
-    all_params = [p for o in opts.values() for g in o.param_groups
-                  for p in g['params']]
-
-    def default_step(batch):
-        for o in opts.values():
+    # -- one optimisation step with loss_fn --
+    def step(self, batch):
+        opts = self.opts.values()
+        for o in opts:
             o.zero_grad(set_to_none=True)
-        with torch.autocast(torch.device(device).type,
-                            dtype=getattr(torch, autocast or 'float32'),
-                            enabled=autocast is not None):
-            out_ = loss_fn(model_arg, batch)
+        with torch.autocast(torch.device(self.device).type,
+                            dtype=getattr(torch, self.autocast or 'float32'),
+                            enabled=self.autocast is not None):
+            out_ = self.loss_fn(self.model, batch)
         loss = out_['loss'] if isinstance(out_, dict) else out_
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError('loss_fn must return a scalar tensor (or a dict '
                             "with one under 'loss'), got "
                             f'{type(loss).__name__}')
         loss.backward()
-        if world > 1:
-            for o in opts.values():
-                ddp.sync_grads(p for g in o.param_groups for p in g['params'])
-                synced.add(id(o))
-        if clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(all_params, clip_grad_norm)
-        for o in opts.values():
+        if self.world > 1:
+            for o in opts:
+                self.ddp.sync_grads(p for g in o.param_groups
+                                    for p in g['params'])
+                self.synced.add(id(o))
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(
+                [p for o in opts for g in o.param_groups
+                 for p in g['params']], self.clip_grad_norm)
+        for o in opts:
             o.step()
         return out_
 
-    def validate():
-        modes = {n: m.training for n, m in models.items()}
-        for m in models.values():
+    # -- validation --
+    def evaluate(self):
+        modes = {n: m.training for n, m in self.models.items()}
+        for m in self.models.values():
             m.eval()
         try:
             with torch.no_grad():
-                value = val_metric(model_arg, val_data)
+                value = self.val_metric(self.model, self.val_data)
         finally:
-            for n, m in models.items():
+            for n, m in self.models.items():
                 m.train(modes[n])
         if isinstance(value, dict):
             return {str(k): float(v) for k, v in value.items()}
         return float(value)
 
-    def save(step, elapsed):
-        if out is None:
+    # -- checkpoint --
+    def checkpoint(self, step, elapsed):
+        if self.out is None:
             return
-        rng = ddp.gather(_rng_state(device))  # every process's own state
-        if rank != 0:
+        rng = self.ddp.gather(_rng_state(self.device))  # every process's
+        if self.rank != 0:
             return
         state = {
             'format': _FORMAT, 'step': step,
-            'epoch': step // steps_per_epoch, 'world_size': world,
-            'models': {n: m.state_dict() for n, m in models.items()},
-            'optimizers': {n: o.state_dict() for n, o in opts.items()},
-            'schedulers': {n: s.state_dict() for n, s in scheds.items()},
-            'extra': {k: o.state_dict() for k, o in extra_state.items()},
-            'rng': rng, 'val_history': val_history, 'elapsed': elapsed,
-            'metrics': log.rows,
+            'epoch': step // self.steps_per_epoch, 'world_size': self.world,
+            'models': {n: m.state_dict() for n, m in self.models.items()},
+            'optimizers': {n: o.state_dict() for n, o in self.opts.items()},
+            'schedulers': {n: s.state_dict()
+                           for n, s in self.scheds.items()},
+            'extra': {k: o.state_dict()
+                      for k, o in self.extra_state.items()},
+            'rng': rng, 'val_history': self.val_history, 'elapsed': elapsed,
+            'metrics': self.log.rows,
         }
-        _atomic_write(out / CHECKPOINT, lambda f: torch.save(state, f))
-        if not save.checked:  # fail now, not when resuming
+        path = self.out / CHECKPOINT
+        _atomic_write(path, lambda f: torch.save(state, f))
+        if not self.checked:  # fail now, not when resuming
             try:
-                _load(out / CHECKPOINT)
+                _load(path)
             except Exception as e:
                 raise TypeError(
                     'the checkpoint does not load with weights_only=True '
                     '(does extra_state or a scheduler hold non-tensor '
                     f'objects?): {e}') from e
-            save.checked = True
-    save.checked = False
+            self.checked = True
+
+    def write_weights(self, step):
+        """``weights.pt`` once more only if training advanced (or it is
+        missing); the loop always checkpoints its last step."""
+        out = self.out
+        if out is None or self.rank != 0 or not (
+                step > self.start or not (out / WEIGHTS).exists()):
+            return
+        weights = (self.models['model'].state_dict()
+                   if isinstance(self.model, torch.nn.Module) else
+                   {n: m.state_dict() for n, m in self.models.items()})
+        _atomic_write(out / WEIGHTS, lambda f: torch.save(weights, f))
+
+    # -- the log row of a step --
+    def log_row(self, step, elapsed):
+        row = {'step': step, 'epoch': (step - 1) // self.steps_per_epoch,
+               'time': round(elapsed, 3)}
+        self.last_losses = {k: sum(v) / len(v)
+                            for k, v in self.pending.items()}
+        row.update(self.last_losses)
+        self.pending = {}
+        if self.rank == 0 and self.val_history and (
+                self.val_history[-1][0] == step):
+            v = self.val_history[-1][1]
+            row.update({'val_' + k: x for k, x in v.items()}
+                       if isinstance(v, dict) else {'val': v})
+        self.history.append(row)
+        self.log.append(row)
+
+    def _losses(self, step, last_saved, losses):
+        """Mean over processes; a non-finite loss stops the run."""
+        keys = sorted(losses)
+        losses = dict(zip(keys, self.ddp.mean([losses[k] for k in keys])))
+        for k, v in losses.items():
+            if not math.isfinite(v):
+                raise FloatingPointError(
+                    f'{k} = {v} at step {step}; the checkpoint of step '
+                    f'{last_saved} is intact')
+            self.pending.setdefault(k, []).append(v)
+        return losses
 
     # -- the loop --
-    bar = tqdm(total=total, initial=start, disable=not progress or rank != 0,
-               desc='train', unit='step', dynamic_ncols=True)
-    t0 = time.perf_counter()
-    history, pending, last_losses = [], {}, {}
-    last_saved = start
-    step = start
-    try:
-        while step < total:
-            epoch = step // steps_per_epoch
-            order = _epoch_order(seed, epoch, train_data.n, shuffle)
-            for i in range(step % steps_per_epoch, steps_per_epoch):
-                idx = order[i * batch_size:(i + 1) * batch_size]
-                idx = idx[rank * local:(rank + 1) * local]
-                batch = _to_device(train_data.batch(idx), device)
-                if step_fn is None:
-                    losses = _losses_of(default_step(batch), False)
-                else:
-                    losses = _losses_of(
-                        step_fn(model_arg, opt_arg, batch, step), True)
-                synced.clear()
-                for s in scheds.values():
-                    s.step()
-                for m in models.values():
-                    ddp.broadcast_module(m, buffers_only=True)
-                step += 1
-                keys = sorted(losses)
-                losses = dict(zip(keys, ddp.mean([losses[k] for k in keys])))
-                for k, v in losses.items():
-                    if not math.isfinite(v):
-                        raise FloatingPointError(
-                            f'{k} = {v} at step {step}; the checkpoint of '
-                            f'step {last_saved} is intact')
-                    pending.setdefault(k, []).append(v)
-                val = None
-                if val_metric is not None and (step % val_every == 0
-                                               or step == total):
-                    val = validate() if rank == 0 else None
-                    val_history.append((step, val))
-                elapsed = elapsed0 + time.perf_counter() - t0
-                if step % log_every == 0 or step == total or (
-                        val_metric is not None and val_history
-                        and val_history[-1][0] == step):
-                    row = {'step': step,
-                           'epoch': (step - 1) // steps_per_epoch,
-                           'time': round(elapsed, 3)}
-                    last_losses = {k: sum(v) / len(v)
-                                   for k, v in pending.items()}
-                    row.update(last_losses)
-                    pending = {}
-                    if rank == 0 and val_history and val_history[-1][0] == (
-                            step):
-                        v = val_history[-1][1]
-                        row.update({'val_' + k: x for k, x in v.items()}
-                                   if isinstance(v, dict) else {'val': v})
-                    history.append(row)
-                    log.append(row)
-                if progress and rank == 0:
-                    post = {k: f'{v:.4g}' for k, v in losses.items()}
-                    if val is not None:
-                        post['val'] = (f'{val:.4g}' if not isinstance(
-                            val, dict) else str(val))
-                    bar.set_postfix(post, refresh=False)
-                    bar.update(1)
-                if callback is not None:
-                    callback({'step': step, 'epoch': epoch, 'losses': losses,
-                              'val': val, 'model': model_arg,
-                              'optimizer': opt_arg, 'rank': rank})
-                if step % checkpoint_every == 0 or step == total:
-                    save(step, elapsed)
-                    last_saved = step
-        # The loop always checkpoints its last step; weights.pt is written
-        # once more only if training advanced (or it is missing).
-        if out is not None and rank == 0 and (
-                step > start or not (out / WEIGHTS).exists()):
-            weights = (models['model'].state_dict()
-                       if isinstance(model, torch.nn.Module) else
-                       {n: m.state_dict() for n, m in models.items()})
-            _atomic_write(out / WEIGHTS, lambda f: torch.save(weights, f))
-        ddp.barrier()  # the files exist when any process returns
-    finally:
-        bar.close()
-        for h in hooks:
-            h.remove()
-    if not last_losses and history == [] and start:
-        rows = read_metrics(out) if out is not None and (
-            out / METRICS).exists() else []
-        last_losses = {k: v for k, v in (rows[-1] if rows else {}).items()
-                       if k not in ('step', 'epoch', 'time')
-                       and k != 'val' and not k.startswith('val_')}
-    # Process 0 alone validated; share its history so all return the same.
-    if world > 1 and val_metric is not None:
-        val_history = ddp.gather(val_history)[0]
-    return TrainResult(step=step, epoch=step // steps_per_epoch,
-                       resumed_from=start, losses=last_losses,
-                       val_history=[tuple(v) for v in val_history],
-                       history=history, out_dir=out)
+    def run(self):
+        self.restore(self.open_folder())
+        start, total, rank = self.start, self.total, self.rank
+        spe, bs = self.steps_per_epoch, self.batch_size
+        opt_arg = (self.opts if isinstance(self.model, dict)
+                   else self.opts['model'])
+        hooks = self.sync_gradients()
+        bar = tqdm(total=total, initial=start,
+                   disable=not self.progress or rank != 0, desc='train',
+                   unit='step', dynamic_ncols=True)
+        t0 = time.perf_counter()
+        self.history, self.pending, self.last_losses = [], {}, {}
+        last_saved = step = start
+        try:
+            while step < total:
+                epoch = step // spe
+                order = _epoch_order(self.seed, epoch, self.train_data.n,
+                                     self.shuffle)
+                for i in range(step % spe, spe):
+                    idx = order[i * bs:(i + 1) * bs]
+                    idx = idx[rank * self.local:(rank + 1) * self.local]
+                    batch = _to_device(self.train_data.batch(idx),
+                                       self.device)
+                    if self.step_fn is None:
+                        losses = _losses_of(self.step(batch), False)
+                    else:
+                        losses = _losses_of(self.step_fn(
+                            self.model, opt_arg, batch, step), True)
+                    self.synced.clear()
+                    for s in self.scheds.values():
+                        s.step()
+                    for m in self.models.values():
+                        self.ddp.broadcast_module(m, buffers_only=True)
+                    step += 1
+                    losses = self._losses(step, last_saved, losses)
+                    val = None
+                    if self.val_metric is not None and (
+                            step % self.val_every == 0 or step == total):
+                        val = self.evaluate() if rank == 0 else None
+                        self.val_history.append((step, val))
+                    elapsed = self.elapsed0 + time.perf_counter() - t0
+                    if step % self.log_every == 0 or step == total or (
+                            self.val_metric is not None and self.val_history
+                            and self.val_history[-1][0] == step):
+                        self.log_row(step, elapsed)
+                    if self.progress and rank == 0:
+                        post = {k: f'{v:.4g}' for k, v in losses.items()}
+                        if val is not None:
+                            post['val'] = (f'{val:.4g}' if not isinstance(
+                                val, dict) else str(val))
+                        bar.set_postfix(post, refresh=False)
+                        bar.update(1)
+                    if self.callback is not None:
+                        self.callback({'step': step, 'epoch': epoch,
+                                       'losses': losses, 'val': val,
+                                       'model': self.model,
+                                       'optimizer': opt_arg, 'rank': rank})
+                    if step % self.checkpoint_every == 0 or step == total:
+                        self.checkpoint(step, elapsed)
+                        last_saved = step
+            self.write_weights(step)
+            self.ddp.barrier()  # the files exist when any process returns
+        finally:
+            bar.close()
+            for h in hooks:
+                h.remove()
+        return self._result(step)
+
+    def _result(self, step):
+        out, last_losses = self.out, self.last_losses
+        if not last_losses and self.history == [] and self.start:
+            rows = read_metrics(out) if out is not None and (
+                out / METRICS).exists() else []
+            last_losses = {k: v for k, v in (rows[-1] if rows else {}).items()
+                           if k not in ('step', 'epoch', 'time')
+                           and k != 'val' and not k.startswith('val_')}
+        val_history = self.val_history
+        # Process 0 alone validated; share its history so all return it.
+        if self.world > 1 and self.val_metric is not None:
+            val_history = self.ddp.gather(val_history)[0]
+        return TrainResult(step=step, epoch=step // self.steps_per_epoch,
+                           resumed_from=self.start, losses=last_losses,
+                           val_history=[tuple(v) for v in val_history],
+                           history=self.history, out_dir=out)
