@@ -10,8 +10,8 @@ only the learned blocks cost. Alternating, medians. The last line is
 Beside them, what makes a CPU step cheaper, each against (a): (c) the step
 under ``torch.autocast(bfloat16)`` (``train(autocast='bfloat16')``,
 ``--autocast bfloat16``: convolutions in bfloat16, the operator and the
-weights in float32), (d) ``channels_last`` memory format for the image
-batches.
+weights in float32), (d) ``channels_last`` memory format for the
+network (its convolutions then run on NHWC batches), (e) both.
 
 Run: ``python benchmarks/train_step.py [--rounds 5] [--threads 2]``
 """
@@ -85,18 +85,21 @@ def main():
             memory_format=torch.channels_last)
         med = alternate([('a', step(shipped)), ('b', step(floor)),
                          ('c', step(shipped, autocast=True)),
-                         ('d', step(last))], args.rounds)
+                         ('d', step(last)),
+                         ('e', step(last, autocast=True))], args.rounds)
         r = med['a'] / med['b']
         name = scheme.upper() + (f'-{group}' if group else '')
         rows.append((name, f'{med["a"]:.3f}', f'{med["b"]:.3f}', f'{r:.3f}',
                      f'{med["c"] / med["a"]:.3f}',
-                     f'{med["d"] / med["a"]:.3f}'))
+                     f'{med["d"] / med["a"]:.3f}',
+                     f'{med["e"] / med["a"]:.3f}'))
         if scheme == 'lpd':
             ratio = r
     print(f'one Adam step, 128x128, 30 angles, batch {args.batch} (torch '
           f'threads: {torch.get_num_threads()})')
     table(rows, ('network', '(a) shipped s', '(b) floor s', 'a / b',
-                 '(c) bf16 / a', '(d) channels_last / a'))
+                 '(c) bf16 / a', '(d) channels_last / a',
+                 '(e) both / a'))
     print(f'ratio: {ratio:.3f}')
 
 
