@@ -134,6 +134,9 @@ def _construct(cls, *args, options):
     """``cls(*args, **options)``; an option it does not take is named."""
     import inspect
 
+    if 'callback' in options:
+        raise ValueError('--set callback: a callback is a Python function; '
+                         'the command line cannot set one')
     # an old option name (recon.base.renamed_options) replaces a default
     renames = getattr(cls.__init__, 'renamed_options', {})
     options = {renames.get(k, k): v for k, v in options.items()}
@@ -146,7 +149,10 @@ def _construct(cls, *args, options):
             raise ValueError(f'--set {unknown[0]}: {cls.__name__} has no '
                              f'option {unknown[0]!r}; its options are '
                              f'{", ".join(names)}')
-    return cls(*args, **options)
+    try:
+        return cls(*args, **options)
+    except TypeError as err:  # a --set value of the wrong type
+        raise ValueError(f'--set: {cls.__name__}: {err}') from None
 
 
 def _reconstruct(args):

@@ -226,7 +226,7 @@ def test_errors_name_the_problem():
         LatentHard(GEN16, K, solver='sgd')
     with pytest.raises(ValueError, match='restarts'):
         LatentHard(GEN16, K, restarts=0)
-    with pytest.raises(ValueError, match='lam must be positive'):
+    with pytest.raises(ValueError, match='lam must be > 0'):
         LatentSoft(GEN16, K, lam=0.0)
     with pytest.raises(TypeError, match='dtype'):  # float64 module
         generator_operator(make_generator(16).double(), p.space, K)

@@ -19,7 +19,7 @@ import torch
 from odl_genprior.bridge import to_numpy
 
 __all__ = ('Reconstructor', 'Result', 'NonFiniteResultError', 'check_option',
-           'renamed_options')
+           'check_flag', 'check_choice', 'renamed_options')
 
 
 @dataclasses.dataclass
@@ -138,6 +138,10 @@ class Reconstructor(abc.ABC):
                              f'{problem.operator.range!r}')
         if not np.all(np.isfinite(to_numpy(problem.data))):
             raise ValueError(f'{self.name}: data contains NaN or inf')
+        callback = getattr(self, 'callback', None)
+        if callback is not None and not callable(callback):
+            raise TypeError(f'{self.name}: callback must be callable, got '
+                            f'{type(callback).__name__}')
         x = self._reconstruct(problem, progress)
         if x not in problem.space:
             x = problem.space.element(x)
@@ -210,3 +214,43 @@ def check_option(owner, name, value, *, minimum=None, maximum=None,
                          f'{kind + " " if integer else ""}{rng}, got '
                          f'{value!r}')
     return int(number) if integer else number
+
+
+def check_flag(owner, name, value):
+    """``value`` as a bool, or a ValueError naming the option.
+
+    Accepts ``True``/``False`` (and 0/1); a string such as ``'no'`` would
+    otherwise count as true.
+
+    Examples
+    --------
+    >>> check_flag('TV', 'nonneg', 0)
+    False
+    >>> check_flag('TV', 'nonneg', 'no')
+    Traceback (most recent call last):
+    ...
+    ValueError: TV: nonneg must be True or False, got 'no'
+    """
+    if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f'{owner}: {name} must be True or False, got {value!r}')
+
+
+def check_choice(owner, name, value, choices):
+    """``value`` if it is one of ``choices``, else a ValueError naming the
+    option and the choices.
+
+    Examples
+    --------
+    >>> check_choice('DIP', 'fbp_filter', 'Hann', ('Hann', 'Ram-Lak'))
+    'Hann'
+    """
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable
+        ok = False
+    if not ok:
+        raise ValueError(f'{owner}: {name} must be one of '
+                         f'{", ".join(map(repr, choices))}, got {value!r}')
+    return value

@@ -9,7 +9,7 @@ import numpy as np
 import odl
 from odl.applications import tomo
 
-from odl_genprior.recon.base import Reconstructor, check_option
+from odl_genprior.recon.base import Reconstructor, check_flag, check_option
 
 __all__ = ('FBP', 'TV', 'Tikhonov', 'Lasso', 'WaveletL1')
 
@@ -110,7 +110,7 @@ class TV(Reconstructor):
             'TV', 'alpha', alpha, minimum=0)
         self.niter = check_option('TV', 'niter', niter, minimum=1,
                                   integer=True)
-        self.nonneg = bool(nonneg)
+        self.nonneg = check_flag('TV', 'nonneg', nonneg)
         self.callback = callback
 
     def _reconstruct(self, problem, progress):
@@ -435,7 +435,7 @@ class WaveletL1(Reconstructor):
         self.pad_mode = pad_mode
         self.niter = check_option('WaveletL1', 'niter', niter, minimum=1,
                                   integer=True)
-        self.nonneg = bool(nonneg)
+        self.nonneg = check_flag('WaveletL1', 'nonneg', nonneg)
         self.callback = callback
 
     def wavelet_operator(self, space):

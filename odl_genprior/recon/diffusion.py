@@ -51,7 +51,8 @@ from odl_genprior.diffusion import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device, space_device,
                                  space_dtype)
-from odl_genprior.recon.base import Reconstructor, renamed_options
+from odl_genprior.recon.base import (Reconstructor, check_flag,
+                                     check_option, renamed_options)
 from odl_genprior.diffusion.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
@@ -201,6 +202,14 @@ class _DiffusionSampling(Reconstructor):
                 n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f'n_samples must be a positive int, got '
                              f'{n_samples!r}')
+        own = type(self).__name__
+        seed = check_option(own, 'seed', seed, minimum=0, integer=True)
+        eps = check_option(own, 'eps', eps, minimum=0, maximum=1,
+                           open_minimum=True)
+        if sampler_options is not None and not isinstance(sampler_options,
+                                                          dict):
+            raise ValueError(f'{own}: sampler_options must be a dict, got '
+                             f'{sampler_options!r}')
         try:
             _samplers.time_grid(niter, eps)
         except ValueError as err:
@@ -218,8 +227,9 @@ class _DiffusionSampling(Reconstructor):
         self.seed = seed
         self.eps = eps
         self.sampler_options = dict(sampler_options or {})
-        self.batched_module = batched_module
-        self.matrix = bool(matrix)
+        self.batched_module = check_flag(own, 'batched_module',
+                                         batched_module)
+        self.matrix = check_flag(own, 'matrix', matrix)
         self._op_cache = None
         self.samples = None
         self.mean = None
@@ -400,16 +410,18 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
                  matrix=False, callback=None):
         super().__init__(score, sde, niter, sampler, n_samples, seed, eps,
                          sampler_options, batched_module, matrix, callback)
-        if prior_std is not None and not prior_std > 0:
-            raise ValueError(f'prior_std must be positive, got {prior_std}')
-        if noise_std is not None and noise_std < 0:
-            raise ValueError(f'noise_std must be >= 0, got {noise_std}')
-        self.guidance_scale = float(guidance_scale)
-        self.guidance_per_step = bool(guidance_per_step)
-        self.prior_std = prior_std
-        self.noise_std = noise_std
-        self.cg_niter = int(cg_niter)
-        self.cg_tol = float(cg_tol)
+        own = type(self).__name__
+        self.prior_std = None if prior_std is None else check_option(
+            own, 'prior_std', prior_std, minimum=0, open_minimum=True)
+        self.noise_std = None if noise_std is None else check_option(
+            own, 'noise_std', noise_std, minimum=0)
+        self.guidance_scale = check_option(own, 'guidance_scale',
+                                           guidance_scale, minimum=0)
+        self.guidance_per_step = check_flag(own, 'guidance_per_step',
+                                            guidance_per_step)
+        self.cg_niter = check_option(own, 'cg_niter', cg_niter, minimum=1,
+                                     integer=True)
+        self.cg_tol = check_option(own, 'cg_tol', cg_tol, minimum=0)
 
     def _conditional_score(self, problem, op, y):
         sde, prior_score = self.sde, self.score
@@ -497,14 +509,13 @@ batched_module, matrix, callback
                  batched_module=True, matrix=False, callback=None):
         super().__init__(score, sde, niter, sampler, n_samples, seed, eps,
                          sampler_options, batched_module, matrix, callback)
-        if not 0 <= weight <= 1:
-            raise ValueError(f'weight must lie in [0, 1], got {weight}')
-        if not delta >= 0:
-            raise ValueError(f'{self.name}: delta must be >= 0, got {delta}')
-        self.weight = float(weight)
-        self.delta = float(delta)
-        self.cg_niter = int(cg_niter)
-        self.cg_tol = float(cg_tol)
+        own = type(self).__name__
+        self.weight = check_option(own, 'weight', weight, minimum=0,
+                                   maximum=1)
+        self.delta = check_option(own, 'delta', delta, minimum=0)
+        self.cg_niter = check_option(own, 'cg_niter', cg_niter, minimum=1,
+                                     integer=True)
+        self.cg_tol = check_option(own, 'cg_tol', cg_tol, minimum=0)
 
     def _hook(self, problem, op, y):
         sde, lam, delta = self.sde, self.weight, self.delta

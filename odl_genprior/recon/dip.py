@@ -49,7 +49,9 @@ from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
 from odl_genprior.problems import relative_noise_std
-from odl_genprior.recon.base import Reconstructor, renamed_options
+from odl_genprior.recon.base import (Reconstructor, check_choice,
+                                     check_flag, check_option,
+                                     renamed_options)
 from odl_genprior.recon.classical import FBP
 
 __all__ = ('DeepImagePrior', 'pretrain_dip_network', 'ellipse_fbp_pairs')
@@ -158,23 +160,43 @@ class DeepImagePrior(Reconstructor):
         if early_stopping not in _RULES:
             raise ValueError(f'early_stopping must be one of {_RULES}, got '
                              f'{early_stopping!r}')
-        for key, value, low in (('niter', niter, 1), ('window', window, 2),
-                                ('patience', patience, 1),
-                                ('noise_channels', noise_channels, 1)):
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ValueError(f'{key} must be an int >= {low}, got '
-                                 f'{value!r}')
-        if not learning_rate > 0 or not alpha_tv >= 0 or not tau > 0:
-            raise ValueError(f'need learning_rate > 0, alpha_tv >= 0 and tau '
-                             f'> 0, got learning_rate={learning_rate}, '
-                             f'alpha_tv={alpha_tv}, tau={tau}')
+        own = 'DIP'
+        niter, window, patience, noise_channels = (
+            check_option(own, key, value, minimum=low, integer=True)
+            for key, value, low in (('niter', niter, 1), ('window', window, 2),
+                                    ('patience', patience, 1),
+                                    ('noise_channels', noise_channels, 1)))
+        learning_rate = check_option(own, 'learning_rate', learning_rate,
+                                     minimum=0, open_minimum=True)
+        alpha_tv = check_option(own, 'alpha_tv', alpha_tv, minimum=0)
+        tau = check_option(own, 'tau', tau, minimum=0, open_minimum=True)
+        noise_scale = check_option(own, 'noise_scale', noise_scale, minimum=0)
+        fbp_frequency_scaling = check_option(
+            own, 'fbp_frequency_scaling', fbp_frequency_scaling, minimum=0,
+            maximum=1, open_minimum=True)
+        check_choice(own, 'fbp_filter', fbp_filter, FBP.FILTERS)
+        seed = check_option(own, 'seed', seed, minimum=0, integer=True)
+        continue_after_stop = check_flag(own, 'continue_after_stop',
+                                         continue_after_stop)
         if callback is not None and not callable(callback):
             raise TypeError(f'callback must be callable, got '
                             f'{type(callback).__name__}')
         if warm_start is not None and not isinstance(
-                warm_start, (dict, str, os.PathLike)):
-            raise TypeError(f'warm_start must be a state_dict or a path, got '
-                            f'{type(warm_start).__name__}')
+                warm_start, (dict, os.PathLike)) and not (
+                isinstance(warm_start, str) and os.path.exists(warm_start)):
+            raise ValueError(f'DIP: warm_start must be a state_dict or the '
+                             f'path of a weights file, got {warm_start!r}')
+        if track is not None and not callable(track) and not hasattr(
+                track, 'space') and not isinstance(
+                track, (np.ndarray, torch.Tensor)):
+            raise ValueError(f'DIP: track must be a reference image (element, '
+                             f'array or tensor) or a callable, got {track!r}')
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f'DIP: device {device!r} is not a torch '
+                                 'device') from None
         self.network = network
         self.z0 = z0
         self.niter = int(niter)

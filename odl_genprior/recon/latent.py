@@ -603,9 +603,9 @@ class LatentSoft(_LatentReconstructor):
                  callback=None):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
                          solver, learning_rate, select, callback)
-        if not float(lam) > 0:
-            raise ValueError(f'lam must be positive (it couples x to G(z)), '
-                             f'got {lam}')
+        # lam > 0: it couples x to G(z)
+        check_option(type(self).__name__, 'lam', lam, minimum=0,
+                     open_minimum=True)
         self._set_iterations(niter, lam=lam, mu=mu)
         self.x_iter = check_option(type(self).__name__, 'x_iter', x_iter,
                                    minimum=1, integer=True)
