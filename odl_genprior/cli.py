@@ -325,27 +325,6 @@ def _demo(args):
     return 0
 
 
-def _train_score(args, command):
-    """``odl-genprior train score``: a ScoreUNet by denoising score matching."""
-    from odl_genprior.diffusion.score_recipe import (build_score_model,
-                                                     recipe_from_arguments)
-    from odl_genprior.generators import recipes
-    try:
-        recipe = recipe_from_arguments(args)
-        build_score_model(recipe)
-    except (ValueError, TypeError) as err:
-        print(f'odl-genprior train: error: {err}', file=sys.stderr)
-        return 2
-    recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                seed=args.seed, data_dir=args.data_dir,
-                progress=not args.quiet, resume=not args.no_resume,
-                command=command, checkpoint_every=args.checkpoint_every,
-                log_every=25)
-    print(f'weights, config.json and metrics.csv are in {args.out}')
-    return 0
-
-
 def _train_unrolled(args, command):
     from odl_genprior.recon.learned import build_unrolled, train_unrolled
 
@@ -449,6 +428,44 @@ def _train_learned_svd(args, command):
     return 0
 
 
+def _recipe(args):
+    """The recipe of ``train KIND`` (vae, ae, gan, cgnn, score) from the
+    options; a ValueError names an option that does not fit."""
+    from odl_genprior.generators import recipes
+    if args.kind == 'score':
+        from odl_genprior.diffusion.score_recipe import recipe_from_arguments
+        return recipe_from_arguments(args)
+    images = args.dataset != 'signals'
+    if args.dataset == 'mnist' and args.size not in (None, 28):
+        raise ValueError(f'--size {args.size}: MNIST images are 28x28 '
+                         '(--size is for ellipses and signals)')
+    if args.kind == 'cgnn' and images:
+        raise ValueError("kind 'cgnn' trains on 1D signals; pass --dataset "
+                         'signals')
+    if images:
+        # The image recipe keeps exactly its old keys (config.json of older
+        # runs must still match when they resume).
+        recipe = {'kind': args.kind, 'dataset': args.dataset,
+                  'latent_dim': args.latent_dim or 20,
+                  'arch': args.arch or 'conv',
+                  'size': 28 if args.dataset == 'mnist' else args.size or 64,
+                  'width': args.width or 64, 'hidden': args.hidden}
+        if args.beta is not None:
+            recipe['beta'] = args.beta
+        return recipe
+    # Unset options are filled by recipes.SIGNAL_DEFAULTS/CGNN_DEFAULTS.
+    recipe = {'kind': args.kind, 'dataset': 'signals',
+              'latent_dim': args.latent_dim, 'arch': args.arch,
+              'size': args.size, 'width': args.width,
+              'modes': args.modes, 'beta': args.beta}
+    if args.arch == 'mlp':
+        recipe['hidden'] = args.hidden
+    if args.kind == 'cgnn':
+        recipe.update(levels=args.levels, channels=args.channels,
+                      wavelet=args.wavelet, boundary=args.boundary)
+    return recipes.complete_recipe(recipe)
+
+
 def _train(args):
     import shlex
 
@@ -464,42 +481,8 @@ def _train(args):
             return 2
     if args.kind == 'learned-svd':
         return _train_learned_svd(args, command)
-    if args.kind == 'score':
-        return _train_score(args, command)
-
-    images = args.dataset != 'signals'
-    if args.dataset == 'mnist' and args.size not in (None, 28):
-        print(f'odl-genprior train: error: --size {args.size}: MNIST images '
-              'are 28x28 (--size is for ellipses and signals)',
-              file=sys.stderr)
-        return 2
-    if args.kind == 'cgnn' and images:
-        print("odl-genprior train: error: kind 'cgnn' trains on 1D signals; "
-              "pass --dataset signals", file=sys.stderr)
-        return 2
-    if images:
-        # The image recipe keeps exactly its old keys (config.json of older
-        # runs must still match when they resume).
-        recipe = {'kind': args.kind, 'dataset': args.dataset,
-                  'latent_dim': args.latent_dim or 20,
-                  'arch': args.arch or 'conv',
-                  'size': 28 if args.dataset == 'mnist' else args.size or 64,
-                  'width': args.width or 64, 'hidden': args.hidden}
-        if args.beta is not None:
-            recipe['beta'] = args.beta
-    else:
-        # Unset options are filled by recipes.SIGNAL_DEFAULTS/CGNN_DEFAULTS.
-        recipe = {'kind': args.kind, 'dataset': 'signals',
-                  'latent_dim': args.latent_dim, 'arch': args.arch,
-                  'size': args.size, 'width': args.width,
-                  'modes': args.modes, 'beta': args.beta}
-        if args.arch == 'mlp':
-            recipe['hidden'] = args.hidden
-        if args.kind == 'cgnn':
-            recipe.update(levels=args.levels, channels=args.channels,
-                          wavelet=args.wavelet, boundary=args.boundary)
-        recipe = recipes.complete_recipe(recipe)
     try:
+        recipe = _recipe(args)
         recipes.build_model(recipe)  # wrong sizes: an error, not a traceback
     except (ValueError, TypeError) as err:
         print(f'odl-genprior train: error: {err}', file=sys.stderr)
@@ -509,7 +492,8 @@ def _train(args):
                 seed=args.seed, data_dir=args.data_dir,
                 progress=not args.quiet,
                 resume=args.resume or not args.no_resume,
-                command=command, checkpoint_every=args.checkpoint_every)
+                command=command, checkpoint_every=args.checkpoint_every,
+                log_every=25 if args.kind == 'score' else 50)
     print(f'weights, config.json and metrics.csv are in {args.out}')
     return 0
 

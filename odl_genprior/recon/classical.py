@@ -9,7 +9,8 @@ import numpy as np
 import odl
 from odl.applications import tomo
 
-from odl_genprior.recon.base import Reconstructor, check_flag, check_option
+from odl_genprior.recon.base import (Reconstructor, check_choice,
+                                     check_flag, check_option)
 
 __all__ = ('FBP', 'TV', 'Tikhonov', 'Lasso', 'WaveletL1')
 
@@ -38,10 +39,8 @@ class FBP(Reconstructor):
     FILTERS = ('Ram-Lak', 'Shepp-Logan', 'Cosine', 'Hamming', 'Hann')
 
     def __init__(self, filter_type='Hann', frequency_scaling=0.6):
-        if filter_type not in self.FILTERS:
-            raise ValueError(f'FBP: filter_type must be one of {self.FILTERS},'
-                             f' got {filter_type!r}')
-        self.filter_type = filter_type
+        self.filter_type = check_choice('FBP', 'filter_type', filter_type,
+                                        self.FILTERS)
         self.frequency_scaling = check_option(
             'FBP', 'frequency_scaling', frequency_scaling, minimum=0,
             maximum=1, open_minimum=True)

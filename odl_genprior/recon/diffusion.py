@@ -51,8 +51,9 @@ from odl_genprior.diffusion import samplers as _samplers
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  as_tensor, module_device, space_device,
                                  space_dtype)
-from odl_genprior.recon.base import (Reconstructor, check_flag,
-                                     check_option, renamed_options)
+from odl_genprior.recon.base import (Reconstructor, check_choice,
+                                     check_flag, check_option,
+                                     renamed_options)
 from odl_genprior.diffusion.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
@@ -195,9 +196,8 @@ class _DiffusionSampling(Reconstructor):
         if not isinstance(sde, SDE):
             raise TypeError(f'sde must be an odl_genprior.diffusion.sde.SDE, got '
                             f'{type(sde).__name__}')
-        if sampler not in _SAMPLERS:
-            raise ValueError(f'sampler must be one of {sorted(_SAMPLERS)}, '
-                             f'got {sampler!r}')
+        check_choice(type(self).__name__, 'sampler', sampler,
+                     sorted(_SAMPLERS))
         if isinstance(n_samples, bool) or not isinstance(
                 n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f'n_samples must be a positive int, got '
@@ -215,9 +215,6 @@ class _DiffusionSampling(Reconstructor):
         except ValueError as err:
             raise ValueError(f'{self.name}: {err}'.replace(
                 'steps', 'niter')) from None
-        if callback is not None and not callable(callback):
-            raise TypeError(f'{self.name}: callback must be callable, got '
-                            f'{type(callback).__name__}')
         self.score = score
         self.sde = sde
         self.niter = niter

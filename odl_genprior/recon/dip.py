@@ -157,10 +157,8 @@ class DeepImagePrior(Reconstructor):
                              f'{tuple(z0.shape)}')
         if early_stopping == 'none':
             early_stopping = None
-        if early_stopping not in _RULES:
-            raise ValueError(f'early_stopping must be one of {_RULES}, got '
-                             f'{early_stopping!r}')
         own = 'DIP'
+        check_choice(own, 'early_stopping', early_stopping, _RULES)
         niter, window, patience, noise_channels = (
             check_option(own, key, value, minimum=low, integer=True)
             for key, value, low in (('niter', niter, 1), ('window', window, 2),
@@ -178,9 +176,6 @@ class DeepImagePrior(Reconstructor):
         seed = check_option(own, 'seed', seed, minimum=0, integer=True)
         continue_after_stop = check_flag(own, 'continue_after_stop',
                                          continue_after_stop)
-        if callback is not None and not callable(callback):
-            raise TypeError(f'callback must be callable, got '
-                            f'{type(callback).__name__}')
         if warm_start is not None and not isinstance(
                 warm_start, (dict, os.PathLike)) and not (
                 isinstance(warm_start, str) and os.path.exists(warm_start)):

@@ -29,7 +29,7 @@ import torch
 from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
 from odl_genprior.recon.base import (NonFiniteResultError, Reconstructor,
-                                     check_option)
+                                     check_choice, check_option)
 
 __all__ = ('LatentResult', 'LatentHard', 'LatentSparseDeviation',
            'LatentSoft', 'generator_operator')
@@ -145,13 +145,9 @@ class _LatentReconstructor(Reconstructor):
         if not isinstance(generator, (torch.nn.Module, odl.Operator)):
             raise TypeError(f'generator must be a torch.nn.Module or an '
                             f'odl.Operator, got {type(generator).__name__}')
-        if solver not in _SOLVERS:
-            raise ValueError(f'solver must be one of {_SOLVERS}, got '
-                             f'{solver!r}')
-        if select not in _SELECT:
-            raise ValueError(f'select must be one of {_SELECT}, got '
-                             f'{select!r}')
         name = type(self).__name__
+        check_choice(name, 'solver', solver, _SOLVERS)
+        check_choice(name, 'select', select, _SELECT)
         self.generator = generator
         self.latent_dim = None if latent_dim is None else check_option(
             name, 'latent_dim', latent_dim, minimum=1, integer=True)

@@ -29,7 +29,7 @@ from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.recon.base import (Reconstructor, check_option,
                                      renamed_options)
 from odl_genprior.problems.forward import AbsMatrixMultiply
-from odl_genprior.recon.latent import _LatentReconstructor
+from odl_genprior.recon.latent import _LatentReconstructor, _combine
 
 __all__ = ('AbsMatrixMultiply', 'GenerativePhaseRetrieval', 'WirtingerFlow',
            'relative_error_up_to_sign')
@@ -382,10 +382,7 @@ class WirtingerFlow(Reconstructor):
         scaled = (self.step_size / norm0 ** 2) * loss
         line_search = odl.solvers.BacktrackingLineSearch(
             scaled, tau=0.5, discount=1e-4, max_num_iter=40)
-        callback = bar
-        if self.callback is not None:
-            callback = (self.callback if bar is None
-                        else bar & self.callback)
+        callback = _combine(bar, self.callback)
         try:
             with LineSearchStall() as run:
                 odl.solvers.steepest_descent(

@@ -455,6 +455,8 @@ class _Run:
             m.to(self.device)
             m.train()
         self.opts = self._optimizers(optimizer, lr)
+        self.params = [p for o in self.opts.values() for g in o.param_groups
+                       for p in g['params']]  # for clip_grad_norm
         self.scheds = {n: make(self.opts[n]) for n, make in _per_model(
             scheduler, names, 'scheduler').items() if make is not None}
         self.out = None if out_dir is None else Path(out_dir)
@@ -616,9 +618,7 @@ class _Run:
                                     for p in g['params'])
                 self.synced.add(id(o))
         if self.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(
-                [p for o in opts for g in o.param_groups
-                 for p in g['params']], self.clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
         for o in opts:
             o.step()
         return out_
