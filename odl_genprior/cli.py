@@ -325,9 +325,119 @@ def _demo(args):
     return 0
 
 
+def _train_limited_angle(args, command):
+    from odl_genprior.recon.limited_angle import (build_limited_angle,
+                                                  train_limited_angle)
+
+    if args.scheme not in ('lpd', 'lfb'):
+        print(f'odl-genprior train: error: --protocol htc2022 trains lpd or '
+              f'lfb, not {args.scheme!r}', file=sys.stderr)
+        return 2
+    config = {'scheme': args.scheme, 'group': args.group,
+              'htc2022': {'size': args.size or 128,
+                          'angle_step': args.angle_step}}
+    if args.width is not None:
+        config['hidden_channels'] = args.width
+    if args.iterations is not None:
+        config['n_iter'] = args.iterations
+    try:
+        build_limited_angle(config)
+    except (ValueError, TypeError) as err:
+        print(f'odl-genprior train: error: {err}', file=sys.stderr)
+        return 2
+    train_limited_angle(config, args.out, n_train=args.n_train,
+                        n_val=args.n_val, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, progress=not args.quiet,
+                        resume=args.resume or not args.no_resume,
+                        command=command,
+                        checkpoint_every=args.checkpoint_every,
+                        autocast=args.autocast)
+    print(f'weights, config.json and metrics.csv are in {args.out}; '
+          f'reconstruct with: odl-genprior htc2022 FILE.mat --method '
+          f'{args.out}')
+    return 0
+
+
+def _htc2022(args):
+    """Reconstruct and segment one file in the HTC2022 challenge's format."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from odl_genprior.problems import htc2022
+    from odl_genprior.recon import FBP, TV
+    from odl_genprior.recon.limited_angle import (
+        LimitedAngleCT, list_pretrained_limited_angle)
+
+    path = Path(args.file)
+    if path.suffix.lower() != '.mat':
+        raise ValueError(f'{path} is not a .mat file (the challenge\'s '
+                         'format: a struct with sinogram and parameters)')
+    _, angles, _ = htc2022.read_challenge_file(path)
+    step = float(angles[1] - angles[0]) if angles.size > 1 else 1.0
+    problem = htc2022.load_challenge_file(
+        path, size=args.size, angle_step=max(1, int(round(1.0 / step))),
+        det_binning=4)
+    shipped = list_pretrained_limited_angle()
+    name = args.method or (shipped[0] if shipped else 'tv')
+    if name == 'fbp':
+        method = FBP(filter_type='Hann', frequency_scaling=0.8)
+    elif name == 'tv':
+        method = TV(alpha=1e-2, niter=200, nonneg=True)
+    else:
+        method = LimitedAngleCT(name)
+    x = method(problem, progress=not args.quiet).asarray()
+    seg = htc2022.segment(htc2022.resample(x, (512, 512)),
+                          getattr(method, 'threshold', None))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / f'{path.stem}_recon.npy', x)
+    from PIL import Image
+    # The organisers' arrays lie like ours: row i of the PNG is x[i].
+    Image.fromarray((255 * seg).astype(np.uint8)).save(out / f'{path.stem}.png')
+    span = angles[-1] - angles[0]
+    print(f'{path.name}: {angles.size} angles over {span:g} deg from '
+          f'{angles[0]:g}; {method.name}; wrote {out / (path.stem + ".png")} '
+          f'(512x512 segmentation) and {path.stem}_recon.npy')
+    if args.reference:
+        truth = _reference_segmentation(args.reference)
+        print(f'MCC against {Path(args.reference).name}: '
+              f'{htc2022.mcc(seg, truth):.4f}')
+    return 0
+
+
+def _reference_segmentation(path):
+    """A 512x512 reference segmentation from a .mat (any 2D array) or PNG."""
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'reference {path} not found')
+    if path.suffix.lower() == '.png':
+        from PIL import Image
+        arr = np.asarray(Image.open(path))
+    else:
+        from odl_genprior.problems.htc2022 import _read_mat
+        mat = _read_mat(path)
+        arrays = [v for k, v in mat.items() if not k.startswith('__')
+                  and np.ndim(v) == 2]
+        if not arrays:
+            raise ValueError(f'{path} holds no 2D array (a segmentation)')
+        arr = np.asarray(arrays[0])
+    if arr.ndim != 2 or arr.shape != (512, 512):
+        raise ValueError(f'reference {path} has shape {arr.shape}, not '
+                         '(512, 512)')
+    return arr > 0
+
+
 def _train_unrolled(args, command):
     from odl_genprior.recon.learned import build_unrolled, train_unrolled
 
+    if args.protocol == 'htc2022':
+        return _train_limited_angle(args, command)
     if args.protocol == 'dival':
         # DIVal's ellipses: its own seeds and geometry (parallel beam).
         if args.geometry != 'parallel' or args.data_seed != 0:
@@ -611,6 +721,26 @@ def build_parser():
     rc.add_argument('--quiet', action='store_true')
     rc.set_defaults(func=_reconstruct)
 
+    htc = sub.add_parser(
+        'htc2022', help='reconstruct and segment an HTC2022 file (.mat)',
+        description='Reads a sinogram in the HTC2022 challenge format (full '
+                    'or limited angles, geometry from the file), '
+                    'reconstructs it on a --size grid, segments it and '
+                    'writes DIR/<name>_recon.npy and DIR/<name>.png (the '
+                    '512x512 segmentation in the challenge orientation); '
+                    'with --reference prints the MCC.')
+    htc.add_argument('file', help='a .mat file in the challenge format')
+    htc.add_argument('--method', default=None,
+                     help="'fbp', 'tv', a shipped limited-angle network or "
+                          'a run folder (default: the first shipped network)')
+    htc.add_argument('--out', default='.', help='output folder (default .)')
+    htc.add_argument('--reference', default=None,
+                     help='reference segmentation (.mat or 512x512 .png)')
+    htc.add_argument('--size', type=_positive_int, default=128,
+                     help='reconstruction grid (default 128)')
+    htc.add_argument('--quiet', action='store_true')
+    htc.set_defaults(func=_htc2022)
+
     tr = sub.add_parser(
         'train', help='train a generator (VAE, autoencoder, WGAN-GP, CGNN) '
                       'or an unrolled CT network',
@@ -647,11 +777,15 @@ def build_parser():
     tr.add_argument('--noise', type=_nonnegative_float, default=None,
                     help='unrolled: relative Gaussian noise (default 0.05; '
                          'DIVal protocol 0.025)')
-    tr.add_argument('--protocol', choices=('ellipse', 'dival'),
+    tr.add_argument('--protocol', choices=('ellipse', 'dival', 'htc2022'),
                     default='ellipse',
-                    help="unrolled: the package's ellipse CT benchmark or "
+                    help="unrolled: the package's ellipse CT benchmark, "
                          "DIVal's ellipses data set (128x128 over [-64, 64]^2,"
-                         " 400x400 simulation)")
+                         " 400x400 simulation) or simulated HTC2022 "
+                         'limited-angle data (one network for 30-90 degrees)')
+    tr.add_argument('--angle-step', type=_positive_float, default=1.0,
+                    help='unrolled, --protocol htc2022: degrees between the '
+                         'angles of the fixed operator (default 1)')
     tr.add_argument('--start', choices=('zero', 'fbp'), default=None,
                     help="unrolled: the scheme's starting image, zeros "
                          "(default, the papers) or the data's FBP (DIVal's "

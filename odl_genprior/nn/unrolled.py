@@ -187,14 +187,42 @@ class _Unrolled(torch.nn.Module):
             self._fbp = OperatorLayer(fbp, batching='loop', cache=False)
 
     def A(self, x):
-        """``A x / ||A||`` on a batch ``(B, C, H, W)`` (channels kept)."""
-        return self._A(x) / self.opnorm
+        """``A x / ||A||`` on a batch ``(B, C, H, W)`` (channels kept).
+
+        Inside a forward pass with a row ``mask``: ``M A x / ||A||``.
+        """
+        out = self._A(x) / self.opnorm
+        return out if self._mask is None else out * self._mask
 
     def At(self, y):
-        """``A^T y / ||A||`` on a batch ``(B, C, *data_shape)``."""
+        """``A^T y / ||A||`` on a batch ``(B, C, *data_shape)``.
+
+        Inside a forward pass with a row ``mask``: ``A^T M y / ||A||``.
+        """
+        if self._mask is not None:
+            y = y * self._mask
         return self._At(y) / self.opnorm
 
-    def _check(self, y):
+    _mask = None
+
+    def _set_mask(self, mask, y):
+        """Keep ``mask`` (``(B, angles)``: 1 on measured rows) for A and At.
+
+        Limited data as rows of one fixed operator: ``M A`` is the forward
+        operator of the rows kept, ``A^T M`` its adjoint.
+        """
+        if mask is None:
+            self._mask = None
+            return
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != \
+                (y.shape[0], self.data_shape[0]):
+            raise ValueError(
+                f'{type(self).__name__}: mask must be a tensor of shape '
+                f'(batch, {self.data_shape[0]}) (one flag per data row), got '
+                f'{getattr(mask, "shape", type(mask).__name__)}')
+        self._mask = mask.to(y.dtype)[:, None, :, None]
+
+    def _check(self, y, mask=None):
         if not isinstance(y, torch.Tensor):
             raise TypeError(f'{type(self).__name__} expects a torch.Tensor, '
                             f'got {type(y).__name__}')
@@ -204,7 +232,9 @@ class _Unrolled(torch.nn.Module):
                 f'{type(self).__name__}: data must have shape (batch, '
                 f'{", ".join(map(str, self.data_shape))}) (the range of '
                 f'{self.operator!r}), got {tuple(y.shape)}')
-        return y[:, None] / self.opnorm
+        self._set_mask(mask, y)
+        y = y[:, None] / self.opnorm
+        return y if self._mask is None else y * self._mask
 
     def initial(self, y, channels=1):
         """The starting image ``(B, channels, H, W)`` for scaled data ``y``.
@@ -272,8 +302,9 @@ class LearnedGradientDescent(_Unrolled):
             make_block(2 + memory, 1 + memory, hidden_channels, group,
                        residual=False) for _ in range(n_iter))
 
-    def forward(self, y):
-        y = self._check(y)
+    def forward(self, y, mask=None):
+        """Reconstruct a batch ``y``; ``mask`` ``(B, angles)`` keeps rows."""
+        y = self._check(y, mask)
         b = y.shape[0]
         x = self.initial(y)
         s = y.new_zeros((b, self.memory) + self.image_shape)
@@ -353,8 +384,9 @@ class LearnedPrimalDual(_Unrolled):
             make_block(n_primal + 1, n_primal, hidden_channels, group,
                        residual=False) for _ in range(n_iter))
 
-    def forward(self, y):
-        y = self._check(y)
+    def forward(self, y, mask=None):
+        """Reconstruct a batch ``y``; ``mask`` ``(B, angles)`` keeps rows."""
+        y = self._check(y, mask)
         b = y.shape[0]
         f = self.initial(y, self.n_primal)
         h = y.new_zeros((b, self.n_dual) + self.data_shape)

@@ -44,7 +44,8 @@ __all__ = ('HTC2022_ENV', 'PHANTOMS', 'SOURCE_ORIGIN', 'SOURCE_DETECTOR',
            'NUM_DETECTORS', 'DETECTOR_PIXEL', 'EFFECTIVE_PIXEL',
            'htc2022_directory', 'htc2022_space', 'htc2022_ray_transform',
            'load_sinogram', 'load_reference', 'load_htc2022', 'segment',
-           'mcc', 'score', 'disc_phantom')
+           'read_challenge_file', 'load_challenge_file',
+           'mcc', 'score', 'resample', 'disc_phantom')
 
 HTC2022_ENV = 'ODL_GENPRIOR_HTC2022'
 PHANTOMS = ('ta', 'tb', 'tc', 'td', 'solid_disc')
@@ -123,7 +124,9 @@ def _check_angles(angles_deg):
     return angles
 
 
-def htc2022_ray_transform(space, angles_deg, impl='astra_cpu', det_binning=1):
+def htc2022_ray_transform(space, angles_deg, impl='astra_cpu', det_binning=1,
+                          source_origin=SOURCE_ORIGIN,
+                          source_detector=SOURCE_DETECTOR):
     """ODL fan-beam ``RayTransform`` of the HTC2022 scanner.
 
     Parameters
@@ -138,6 +141,9 @@ def htc2022_ray_transform(space, angles_deg, impl='astra_cpu', det_binning=1):
     det_binning : int
         Merge this many neighbouring detector pixels into one (a divisor
         of 560): ``560 / det_binning`` pixels of ``0.2 det_binning`` mm.
+    source_origin, source_detector : float
+        Distances in mm (a file's ``distanceSourceOrigin`` and
+        ``distanceSourceDetector``; default the scanner's).
 
     Examples
     --------
@@ -158,8 +164,8 @@ def htc2022_ray_transform(space, angles_deg, impl='astra_cpu', det_binning=1):
     dpart = odl.uniform_partition(-half, half,
                                   NUM_DETECTORS // _check_binning(det_binning))
     geometry = tomo.FanBeamGeometry(
-        apart, dpart, src_radius=SOURCE_ORIGIN,
-        det_radius=SOURCE_DETECTOR - SOURCE_ORIGIN,
+        apart, dpart, src_radius=float(source_origin),
+        det_radius=float(source_detector) - float(source_origin),
         src_to_det_init=(-1, 0), det_axis_init=(0, 1))
     return tomo.RayTransform(space, geometry, impl=impl)
 
@@ -182,17 +188,21 @@ def _file(directory, name, suffix):
     return path
 
 
-def _loadmat(path, key):
+def _read_mat(path):
     import scipy.io  # scipy comes with scikit-image
 
     try:
-        mat = scipy.io.loadmat(str(path), squeeze_me=True,
-                               struct_as_record=False)
+        return scipy.io.loadmat(str(path), squeeze_me=True,
+                                struct_as_record=False)
     except FileNotFoundError:
         raise
     except Exception as err:  # scipy raises several kinds for bad files
         raise ValueError(f'{path} is not a readable MATLAB file (cut or not '
                          f'a .mat: {type(err).__name__})') from None
+
+
+def _loadmat(path, key):
+    mat = _read_mat(path)
     if key not in mat:
         raise ValueError(f'{path} has no variable {key!r}; it has '
                          f'{sorted(k for k in mat if not k.startswith("__"))}')
@@ -209,6 +219,100 @@ def _field(struct, name, path):
     return struct
 
 
+def _ct_struct(path):
+    """The CT data struct of a challenge file: ``CtDataFull``,
+    ``CtDataLimited`` or any variable with ``sinogram`` and ``parameters``
+    fields (the challenge's test files name it after the level)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'HTC2022 file {path} not found')
+    mat = _read_mat(path)
+    names = [k for k in mat if not k.startswith('__')]
+    for key in ('CtDataFull', 'CtDataLimited'):
+        if key in mat:
+            return mat[key]  # a missing field is named by _field
+    for key in names:
+        if hasattr(mat[key], 'sinogram'):
+            return mat[key]
+    raise ValueError(f'{path} holds no CT data struct (a variable with a '
+                     f'sinogram field); it has {sorted(names)}')
+
+
+def read_challenge_file(path):
+    """Sinogram, angles and geometry of any file in the challenge's format.
+
+    Returns ``(sinogram, angles_deg, geometry)``: the ``(angles, pixels)``
+    float64 sinogram, the angles in degrees and a dict with
+    ``source_origin``, ``source_detector`` (mm) and ``pixels`` read from the
+    file's ``parameters``. Missing fields and mismatched shapes raise a
+    ``ValueError`` that names them.
+
+    Examples
+    --------
+    >>> read_challenge_file('nowhere.mat')
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: HTC2022 file nowhere.mat not found
+    """
+    ct = _ct_struct(path)
+    sino = np.atleast_2d(np.asarray(_field(ct, 'sinogram', path),
+                                    dtype=np.float64))
+    angles = np.atleast_1d(np.asarray(_field(ct, 'parameters.angles', path),
+                                      dtype=np.float64)).ravel()
+    geometry = {
+        'source_origin': float(_field(ct, 'parameters.distanceSourceOrigin',
+                                      path)),
+        'source_detector': float(_field(
+            ct, 'parameters.distanceSourceDetector', path)),
+        'pixels': int(_field(ct, 'parameters.numDetectorsPost', path))}
+    if sino.ndim != 2 or sino.shape != (angles.size, geometry['pixels']):
+        raise ValueError(f'{path}: sinogram shape {sino.shape} does not match '
+                         f'{angles.size} angles x {geometry["pixels"]} '
+                         'detector pixels (parameters.angles, '
+                         'numDetectorsPost)')
+    if geometry['pixels'] != NUM_DETECTORS:
+        raise ValueError(f'{path}: {geometry["pixels"]} detector pixels; the '
+                         f'HTC2022 scanner files have {NUM_DETECTORS}')
+    return sino, angles, geometry
+
+
+def load_challenge_file(path, size=_REFERENCE_SIZE, angle_step=1,
+                        det_binning=1, impl='astra_cpu'):
+    """A file in the challenge's format as a `ForwardProblem`.
+
+    Like `load_htc2022` with all the file's angles (the repeated 360 degree
+    row of a full file dropped), the geometry read from the file
+    (`read_challenge_file`); ``info`` has 'angles_deg' and 'path'.
+
+    Examples
+    --------
+    >>> load_challenge_file('missing.mat')
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: HTC2022 file missing.mat not found
+    """
+    sino, angles, geometry = read_challenge_file(path)
+    if angles.size > 1 and np.isclose(angles[-1] - angles[0], 360.0):
+        sino, angles = sino[:-1], angles[:-1]
+    step = int(angle_step)
+    if step != angle_step or step < 1 or (angles.size > 1
+                                          and step >= angles.size):
+        raise ValueError(f'angle_step must be an int in [1, {angles.size}), '
+                         f'got {angle_step}')
+    sino, angles = sino[::step], angles[::step]
+    b = _check_binning(det_binning)
+    space = htc2022_space(size)
+    A = htc2022_ray_transform(space, angles, impl=impl, det_binning=b,
+                              source_origin=geometry['source_origin'],
+                              source_detector=geometry['source_detector'])
+    binned = sino.reshape(angles.size, NUM_DETECTORS // b, b).mean(axis=2)
+    data = A.range.element(np.ascontiguousarray(binned, dtype=np.float32))
+    return ForwardProblem(operator=A, data=data, ground_truth=None,
+                          noise_level=float('nan'), name=Path(path).stem,
+                          info={'angles_deg': angles, 'path': str(path),
+                                **geometry})
+
+
 def load_sinogram(name, directory=None):
     """The measured sinogram and its angles: ``(sinogram, angles_deg)``.
 
@@ -216,18 +320,8 @@ def load_sinogram(name, directory=None):
     ``'ta_sparse_example'`` (``CtDataLimited``: 121 angles 0:0.5:60). The
     sinogram is float64 of shape ``(angles, 560)``, ``-log`` attenuation.
     """
-    if name == _SPARSE_EXAMPLE:
-        path = _file(directory, name, '')
-        ct = _loadmat(path, 'CtDataLimited')
-    else:
-        path = _file(directory, name, '_full')
-        ct = _loadmat(path, 'CtDataFull')
-    sino = np.asarray(_field(ct, 'sinogram', path), dtype=np.float64)
-    angles = np.asarray(_field(ct, 'parameters.angles', path),
-                        dtype=np.float64).ravel()
-    if sino.shape != (angles.size, NUM_DETECTORS):
-        raise ValueError(f'{name}: sinogram shape {sino.shape} does not match '
-                         f'{angles.size} angles x {NUM_DETECTORS} pixels')
+    suffix = '' if name == _SPARSE_EXAMPLE else '_full'
+    sino, angles, _ = read_challenge_file(_file(directory, name, suffix))
     return sino, angles
 
 
@@ -351,20 +445,22 @@ def load_htc2022(name, directory=None, angular_range=None, start_angle=0,
                           name=f'HTC2022 {name}{rng}', info=info)
 
 
-def segment(image):
-    """Binary segmentation by Otsu's threshold (``image > threshold``).
+def segment(image, threshold=None):
+    """Binary segmentation ``image > threshold`` (Otsu's threshold if None).
 
     Examples
     --------
     >>> img = np.zeros((8, 8)); img[2:5, 2:5] = 1.0
-    >>> int(segment(img).sum())
-    9
+    >>> int(segment(img).sum()), int(segment(img, threshold=2).sum())
+    (9, 0)
     """
     from skimage.filters import threshold_otsu
 
     arr = np.asarray(to_numpy(image), dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f'segment needs a 2D image, got shape {arr.shape}')
+    if threshold is not None:
+        return arr > float(threshold)
     if arr.max() == arr.min():
         return np.zeros(arr.shape, dtype=bool)
     return arr > threshold_otsu(arr)
@@ -402,11 +498,12 @@ def mcc(seg, truth):
     return float((tp * tn - fp * fn) / np.sqrt(denom))
 
 
-def score(reconstruction, truth):
-    """MCC of the Otsu segmentation of ``reconstruction`` against ``truth``.
+def score(reconstruction, truth, threshold=None):
+    """MCC of the segmentation of ``reconstruction`` against ``truth``.
 
     A reconstruction on a coarser grid is first resampled (bilinear) to the
-    shape of ``truth`` (512x512 for the organisers' segmentations).
+    shape of ``truth`` (512x512 for the organisers' segmentations), then
+    segmented by `segment` (``threshold``; Otsu's if None).
 
     Examples
     --------
@@ -414,16 +511,27 @@ def score(reconstruction, truth):
     >>> score(truth.astype(float), truth)
     1.0
     """
+    return mcc(segment(resample(reconstruction, np.shape(truth)),
+                       threshold), truth)
+
+
+def resample(image, shape):
+    """``image`` resampled (bilinear) to ``shape``, as a float64 array.
+
+    Examples
+    --------
+    >>> resample(np.ones((4, 4)), (8, 8)).shape
+    (8, 8)
+    """
     from skimage.transform import resize
 
-    arr = np.asarray(to_numpy(reconstruction), dtype=np.float64)
-    truth = np.asarray(truth)
-    if arr.ndim != 2 or truth.ndim != 2:
-        raise ValueError(f'score needs 2D arrays, got {arr.shape} and '
-                         f'{truth.shape}')
-    if arr.shape != truth.shape:
-        arr = resize(arr, truth.shape, order=1, anti_aliasing=False)
-    return mcc(segment(arr), truth)
+    arr = np.asarray(to_numpy(image), dtype=np.float64)
+    if arr.ndim != 2 or len(shape) != 2:
+        raise ValueError(f'resample needs a 2D image and a 2D shape, got '
+                         f'{arr.shape} and {tuple(shape)}')
+    if arr.shape == tuple(shape):
+        return arr
+    return resize(arr, shape, order=1, anti_aliasing=False)
 
 
 def disc_phantom(space, rng=None, max_holes=10, attenuation=0.04):

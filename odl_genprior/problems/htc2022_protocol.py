@@ -1,0 +1,107 @@
+"""The HTC2022 limited-angle protocol on the teaching data.
+
+The challenge scored seven difficulty levels, 90, 80, 70, 60, 50, 40 and
+30 degrees of data (`LEVELS`), each from a start angle the organisers
+chose; a segmentation scores the Matthews correlation coefficient against
+the organisers' segmentation, and a team's score is the sum over levels.
+Here every one of the 5 teaching phantoms is cut at every level from
+`start_angles` (drawn from a seed, the same for every phantom), so a level
+holds ``5 x len(starts)`` problems; `level_problems` yields them.
+
+`simulated_problem` makes the same kind of problem from the simulator of
+`odl_genprior.problems.htc2022_sim` with a known segmentation: what TV's
+weight is tuned on (the teaching phantoms are never used for tuning).
+"""
+import numpy as np
+
+from odl_genprior.problems import htc2022, htc2022_sim
+from odl_genprior.problems.forward import ForwardProblem
+
+__all__ = ('LEVELS', 'START_SEED', 'start_angles', 'level_problems',
+           'simulated_problem', 'challenge_score')
+
+LEVELS = (90, 80, 70, 60, 50, 40, 30)
+START_SEED = 2022
+
+
+def start_angles(count=3, seed=START_SEED):
+    """``count`` start angles (degrees, multiples of 0.5 in [0, 360)).
+
+    Drawn without replacement from ``numpy.random.default_rng(seed)``;
+    sorted.
+
+    Examples
+    --------
+    >>> start_angles()
+    [88.5, 253.5, 269.5]
+    """
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(720, size=int(count), replace=False)
+    return sorted(float(0.5 * p) for p in picks)
+
+
+def level_problems(level, directory=None, starts=None, phantoms=None,
+                   size=128, angle_step=2, det_binning=4):
+    """Yield ``(phantom, start, problem)`` for one level of the protocol.
+
+    ``problem`` is `htc2022.load_htc2022` of ``level`` degrees from
+    ``start`` (every ``angle_step``-th 0.5-degree row, ``det_binning``
+    pixels merged); ``problem.info['reference_segmentation']`` is the
+    organisers' 512x512 segmentation.
+    """
+    starts = start_angles() if starts is None else starts
+    for name in phantoms or htc2022.PHANTOMS:
+        for start in starts:
+            yield name, start, htc2022.load_htc2022(
+                name, directory, angular_range=level, start_angle=start,
+                size=size, angle_step=angle_step, det_binning=det_binning)
+
+
+def simulated_problem(level, seed, size=128, start=None,
+                      scanner=htc2022_sim.SCANNER, angle_step=1.0):
+    """A simulated HTC-like problem of ``level`` degrees with its truth.
+
+    The phantom (`htc2022_sim.htc_phantom` on a ``2 size`` grid) is
+    projected at ``start, start + angle_step, ..., start + level`` degrees
+    (``start`` uniform in [0, 360) from ``seed`` when None) with the 560
+    pixels, given the noise and beam hardening of ``scanner`` and binned by
+    4, as the measured data; ``ground_truth`` is the acrylic fraction
+    times the attenuation and ``info['reference_segmentation']`` the
+    fraction > 1/2.
+
+    Examples
+    --------
+    >>> p = simulated_problem(30, seed=0, size=32)
+    >>> p.data.shape, p.info['reference_segmentation'].shape
+    ((31, 140), (32, 32))
+    """
+    rng = np.random.default_rng([int(seed), 16])
+    if start is None:
+        start = float(rng.uniform(0, 360))
+    angles = start + np.arange(0, level + angle_step / 2, angle_step)
+    phantom = htc2022_sim.htc_phantom((2 * size, 2 * size), rng)
+    fine = htc2022.htc2022_ray_transform(htc2022.htc2022_space(2 * size),
+                                         angles)
+    sino = scanner.sinogram(fine(phantom).asarray(), rng)
+    A = htc2022.htc2022_ray_transform(htc2022.htc2022_space(size), angles,
+                                      det_binning=4)
+    data = A.range.element(sino.reshape(angles.size, -1, 4).mean(axis=2)
+                           .astype(np.float32))
+    fraction = phantom.reshape(size, 2, size, 2).mean(axis=(1, 3))
+    truth = A.domain.element(scanner.attenuation * fraction)
+    return ForwardProblem(
+        operator=A, data=data, ground_truth=truth, noise_level=float('nan'),
+        name=f'simulated HTC {level:g} deg',
+        info={'reference_segmentation': fraction > 0.5, 'start_angle': start,
+              'angles_deg': angles})
+
+
+def challenge_score(per_level):
+    """The challenge's score: the sum over levels of the mean MCC.
+
+    Examples
+    --------
+    >>> challenge_score({90: [1.0, 0.8], 30: [0.5]})
+    1.4
+    """
+    return float(sum(np.mean(v) for v in per_level.values()))

@@ -1,0 +1,272 @@
+"""Learned limited-angle CT of the HTC2022 scanner, one network for all ranges.
+
+An unrolled network (`odl_genprior.nn.unrolled`: learned primal-dual or
+forward-backward, ordinary or C_N-equivariant) runs over one fixed
+operator, the scanner's fan-beam ray transform at ``0, 1, ..., 90``
+degrees (`odl_genprior.problems.htc2022_sim.limited_angle_operator`); a
+range of ``r`` degrees is the row mask ``angle <= r`` (``M A`` and ``A^T
+M``), so one network serves every level of the challenge. Measured data
+starting at an angle ``s`` are reconstructed in the frame where they start
+at 0 and the image is turned back by ``s`` (a rotation of the object is a
+shift of the angles).
+
+`train_limited_angle` trains it on the simulator of
+`odl_genprior.problems.htc2022_sim` (never on the teaching phantoms) with
+the mean squared error on the acrylic fraction plus a segmentation loss
+(binary cross-entropy of ``sigmoid(10 (x - 1/2))`` against the phantom's
+mask), so the output is a map whose 1/2 level set is the segmentation.
+`LimitedAngleCT` is the reconstruction method; shipped networks
+(``odl_genprior/recon/pretrained_htc2022/<name>``) load by name.
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from odl_genprior.bridge import as_element, space_dtype, to_numpy
+from odl_genprior.problems import htc2022, htc2022_sim
+from odl_genprior.problems.cache import cached_arrays
+from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.learned import build_unrolled
+from odl_genprior.training import (complete_runs, load_weights,
+                                   read_run_config, recorded_command,
+                                   seed_all, train)
+
+__all__ = ('LimitedAngleCT', 'LIMITED_ANGLE_GEOMETRY', 'build_limited_angle',
+           'train_limited_angle', 'load_limited_angle',
+           'list_pretrained_limited_angle', 'HTC_PRETRAINED_DIR')
+
+HTC_PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained_htc2022'
+
+#: The fixed operator and the ranges drawn in training.
+LIMITED_ANGLE_GEOMETRY = {'size': 128, 'max_range': 90.0, 'min_range': 30.0,
+                          'angle_step': 1.0, 'det_binning': 4}
+# Weight of the segmentation loss and the slope of its sigmoid.
+_BCE_WEIGHT, _SLOPE = 0.1, 10.0
+
+
+def _geometry(config):
+    geometry = dict(LIMITED_ANGLE_GEOMETRY)
+    geometry.update(config.get('htc2022') or {})
+    unknown = set(geometry) - set(LIMITED_ANGLE_GEOMETRY)
+    if unknown:
+        raise ValueError(f'unknown htc2022 geometry keys {sorted(unknown)}; '
+                         f'expected {sorted(LIMITED_ANGLE_GEOMETRY)}')
+    return geometry
+
+
+def build_limited_angle(config):
+    """The untrained network of ``config`` over its fixed operator.
+
+    ``config``: ``scheme`` ('lpd' or 'lfb'), optional ``group`` and
+    architecture keys (as `odl_genprior.recon.learned.build_unrolled`) and
+    ``htc2022``: keys of `LIMITED_ANGLE_GEOMETRY`.
+
+    Examples
+    --------
+    >>> net = build_limited_angle({'scheme': 'lfb', 'n_iter': 1,
+    ...     'hidden_channels': 4, 'htc2022': {'size': 32, 'max_range': 10}})
+    >>> net.data_shape
+    (11, 140)
+    """
+    geometry = _geometry(config)
+    operator = htc2022_sim.limited_angle_operator(
+        geometry['size'], geometry['max_range'], geometry['angle_step'],
+        geometry['det_binning'])
+    net = build_unrolled({k: v for k, v in config.items() if k != 'htc2022'},
+                         operator)
+    net.config = {**config, 'htc2022': geometry}
+    return net
+
+
+def _loss(model, batch):
+    y, mask, x = batch
+    out = model(y, mask)
+    mse = torch.mean((out - x) ** 2)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        _SLOPE * (out - 0.5), (x > 0.5).to(out.dtype))
+    return {'loss': mse + _BCE_WEIGHT * bce, 'mse': mse.detach(),
+            'bce': bce.detach()}
+
+
+def _val_metric(model, val):
+    y, mask, x = val
+    out = torch.cat([model(y[i:i + 8], mask[i:i + 8])
+                     for i in range(0, len(y), 8)])
+    scores = [htc2022.mcc(a.numpy() > 0.5, b.numpy() > 0.5) for a, b in zip(out, x)]
+    return {'mcc': float(np.mean(scores)),
+            'mse': torch.mean((out - x) ** 2).item()}
+
+
+def _pairs(geometry, n, seed, progress):
+    key = ['htc2022_sim', geometry, htc2022_sim.scanner_dict(), n, seed, 'v1']
+    make = (lambda: htc2022_sim.limited_angle_pairs(
+        n, seed, geometry['size'], geometry['max_range'],
+        geometry['min_range'], geometry['angle_step'],
+        geometry['det_binning'], progress=progress))
+    if n < 256:
+        return tuple(map(torch.from_numpy, make()))
+    return tuple(map(torch.from_numpy, cached_arrays(key, make,
+                                                     ('y', 'mask', 'x'))))
+
+
+def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
+                        batch_size=4, lr=1e-3, seed=0, progress=True,
+                        resume=True, command=None, checkpoint_every=None,
+                        log_every=10, autocast=None):
+    """Train a limited-angle network on simulated HTC-like data.
+
+    ``n_train`` training and ``n_val`` validation triples of
+    `odl_genprior.problems.htc2022_sim.limited_angle_pairs` (seeds
+    ``seed`` and ``seed + 1``; ranges uniform in ``[min_range,
+    max_range]``), Adam with a cosine schedule over all steps, the loss of
+    the module doc; validation: mean MCC of the 1/2 level set. The run
+    folder (resumable) is what `load_limited_angle` reads.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> cfg = {'scheme': 'lfb', 'n_iter': 1, 'hidden_channels': 4,
+    ...        'htc2022': {'size': 16, 'max_range': 6, 'min_range': 2,
+    ...                    'angle_step': 2}}
+    >>> net = train_limited_angle(cfg, d, n_train=4, n_val=2, epochs=1,
+    ...                           batch_size=2, progress=False)
+    >>> load_limited_angle(d).data_shape
+    (4, 140)
+    """
+    config = {**config, 'htc2022': _geometry(config)}
+    seed_all(seed)
+    model = build_limited_angle(config)
+    if not getattr(model, 'group', None):
+        model = model.to(memory_format=torch.channels_last)
+    geometry = config['htc2022']
+    train_data = _pairs(geometry, n_train, seed, progress)
+    val_data = _pairs(geometry, n_val, seed + 1, progress)
+    steps = epochs * (n_train // batch_size)
+    if steps < 1:
+        raise ValueError(f'no training step: n_train={n_train} < '
+                         f'batch_size={batch_size}')
+    options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
+               'lr': lr, 'seed': seed,
+               'scanner': htc2022_sim.scanner_dict(),
+               'loss': {'bce_weight': _BCE_WEIGHT, 'slope': _SLOPE}}
+    run_config = {'unrolled': config, 'options': options}
+    if command is not None:
+        run_config['command'] = recorded_command(out_dir, run_config, command)
+    train(model, _loss, train_data, out_dir=out_dir, epochs=epochs,
+          batch_size=batch_size, lr=lr,
+          scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(
+              opt, T_max=steps),
+          seed=seed, val_data=val_data, val_metric=_val_metric,
+          config=run_config, resume=resume, progress=progress,
+          checkpoint_every=checkpoint_every, val_every=checkpoint_every,
+          log_every=log_every, autocast=autocast)
+    return model.eval()
+
+
+def list_pretrained_limited_angle():
+    """Names of the shipped limited-angle networks.
+
+    Examples
+    --------
+    >>> isinstance(list_pretrained_limited_angle(), list)
+    True
+    """
+    return complete_runs(HTC_PRETRAINED_DIR)
+
+
+def load_limited_angle(run_dir, device='cpu'):
+    """Rebuild a trained limited-angle network from a run folder or name."""
+    if not Path(run_dir).is_dir():
+        names = list_pretrained_limited_angle()
+        if run_dir not in names:
+            raise KeyError(f'{run_dir!r} is neither a run folder nor a '
+                           f'shipped limited-angle network; shipped: {names}')
+        run_dir = HTC_PRETRAINED_DIR / run_dir
+    user = read_run_config(run_dir, 'unrolled', 'train_limited_angle')
+    model = build_limited_angle(user['unrolled'])
+    load_weights(model, Path(run_dir) / 'weights.pt')
+    return model.to(device).eval()
+
+
+class LimitedAngleCT(Reconstructor):
+    """A trained limited-angle network applied to HTC2022-scanner data.
+
+    Accepts a `~odl_genprior.problems.ForwardProblem` whose operator is
+    the scanner's fan-beam ray transform
+    (`odl_genprior.problems.htc2022.htc2022_ray_transform`) at equally
+    spaced angles over any start angle and range; data past the network's
+    ``max_range`` (90 degrees) are left out. The result is the acrylic
+    fraction (1 acrylic, 0 air), resampled to the problem's grid; its
+    segmentation is ``x > threshold`` (``threshold = 0.5``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or str
+        A network of `build_limited_angle`, a run folder or a shipped name
+        (`list_pretrained_limited_angle`).
+    name : str, optional
+
+    Examples
+    --------
+    >>> net = build_limited_angle({'scheme': 'lfb', 'n_iter': 1,
+    ...     'hidden_channels': 4, 'htc2022': {'size': 16}})
+    >>> space = htc2022.htc2022_space(16)
+    >>> A = htc2022.htc2022_ray_transform(space, np.arange(10, 71, 1.0),
+    ...                                   det_binning=4)
+    >>> from odl_genprior.problems import ForwardProblem
+    >>> p = ForwardProblem(A, A.range.one(), name='toy')
+    >>> LimitedAngleCT(net)(p, progress=False).shape
+    (16, 16)
+    """
+
+    threshold = 0.5
+
+    def __init__(self, model, name=None):
+        if isinstance(model, (str, Path)):
+            model = load_limited_angle(model)
+        if not hasattr(model, 'config') or 'htc2022' not in model.config:
+            raise TypeError(f'LimitedAngleCT needs a network of '
+                            f'build_limited_angle, got {type(model).__name__}')
+        self.model = model.eval()
+        scheme = {'lpd': 'learned PD', 'lfb': 'learned FB'}.get(
+            model.config['scheme'], model.config['scheme'])
+        group = model.config.get('group')
+        self.name = name or (f'{scheme}{" " + group if group else ""}'
+                             ' (limited angle)')
+
+    @classmethod
+    def pretrained(cls, name, device='cpu'):
+        """A shipped network by name (`list_pretrained_limited_angle`)."""
+        return cls(load_limited_angle(name, device=device))
+
+    def __repr__(self):
+        return f'LimitedAngleCT(name={self.name!r})'
+
+    def _reconstruct(self, problem, progress):
+        geometry = getattr(problem.operator, 'geometry', None)
+        if geometry is None or not np.isclose(
+                getattr(geometry, 'src_radius', np.nan),
+                htc2022.SOURCE_ORIGIN):
+            raise ValueError(f'{self.name} needs data of the HTC2022 scanner '
+                             f'(a fan-beam ray transform with source radius '
+                             f'{htc2022.SOURCE_ORIGIN} mm), got '
+                             f'{problem.operator!r}')
+        config = self.model.config['htc2022']
+        angles = np.rad2deg(np.asarray(geometry.angles, dtype=np.float64))
+        y, mask, start = htc2022_sim.to_model_frame(
+            to_numpy(problem.data), angles, config['max_range'],
+            config['angle_step'], config['det_binning'])
+        param = next(self.model.parameters())
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(y)[None].to(param),
+                             torch.from_numpy(mask)[None].to(param))
+        image = out[0].float().cpu().numpy()
+        shape = tuple(problem.space.shape)
+        if image.shape != shape:
+            from skimage.transform import resize
+            image = resize(image, shape, order=1, anti_aliasing=False)
+        image = htc2022_sim.rotate_image(image, start)
+        return as_element(torch.from_numpy(image).to(
+            space_dtype(problem.space)), problem.space)
