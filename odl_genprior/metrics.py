@@ -1,4 +1,5 @@
-"""Image quality metrics: PSNR (with its data range), SSIM, relative error.
+"""Image quality metrics (PSNR with its data range, SSIM, relative error)
+and the one pair search behind the Lipschitz and stability estimates.
 
 Inputs may be ODL elements, torch tensors or NumPy arrays; they are compared
 as NumPy arrays in float64.
@@ -8,7 +9,7 @@ from skimage.metrics import structural_similarity
 
 from odl_genprior.bridge import to_numpy
 
-__all__ = ('psnr', 'ssim', 'relative_error', 'mse')
+__all__ = ('psnr', 'ssim', 'relative_error', 'mse', 'max_pair_ratio')
 
 
 def _pair(x, reference):
@@ -95,3 +96,73 @@ def relative_error(x, reference):
     if nref == 0:
         raise ValueError('relative error of a zero reference is undefined')
     return float(np.linalg.norm(x - ref) / nref)
+
+
+def max_pair_ratio(ratio, a, b, steps=100, lr=1e-2, project=None):
+    """The largest ``ratio(a_i, b_i)`` seen while Adam ascends it over pairs.
+
+    The one pair search behind the package's Lipschitz and stability
+    estimates (`odl_genprior.nn.odenets.lipschitz_estimate`,
+    `odl_genprior.generators.cgnn.stability_constant`): every step
+    evaluates the batched ``ratio``, keeps the best pair seen, and moves
+    both points of every pair by Adam on ``-log ratio`` (scale-free, so
+    pairs far apart and close together move alike). The result is an
+    attained value: a lower estimate of the supremum.
+
+    Parameters
+    ----------
+    ratio : callable
+        ``ratio(a, b) -> (r, stop)``: ``r`` of shape ``(B,)``, nonnegative
+        (0 for a pair that says nothing, ``inf`` for an unbounded one);
+        ``stop`` a bool, True to end the search after this evaluation
+        (e.g. when a pair has collapsed and gradients would be NaN).
+    a, b : torch.Tensor
+        Starting pairs, batch axis first; not modified.
+    steps : int
+        Adam steps (``steps + 1`` evaluations, fewer if ``stop``).
+    lr : float
+    project : callable, optional
+        ``project(a, b)`` puts the pairs back into the allowed set in place
+        after every step (under ``torch.no_grad``).
+
+    Returns
+    -------
+    best : float
+    a_best, b_best : torch.Tensor
+        The pair where ``best`` was attained (detached copies).
+    index : int
+        Its row in the batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> def ratio(a, b):  # |sin a - sin b| / |a - b|: sup 1 (a, b -> 0)
+    ...     return (torch.sin(a) - torch.sin(b)).abs() / (a - b).abs(), False
+    >>> best, *_ = max_pair_ratio(ratio, torch.tensor([1.0]),
+    ...                           torch.tensor([1.5]), steps=200, lr=0.05)
+    >>> 0.9 < best <= 1.0
+    True
+    """
+    import torch
+
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([a, b], lr=lr)
+    best, index, pair = -float('inf'), 0, (a.detach().clone(),
+                                           b.detach().clone())
+    for step in range(int(steps) + 1):
+        r, stop = ratio(a, b)
+        rd = r.detach()
+        k = int(torch.argmax(torch.nan_to_num(rd, nan=-1.0)))
+        if float(rd[k]) > best:
+            best, index = float(rd[k]), k
+            pair = (a[k].detach().clone(), b[k].detach().clone())
+        if stop or step == int(steps) or not np.isfinite(best):
+            break
+        opt.zero_grad()
+        (-torch.log(r.clamp_min(1e-300)).sum()).backward()
+        opt.step()
+        if project is not None:
+            with torch.no_grad():
+                project(a, b)
+    return best, pair[0], pair[1], index

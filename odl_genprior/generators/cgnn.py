@@ -67,6 +67,7 @@ import torch.nn.functional as nnf
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
                                  space_dtype, space_weight)
 from odl_genprior.generators.mra import BOUNDARIES, DaubechiesMRA
+from odl_genprior.metrics import max_pair_ratio
 
 __all__ = ('CGNN', 'ContinuousConv', 'CellAverage', 'render',
            'injectivity_certificate', 'InjectivityCertificate',
@@ -1213,41 +1214,32 @@ def stability_constant(generator, forward_op=None, n_pairs=256, n_local=4,
         torch.cat([z1, z2]).norm(dim=1).max())
     best = int(torch.argmax(r))
     best_val = float(r[best])
-    best_pair = (z1[best].clone(), z2[best].clone(), float(dx[best]),
-                 float(dy[best]))
+    best_pair = (z1[best], z2[best])
     opt_max = best_val
     if math.isfinite(best_val) and n_local > 0 and steps > 0:
         top = torch.argsort(r, descending=True)[:n_local]
-        w1 = z1[top].clone().requires_grad_(True)
-        w2 = z2[top].clone().requires_grad_(True)
-        opt = torch.optim.Adam([w1, w2], lr=lr)
-        for _ in range(int(steps)):
-            opt.zero_grad()
+
+        def searched(w1, w2):
             rr, ddx, ddy = ratio(w1, w2)
-            rd, ddx, ddy = rr.detach(), ddx.detach(), ddy.detach()
-            k = int(torch.argmax(rd))
-            if float(rd[k]) > opt_max and float(ddx[k]) > 0:
-                opt_max = float(rd[k])
-                best_pair = (w1[k].detach().clone(), w2[k].detach().clone(),
-                             float(ddx[k]), float(ddy[k]))
-            if ((ddy == 0) & (ddx > 0)).any():  # F not injective on Im G
-                opt_max = math.inf
-                break
-            if (ddx == 0).any():  # G maps a pair to one point: 0/0, stop
-                break
-            (-torch.log(rr).sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                _project_pairs(w1, w2, radius, min_latent_dist)
-        if math.isfinite(opt_max):
-            with torch.no_grad():  # the last step's pairs
-                rr, ddx, ddy = ratio(w1, w2)
-            rr = torch.where(ddx == 0, torch.zeros_like(rr), rr)
-            k = int(torch.argmax(rr))
-            if float(rr[k]) > opt_max:
-                opt_max = float(rr[k])
-                best_pair = (w1[k].detach().clone(), w2[k].detach().clone(),
-                             float(ddx[k]), float(ddy[k]))
+            # F not injective on Im G: an unbounded ratio, the answer.
+            rr = torch.where((ddy == 0) & (ddx > 0),
+                             torch.full_like(rr, math.inf), rr)
+            # G maps a pair to one point: 0/0 says nothing, and its
+            # gradient is NaN, so the search ends there.
+            return (torch.where(ddx == 0, torch.zeros_like(rr), rr),
+                    bool((ddx == 0).any()))
+
+        value, w1, w2, _ = max_pair_ratio(
+            searched, z1[top], z2[top], steps=int(steps), lr=lr,
+            project=lambda a, b: _project_pairs(a, b, radius,
+                                                min_latent_dist))
+        opt_max = max(opt_max, value)
+        if value >= best_val:
+            best_pair = (w1, w2)
+    with torch.no_grad():
+        _, dx1, dy1 = ratio(best_pair[0][None], best_pair[1][None])
+    best_pair = (best_pair[0].clone(), best_pair[1].clone(), float(dx1[0]),
+                 float(dy1[0]))
     rs = r.detach().cpu().numpy()
     return StabilityEstimate(
         max(best_val, opt_max), float(rs.max()), float(np.median(rs)),

@@ -41,6 +41,7 @@ import odl
 import torch
 
 from odl_genprior.bridge import TorchOperator
+from odl_genprior.metrics import max_pair_ratio
 
 __all__ = ('ButcherTableau', 'TABLEAUS', 'DenseField', 'AntisymmetricField',
            'GradientField', 'RKNet', 'FeedForwardNet', 'HamiltonianNet',
@@ -660,8 +661,8 @@ def lipschitz_estimate(net, x0, iters=50, search_steps=100, lr=1e-2,
        ``J^T J`` (Jacobian-vector and vector-Jacobian products);
     2. a local search: pairs ``(x, y)`` started at ``x_n`` and
        ``x_n + 0.1 v_n`` (``v_n`` the top right singular vector) and
-       improved by Adam on ``-||N(x) - N(y)|| / ||x - y||``; the best
-       ratio seen over all steps.
+       improved by Adam on ``-log(||N(x) - N(y)|| / ||x - y||)``; the best
+       ratio seen over all steps (`odl_genprior.metrics.max_pair_ratio`).
 
     Both are attained values, so the result never exceeds the true
     Lipschitz constant (nor `lipschitz_bound`) beyond rounding.
@@ -702,18 +703,16 @@ def lipschitz_estimate(net, x0, iters=50, search_steps=100, lr=1e-2,
     try:
         x0 = x0.detach()
         norms, v = _jac_norms(net, x0, int(iters), gen)
-        best = float(norms.max())
-        x = x0.clone().requires_grad_(True)
-        y = (x0 + 0.1 * v).clone().requires_grad_(True)
-        opt = torch.optim.Adam([x, y], lr=lr)
-        for _ in range(int(search_steps)):
+
+        def ratio(x, y):
             dx = _row_norms(x - y)
-            ratio = _row_norms(net(x) - net(y)) / dx.clamp_min(1e-12)
-            ratio = torch.where(dx > 1e-9, ratio, torch.zeros_like(ratio))
-            best = max(best, float(ratio.detach().max()))
-            opt.zero_grad()
-            (-ratio.sum()).backward()
-            opt.step()
+            r = _row_norms(net(x) - net(y)) / dx.clamp_min(1e-12)
+            return torch.where(dx > 1e-9, r, torch.zeros_like(r)), False
+
+        searched = max_pair_ratio(ratio, x0, x0 + 0.1 * v,
+                                  steps=int(search_steps), lr=lr)[0] \
+            if search_steps else 0.0
+        best = max(float(norms.max()), searched)
     finally:
         for p, r in zip(net.parameters(), params):
             p.requires_grad_(r)
