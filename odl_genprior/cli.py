@@ -365,7 +365,7 @@ def _htc2022(args):
 
     import numpy as np
 
-    from odl_genprior.problems import htc2022
+    from odl_genprior.problems import htc2022, htc2022_protocol
     from odl_genprior.recon import FBP, TV
     from odl_genprior.recon.limited_angle import (
         LimitedAngleCT, list_pretrained_limited_angle)
@@ -384,7 +384,7 @@ def _htc2022(args):
     if name == 'fbp':
         method = FBP(filter_type='Hann', frequency_scaling=0.8)
     elif name == 'tv':
-        method = TV(alpha=1e-2, niter=200, nonneg=True)
+        method = TV(alpha=htc2022_protocol.TV_ALPHA, niter=200, nonneg=True)
     else:
         method = LimitedAngleCT(name)
     x = method(problem, progress=not args.quiet).asarray()
@@ -494,7 +494,6 @@ def _recorded_data(run_dir):
 def _train_learned_svd(args, command):
     from odl_genprior import data, problems
     from odl_genprior.recon.learned_svd import (mnist_tomography_pairs,
-                                                tomography_pairs,
                                                 train_learned_svd)
 
     size = 28 if args.dataset == 'mnist' else args.size or 64
@@ -514,12 +513,12 @@ def _train_learned_svd(args, command):
             A, n=args.n_val, split='test', noise_level=args.noise,
             seed=args.seed + 1, directory=args.data_dir)
     else:
-        train_pairs = tomography_pairs(
+        train_pairs = problems.measurement_pairs(
             A, data.ellipse_batch(A.domain, args.n_train, seed=args.seed),
-            args.noise, seed=args.seed)
-        val_pairs = tomography_pairs(
+            args.noise, seed=args.seed)[::-1]
+        val_pairs = problems.measurement_pairs(
             A, data.ellipse_batch(A.domain, args.n_val, seed=args.seed + 1),
-            args.noise, seed=args.seed + 1)
+            args.noise, seed=args.seed + 1)[::-1]
     info = {'dataset': args.dataset, 'size': size, 'angles': args.angles,
             'noise_level': args.noise, 'n_train': args.n_train,
             'n_val': args.n_val}

@@ -10,6 +10,7 @@ from odl.applications import tomo
 
 from odl_genprior import data, metrics, problems
 from odl_genprior.bridge import to_numpy
+from odl_genprior.problems import measurement_pairs
 from odl_genprior.recon.learned_svd import (DiagonalMap, LearnedSVD,
                                             LearnedSVDNet, check_operator,
                                             describe_operator,
@@ -50,8 +51,8 @@ def trained(tmp_path_factory):
     autoencoder terms slow it down), so only it is weighted here.
     """
     A = _operator()
-    x, y = tomography_pairs(A, _images(1000, 'train'), noise_level=0.05,
-                            seed=0)
+    y, x = measurement_pairs(A, _images(1000, 'train'), noise_level=0.05,
+                             seed=0)
     run = tmp_path_factory.mktemp('lsvd') / 'run'
     net, result = train_learned_svd(A, x, y, run, **TINY, progress=False,
                                     log_every=1)
@@ -132,21 +133,25 @@ def test_loss_terms_match_their_definitions():
 
 # --- data --------------------------------------------------------------------
 
-def test_tomography_pairs_noise_convention_and_seed():
+def test_measurement_pairs_noise_convention_and_seed():
     A = _operator(6)
     imgs = np.random.default_rng(0).random((5, SIZE, SIZE))
-    x, y_clean = tomography_pairs(A, imgs, noise_level=0.0)
+    y_clean, x = measurement_pairs(A, imgs, noise_level=0.0)
     for i in (0, 4):
         ref = A(A.domain.element(imgs[i].astype('float32'))).asarray()
         assert np.allclose(y_clean[i].numpy(), ref, rtol=1e-5, atol=1e-5)
-    _, y1 = tomography_pairs(A, imgs, noise_level=0.05, seed=3, batch_size=2)
-    _, y2 = tomography_pairs(A, imgs, noise_level=0.05, seed=3)
+    y1, _ = measurement_pairs(A, imgs, noise_level=0.05, seed=3, batch_size=2)
+    y2, _ = measurement_pairs(A, imgs, noise_level=0.05, seed=3)
     assert torch.equal(y1, y2)  # batching does not change the noise
     rel = ((y1 - y_clean).std(dim=(1, 2))
            / y_clean.abs().mean(dim=(1, 2)))
     assert torch.allclose(rel, torch.full((5,), 0.05), rtol=0.1)
     with pytest.raises(ValueError, match=r'\(5, 27, 27\)'):
-        tomography_pairs(A, np.zeros((5, 27, 27)))
+        measurement_pairs(A, np.zeros((5, 27, 27)))
+    # The deprecated name gives the same pairs in the old (x, y) order.
+    with pytest.warns(DeprecationWarning, match='measurement_pairs'):
+        x_old, y_old = tomography_pairs(A, imgs, noise_level=0.05, seed=3)
+    assert torch.equal(y_old, y1) and torch.equal(x_old, x)
 
 
 @pytest.mark.skipif(not HAVE_MNIST, reason='MNIST IDX files not found')
@@ -169,7 +174,7 @@ def test_training_reduces_loss_and_is_seeded(trained):
     losses = [row['loss'] for row in result.history]
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])
     A = _operator(6)
-    x, y = tomography_pairs(A, _images(64, 'train'), seed=0)
+    y, x = measurement_pairs(A, _images(64, 'train'), seed=0)
     kw = dict(latent_dim=8, hidden=(32,), epochs=2, batch_size=16,
               progress=False, seed=5)
     a, _ = train_learned_svd(A, x, y, None, **kw)

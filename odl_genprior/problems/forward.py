@@ -22,13 +22,14 @@ import torch
 from odl.applications import tomo
 
 from odl_genprior import data as _data
-from odl_genprior.bridge import TorchOperator, as_element, to_numpy
+from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
+                                 to_numpy)
 
 __all__ = ('ForwardProblem', 'image_space', 'ray_transform', 'ct',
            'compressed_sensing', 'deblurring', 'inpainting', 'denoising',
            'GaussianBlur', 'MatrixMultiply', 'AbsMatrixMultiply',
            'phase_retrieval',
-           'relative_noise_std')
+           'relative_noise_std', 'measurement_pairs')
 
 
 def relative_noise_std(clean, noise_level, per_sample=False):
@@ -58,6 +59,59 @@ def relative_noise_std(clean, noise_level, per_sample=False):
     clean = np.asarray(clean)
     return level * np.abs(clean).mean(axis=tuple(range(1, clean.ndim)),
                                       keepdims=True)
+
+
+def measurement_pairs(operator, images, noise_level=0.05, seed=0,
+                      batch_size=256):
+    """Training pairs ``(y, x)``: noisy data ``y = A x + e`` of ``images``.
+
+    The one pairs builder of the package (learned SVD, DIP pre-training,
+    ...): ``A x`` in batches through `odl_genprior.bridge.OperatorLayer`,
+    relative Gaussian noise (`relative_noise_std`, per sample) drawn from a
+    torch generator seeded with ``seed``, one draw per sample (so the noise
+    does not depend on ``batch_size``).
+
+    Parameters
+    ----------
+    operator : odl.Operator
+        Float32 domain of shape ``images.shape[1:]``.
+    images : array-like or torch.Tensor, shape ``(N, *operator.domain.shape)``
+    noise_level : float
+        Relative noise (0: exact data).
+    seed, batch_size : int
+
+    Returns
+    -------
+    y, x : torch.Tensor
+        float32 on the CPU, ``(N, *range.shape)`` and ``(N, *domain.shape)``.
+
+    Examples
+    --------
+    >>> A = ray_transform(image_space(16), num_angles=4)
+    >>> y, x = measurement_pairs(A, np.random.rand(3, 16, 16), seed=1)
+    >>> y.shape, x.shape
+    (torch.Size([3, 4, 25]), torch.Size([3, 16, 16]))
+    """
+    x = torch.as_tensor(np.asarray(images) if not isinstance(
+        images, torch.Tensor) else images).to(torch.float32).cpu()
+    shape = tuple(operator.domain.shape)
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f'images of shape {tuple(x.shape)} are not a batch '
+                         f'(N, *{shape}) for the operator domain '
+                         f'{operator.domain!r}')
+    layer = OperatorLayer(operator)
+    gen = torch.Generator().manual_seed(int(seed))
+    ys = []
+    with torch.no_grad():
+        for start in range(0, len(x), int(batch_size)):
+            clean = layer(x[start:start + batch_size]).cpu()
+            std = relative_noise_std(clean, noise_level, per_sample=True)
+            noise = torch.stack([torch.randn(clean.shape[1:], generator=gen)
+                                 for _ in range(len(clean))])
+            ys.append(clean + std * noise)
+    y = torch.cat(ys) if ys else torch.empty((0,) + tuple(
+        operator.range.shape))
+    return y, x
 
 
 @dataclasses.dataclass

@@ -48,7 +48,7 @@ from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
                                  space_dtype, to_numpy)
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
-from odl_genprior.problems import relative_noise_std
+from odl_genprior.problems import measurement_pairs
 from odl_genprior.recon.base import (Reconstructor, check_choice,
                                      check_flag, check_option,
                                      renamed_options)
@@ -470,8 +470,8 @@ def ellipse_fbp_pairs(operator, n, noise_level=0.05, seed=0,
                       fbp_filter='Hann', fbp_frequency_scaling=0.6):
     """Simulated pairs ``(FBP(A x + e), x)`` on random-ellipse phantoms.
 
-    The noise follows `odl_genprior.problems`: Gaussian with standard
-    deviation ``noise_level * mean(|A x|)`` per sample.
+    The data are `odl_genprior.problems.measurement_pairs` of the phantoms
+    (relative Gaussian noise ``noise_level * mean(|A x|)`` per sample).
 
     Parameters
     ----------
@@ -503,17 +503,12 @@ def ellipse_fbp_pairs(operator, n, noise_level=0.05, seed=0,
     images = _data.ellipse_batch(space, int(n), seed)
     fbp = tomo.fbp_op(operator, filter_type=fbp_filter,
                       frequency_scaling=fbp_frequency_scaling)
-    rng = np.random.default_rng([int(seed), 1])
-    fbps = np.empty_like(images)
-    for i, img in enumerate(images):
-        sino = to_numpy(operator(space.element(img))).astype(np.float64)
-        std = relative_noise_std(sino, noise_level)
-        sino = sino + std * rng.standard_normal(sino.shape)
-        fbps[i] = to_numpy(fbp(operator.range.element(
-            sino.astype(operator.range.dtype_identifier))))
+    y, x = measurement_pairs(operator, images, noise_level, seed)
+    fbps = np.stack([to_numpy(fbp(operator.range.element(yi.numpy())))
+                     for yi in y]) if len(y) else np.empty_like(images)
     shape = (int(n), 1) + tuple(space.shape)
-    return (torch.from_numpy(fbps).reshape(shape),
-            torch.from_numpy(images).reshape(shape))
+    return (torch.from_numpy(fbps.astype(np.float32)).reshape(shape),
+            x.reshape(shape))
 
 
 def pretrain_dip_network(operator, out_dir=None, network=None, n_train=1024,

@@ -30,6 +30,7 @@ e.g. a ``RayTransform``), `train_learned_svd` trains with
 the method under the reconstruction contract. With ``hidden=()`` and
 ``out_activation='none'`` every map is linear: the linear L-SVD.
 """
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,10 @@ import torch
 from torch import nn
 
 from odl_genprior import data as _data
-from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
-                                 as_tensor, module_device)
+from odl_genprior.bridge import (TorchOperator, as_element, as_tensor,
+                                 module_device)
 from odl_genprior.generators.decoders import MLPDecoder, MLPEncoder
-from odl_genprior.problems import relative_noise_std
+from odl_genprior.problems import measurement_pairs
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.training import (load_weights, read_run_config,
                                    recorded_command, seed_all, train)
@@ -387,58 +388,25 @@ def check_operator(model, operator, who='LearnedSVD', geometry=True):
 
 def tomography_pairs(operator, images, noise_level=0.05, seed=0,
                      batch_size=256):
-    """Training pairs ``(x, y = A x + e)`` made through `OperatorLayer`.
+    """Deprecated: `odl_genprior.problems.measurement_pairs`, as ``(x, y)``.
 
-    ``A x`` is computed in batches by ``OperatorLayer(operator)``; the noise
-    follows `odl_genprior.problems`' relative Gaussian convention, per
-    sample: ``e = s n`` with ``n`` standard normal and ``s = noise_level *
-    mean(|A x|)``, drawn from a torch generator seeded with ``seed``.
-
-    Parameters
-    ----------
-    operator : odl.Operator
-        Float32 domain of shape ``images.shape[1:]`` (e.g. a
-        ``RayTransform``).
-    images : array-like or torch.Tensor, shape ``(N, *operator.domain.shape)``
-    noise_level : float
-        Relative noise (0: exact data).
-    seed : int
-    batch_size : int
-        Samples per call of the layer.
-
-    Returns
-    -------
-    x, y : torch.Tensor
-        float32 on the CPU, ``(N, *domain.shape)`` and ``(N, *range.shape)``.
+    The same pairs (same noise) in the old order; kept for one release.
 
     Examples
     --------
+    >>> import warnings
     >>> from odl_genprior import problems
     >>> A = problems.ray_transform(problems.image_space(16), num_angles=4)
-    >>> x, y = tomography_pairs(A, np.random.rand(3, 16, 16), seed=1)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter('ignore', DeprecationWarning)
+    ...     x, y = tomography_pairs(A, np.random.rand(3, 16, 16), seed=1)
     >>> x.shape, y.shape
     (torch.Size([3, 16, 16]), torch.Size([3, 4, 25]))
     """
-    x = torch.as_tensor(np.asarray(images) if not isinstance(
-        images, torch.Tensor) else images).to(torch.float32).cpu()
-    shape = tuple(operator.domain.shape)
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise ValueError(f'images of shape {tuple(x.shape)} are not a batch '
-                         f'(N, *{shape}) for the operator domain '
-                         f'{operator.domain!r}')
-    layer = OperatorLayer(operator)
-    gen = torch.Generator().manual_seed(int(seed))
-    ys = []
-    with torch.no_grad():
-        for start in range(0, len(x), int(batch_size)):
-            clean = layer(x[start:start + batch_size]).cpu()
-            std = relative_noise_std(clean, noise_level, per_sample=True)
-            # One draw per sample: the noise does not depend on batch_size.
-            noise = torch.stack([torch.randn(clean.shape[1:], generator=gen)
-                                 for _ in range(len(clean))])
-            ys.append(clean + std * noise)
-    y = torch.cat(ys) if ys else torch.empty((0,) + tuple(
-        operator.range.shape))
+    warnings.warn('tomography_pairs is deprecated: use odl_genprior.problems.'
+                  'measurement_pairs, which returns (y, x)',
+                  DeprecationWarning, stacklevel=2)
+    y, x = measurement_pairs(operator, images, noise_level, seed, batch_size)
     return x, y
 
 
@@ -449,7 +417,7 @@ def mnist_tomography_pairs(operator, n=10000, split='train', start=0,
     Digits ``start .. start + n - 1`` of ``split`` (float32 in [0, 1],
     28x28) are measured by ``operator`` (a ray transform on a 28x28 float32
     space, e.g. ``problems.ray_transform(problems.image_space(28), 30)``)
-    through `tomography_pairs`.
+    through `odl_genprior.problems.measurement_pairs`.
 
     Parameters
     ----------
@@ -459,7 +427,7 @@ def mnist_tomography_pairs(operator, n=10000, split='train', start=0,
         How many digits, from which index.
     split : {'train', 'test'}
     noise_level, seed
-        See `tomography_pairs`.
+        See `odl_genprior.problems.measurement_pairs`.
     directory : str or Path, optional
         The MNIST IDX files (default ``$ODL_GENPRIOR_MNIST``; see
         `odl_genprior.data.load_mnist`).
@@ -490,7 +458,8 @@ def mnist_tomography_pairs(operator, n=10000, split='train', start=0,
     if len(images) < int(n):
         raise ValueError(f'MNIST {split} has only {len(images) + start} '
                          f'digits; asked for {start} + {n}')
-    return tomography_pairs(operator, images, noise_level, seed)
+    y, x = measurement_pairs(operator, images, noise_level, seed)
+    return x, y
 
 
 # --- training and loading --------------------------------------------------
@@ -548,7 +517,7 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
     --------
     >>> from odl_genprior import problems
     >>> A = problems.ray_transform(problems.image_space(16), num_angles=6)
-    >>> x, y = tomography_pairs(A, np.random.rand(32, 16, 16), seed=0)
+    >>> y, x = measurement_pairs(A, np.random.rand(32, 16, 16), seed=0)
     >>> net, result = train_learned_svd(A, x, y, None, latent_dim=8,
     ...                                 hidden=(32,), epochs=2,
     ...                                 batch_size=16, progress=False)
