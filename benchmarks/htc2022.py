@@ -37,8 +37,6 @@ from odl_genprior.recon.limited_angle import (LimitedAngleCT,
                                               list_pretrained_limited_angle)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
-#: TV weight chosen by ``--tune-tv`` (see the table it prints).
-TV_ALPHA = 1e-2
 
 
 def _methods(args):
@@ -171,7 +169,7 @@ def main(argv=None):
     parser.add_argument('--starts', type=int, default=3,
                         help='start angles per level (seeded)')
     parser.add_argument('--size', type=int, default=128)
-    parser.add_argument('--tv-alpha', type=float, default=TV_ALPHA)
+    parser.add_argument('--tv-alpha', type=float, default=protocol.TV_ALPHA)
     parser.add_argument('--tv-iter', type=int, default=200)
     parser.add_argument('--models', nargs='*', default=None,
                         help='learned run folders or shipped names '

@@ -17,11 +17,16 @@ import numpy as np
 from odl_genprior.problems import htc2022, htc2022_sim
 from odl_genprior.problems.forward import ForwardProblem
 
-__all__ = ('LEVELS', 'START_SEED', 'start_angles', 'level_problems',
+__all__ = ('LEVELS', 'START_SEED', 'TV_ALPHA', 'start_angles', 'level_problems',
            'simulated_problem', 'challenge_score')
 
 LEVELS = (90, 80, 70, 60, 50, 40, 30)
 START_SEED = 2022
+#: TV's weight for these problems (128x128 grid, 1-degree steps, 200 PDHG
+#: iterations), tuned on simulated data by ``python benchmarks/htc2022.py
+#: --tune-tv``: mean MCC 0.850 / 0.860 / 0.850 / 0.809 / 0.756 for 1e-3 /
+#: 3e-3 / 1e-2 / 3e-2 / 1e-1 on 12 simulated problems (90, 60, 30 deg).
+TV_ALPHA = 3e-3
 
 
 def start_angles(count=3, seed=START_SEED):

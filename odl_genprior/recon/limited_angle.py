@@ -262,11 +262,8 @@ class LimitedAngleCT(Reconstructor):
         with torch.no_grad():
             out = self.model(torch.from_numpy(y)[None].to(param),
                              torch.from_numpy(mask)[None].to(param))
-        image = out[0].float().cpu().numpy()
-        shape = tuple(problem.space.shape)
-        if image.shape != shape:
-            from skimage.transform import resize
-            image = resize(image, shape, order=1, anti_aliasing=False)
+        image = htc2022.resample(out[0].float().cpu().numpy(),
+                                 problem.space.shape)
         image = htc2022_sim.rotate_image(image, start)
         return as_element(torch.from_numpy(image).to(
             space_dtype(problem.space)), problem.space)
