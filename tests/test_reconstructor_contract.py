@@ -101,9 +101,10 @@ RECONSTRUCTORS = {
             alpha=1e-8, regulariser='l2', **kw), 1),
 }
 NITER = 4
-# Shipped networks need their own data (tested in test_pretrained_unrolled
-# and test_learned_svd): LearnedReconstructor, LearnedSVD.
-EXEMPT = {'LearnedReconstructor', 'LearnedSVD'}
+# Shipped networks need their own data (tested in test_pretrained_unrolled,
+# test_learned_svd and test_htc2022_limited_angle): LearnedReconstructor,
+# LearnedSVD, LimitedAngleCT (HTC2022-scanner data only).
+EXEMPT = {'LearnedReconstructor', 'LearnedSVD', 'LimitedAngleCT'}
 
 
 def test_registry_covers_every_method():

@@ -13,6 +13,7 @@ from odl_genprior.recon.diffusion import (DiffusionPosteriorSampling,
                                           ScoreProjection)
 from odl_genprior.recon.dip import DeepImagePrior
 from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.recon.limited_angle import LimitedAngleCT
 from odl_genprior.recon.learned_svd import LearnedSVD
 from odl_genprior.recon.phase_retrieval import (GenerativePhaseRetrieval,
                                                 WirtingerFlow,
@@ -25,7 +26,7 @@ __all__ = ('Reconstructor', 'Result', 'METHODS', 'MethodEntry', 'FBP', 'TV', 'Ti
            'NetworkLeastSquares', 'MultilayerBregmanInversion',
            'DeepImagePrior', 'LearnedSVD',
            'LearnedReconstructor', 'DiffusionPosteriorSampling',
-           'ScoreProjection')
+           'ScoreProjection', 'LimitedAngleCT')
 
 
 class MethodEntry(typing.NamedTuple):
@@ -63,4 +64,6 @@ METHODS = {
                                          'activations_bregman.md', False),
     'multilayer-bregman': MethodEntry(MultilayerBregmanInversion,
                                       'activations_bregman.md', False),
+    # Its command is ``odl-genprior htc2022 FILE.mat`` (HTC2022 files).
+    'limited-angle': MethodEntry(LimitedAngleCT, 'htc2022.md', False),
 }
