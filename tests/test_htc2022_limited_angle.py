@@ -254,3 +254,27 @@ def test_htc2022_command_bad_files(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1
         assert __import__('re').search(message, err), err
+
+
+@needs_data
+def test_benchmark_and_example_scripts_run(tmp_path, capsys):
+    import runpy
+    root = Path(__file__).resolve().parents[1]
+    run = tmp_path / 'net'
+    train_limited_angle(TINY, run, n_train=4, n_val=2, epochs=1,
+                        batch_size=4, progress=False)
+    main = runpy.run_path(str(root / 'benchmarks' / 'htc2022.py'))['main']
+    scores = main(['--data', str(DATA), '--levels', '30', '--phantoms', 'td',
+                   '--starts', '1', '--tv-iter', '5', '--models', str(run),
+                   '--quiet', '--plot', str(tmp_path / 'levels.png'),
+                   '--plot-phantom', 'td'])
+    out = capsys.readouterr().out
+    assert '| level (deg) | FBP | TV | learned FB (limited angle) |' in out
+    assert '| score (sum) |' in out and (tmp_path / 'levels.png').is_file()
+    assert set(scores) == {'FBP', 'TV', 'learned FB (limited angle)'}
+    assert all(-1 <= s[30][0] <= 1 for s in scores.values())
+    example = runpy.run_path(str(root / 'examples' /
+                                 'htc2022_limited_angle.py'))['main']
+    example(['--data', str(DATA), '--phantom', 'td', '--levels', '90'])
+    out = capsys.readouterr().out
+    assert '| 90 |' in out and 'td from 253.5 deg' in out
