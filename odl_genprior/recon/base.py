@@ -8,6 +8,7 @@ progress bar unless ``progress=False``. The demo, the CLI and the
 benchmarks treat all methods alike through this class.
 """
 import abc
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -19,7 +20,8 @@ import torch
 from odl_genprior.bridge import to_numpy
 
 __all__ = ('Reconstructor', 'Result', 'NonFiniteResultError', 'check_option',
-           'check_flag', 'check_choice', 'renamed_options')
+           'check_flag', 'check_choice', 'renamed_options',
+           'progress_callback')
 
 
 @dataclasses.dataclass
@@ -254,3 +256,29 @@ def check_choice(owner, name, value, choices):
         raise ValueError(f'{owner}: {name} must be one of '
                          f'{", ".join(map(repr, choices))}, got {value!r}')
     return value
+
+
+@contextlib.contextmanager
+def progress_callback(progress, niter, desc, callback=None):
+    """The ODL callback of an iterative method: a progress bar (if
+    ``progress``) combined with the user's ``callback``; the bar is closed
+    when the block ends, also on an error.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> with progress_callback(False, 3, 'demo', seen.append) as cb:
+    ...     cb(1)
+    >>> seen
+    [1]
+    """
+    if not progress:
+        yield callback
+        return
+    import odl
+
+    bar = odl.solvers.CallbackProgressBar(niter=niter, desc=desc)
+    try:
+        yield bar if callback is None else bar & callback
+    finally:
+        bar.pbar.close()

@@ -43,7 +43,7 @@ from odl_genprior.bregman.activations import ProximalActivation, get_activation
 from odl_genprior.bregman import BregmanLossY, BregmanLossZ
 from odl_genprior.bridge import TorchOperator, to_numpy
 from odl_genprior.problems import ForwardProblem, relative_noise_std
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, progress_callback
 
 __all__ = ('LiftedBregmanInversion', 'NetworkLeastSquares',
            'shallow_network_inversion', 'network_operator',
@@ -393,20 +393,13 @@ class LiftedBregmanInversion(Reconstructor):
         breg = loss.translated(-b)
         norm_w = _opnorm(W)
         x = space.zero()
-        callback = self.callback
-        bar = None
-        if progress:
-            bar = odl.solvers.CallbackProgressBar(
-                niter=self.niter, desc=f'Bregman-{self.solver}')
-            callback = bar if callback is None else bar & callback
-        try:
+        with progress_callback(progress, self.niter,
+                               f'Bregman-{self.solver}',
+                               self.callback) as callback:
             if self.regulariser == 'l2':
                 self._solve_l2(x, breg, W, norm_w, callback)
             else:
                 self._solve_tv(x, breg, W, norm_w, callback)
-        finally:
-            if bar is not None:
-                bar.pbar.close()
         return x
 
     def _solve_l2(self, x, breg, W, norm_w, callback):
@@ -573,19 +566,11 @@ class NetworkLeastSquares(Reconstructor):
             fit = _LeastSquaresFit(W, b, act, problem.data)
             step = 1.0 / _opnorm(W) ** 2
             x = W.domain.zero()
-        callback = self.callback
-        bar = None
-        if progress:
-            bar = odl.solvers.CallbackProgressBar(niter=self.niter,
-                                                  desc='least squares')
-            callback = bar if callback is None else bar & callback
-        try:
+        with progress_callback(progress, self.niter, 'least squares',
+                               self.callback) as callback:
             odl.solvers.steepest_descent(
                 fit, x, line_search=step,
                 maxiter=self.niter, tol=0.0, callback=callback)
-        finally:
-            if bar is not None:
-                bar.pbar.close()
         return x
 
 
@@ -1152,22 +1137,14 @@ class MultilayerBregmanInversion(Reconstructor):
         u = space.zero()
         norms = [_opnorm(layer.W) for layer in layers]
         u0_step = self._u0_solver(layers[0], space, norms[0])
-        callback = self.callback
-        bar = None
-        if progress:
-            bar = odl.solvers.CallbackProgressBar(niter=self.niter,
-                                                  desc='lifted Bregman')
-            callback = bar if callback is None else bar & callback
-        try:
+        with progress_callback(progress, self.niter, 'lifted Bregman',
+                               self.callback) as callback:
             if is_res:
                 self._sweeps_residual(u, layers, norms, K, f, u0_step,
                                       callback)
             else:
                 self._sweeps_feedforward(u, layers, norms, f, u0_step,
                                          callback)
-        finally:
-            if bar is not None:
-                bar.pbar.close()
         return u
 
     def _sweeps_feedforward(self, u, layers, norms, f, u0_step, callback):

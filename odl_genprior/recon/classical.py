@@ -10,7 +10,8 @@ import odl
 from odl.applications import tomo
 
 from odl_genprior.recon.base import (Reconstructor, check_choice,
-                                     check_flag, check_option)
+                                     check_flag, check_option,
+                                     progress_callback)
 
 __all__ = ('FBP', 'TV', 'Tikhonov', 'Lasso', 'WaveletL1')
 
@@ -145,13 +146,10 @@ class TV(Reconstructor):
              else odl.functionals.ZeroFunctional(space))
         step = 0.99 / (1.05 * float(norm_a) * 2 ** 0.5)
         x = space.zero()
-        callback = self.callback
-        if progress:
-            bar = odl.solvers.CallbackProgressBar(niter=self.niter,
-                                                  desc='TV-PDHG')
-            callback = bar if callback is None else bar & callback
-        odl.solvers.pdhg(x, f, g, L, niter=self.niter, tau=step, sigma=step,
-                         callback=callback)
+        with progress_callback(progress, self.niter, 'TV-PDHG',
+                               self.callback) as callback:
+            odl.solvers.pdhg(x, f, g, L, niter=self.niter, tau=step,
+                             sigma=step, callback=callback)
         return x
 
 
@@ -187,18 +185,6 @@ def _opnorm(op):
     """``||op||`` by ODL's power method from a fixed start (reproducible)."""
     start = odl.core.phantom.white_noise(op.domain, seed=0)
     return float(odl.power_method_opnorm(op, maxiter=50, xstart=start))
-
-
-def _with_bar(progress, niter, desc, callback):
-    if not progress:
-        return callback, None
-    bar = odl.solvers.CallbackProgressBar(niter=niter, desc=desc)
-    return (bar if callback is None else bar & callback), bar
-
-
-def _close(bar):
-    if bar is not None:
-        bar.pbar.close()
 
 
 class Tikhonov(Reconstructor):
@@ -239,25 +225,23 @@ class Tikhonov(Reconstructor):
     def _reconstruct(self, problem, progress):
         A, y = _linear(problem, 'Tikhonov'), problem.data
         x = A.domain.zero()
-        callback, bar = _with_bar(progress, self.niter, 'Tikhonov-CG',
-                                  self.callback)
-        try:
-            if self.alpha > 0:
-                normal = (A.adjoint * A
-                          + self.alpha * odl.IdentityOperator(A.domain))
-                odl.solvers.conjugate_gradient(normal, x, A.adjoint(y),
-                                               niter=self.niter,
-                                               callback=callback)
-            else:
-                odl.solvers.conjugate_gradient_normal(A, x, y,
-                                                      niter=self.niter,
-                                                      callback=callback)
-        except ZeroDivisionError:
-            # ODL's CG divides by the previous squared residual norm, 0.0
-            # once the residual vanishes: x is then already the solution.
-            pass
-        finally:
-            _close(bar)
+        with progress_callback(progress, self.niter, 'Tikhonov-CG',
+                               self.callback) as callback:
+            try:
+                if self.alpha > 0:
+                    normal = (A.adjoint * A
+                              + self.alpha * odl.IdentityOperator(A.domain))
+                    odl.solvers.conjugate_gradient(normal, x, A.adjoint(y),
+                                                   niter=self.niter,
+                                                   callback=callback)
+                else:
+                    odl.solvers.conjugate_gradient_normal(A, x, y,
+                                                          niter=self.niter,
+                                                          callback=callback)
+            except ZeroDivisionError:
+                # ODL's CG divides by the previous squared residual norm, 0.0
+                # once the residual vanishes: x is then already the solution.
+                pass
         return x
 
 
@@ -307,13 +291,10 @@ class Lasso(Reconstructor):
         f = self.alpha * odl.functionals.L1Norm(A.domain)
         g = odl.functionals.L2NormSquared(A.range).translated(y) * A
         x = A.domain.zero()
-        callback, bar = _with_bar(progress, self.niter, 'Lasso-ISTA',
-                                  self.callback)
-        try:
+        with progress_callback(progress, self.niter, 'Lasso-ISTA',
+                               self.callback) as callback:
             odl.solvers.proximal_gradient(x, f, g, gamma=step,
                                           niter=self.niter, callback=callback)
-        finally:
-            _close(bar)
         return x
 
 
@@ -464,11 +445,8 @@ class WaveletL1(Reconstructor):
              else odl.functionals.ZeroFunctional(space))
         step = 0.99 / (1.05 * norm_a * 2 ** 0.5)
         x = space.zero()
-        callback, bar = _with_bar(progress, self.niter, 'wavelet-L1-PDHG',
-                                  self.callback)
-        try:
+        with progress_callback(progress, self.niter, 'wavelet-L1-PDHG',
+                               self.callback) as callback:
             odl.solvers.pdhg(x, f, g, L, niter=self.niter, tau=step,
                              sigma=step, callback=callback)
-        finally:
-            _close(bar)
         return x
