@@ -333,6 +333,17 @@ def _train_limited_angle(args, command):
         print(f'odl-genprior train: error: --protocol htc2022 trains lpd or '
               f'lfb, not {args.scheme!r}', file=sys.stderr)
         return 2
+    # The challenge fixes geometry, angles, noise and data; these options
+    # would be silently ignored.
+    given = [f'--{name.replace("_", "-")}' for name, unset in (
+        ('angles', None), ('noise', None), ('geometry', 'parallel'),
+        ('data_seed', 0), ('start', None), ('init', None))
+        if getattr(args, name) != unset]
+    if given:
+        print(f'odl-genprior train: error: --protocol htc2022 has its own '
+              f'geometry, noise and data; drop {", ".join(given)}',
+              file=sys.stderr)
+        return 2
     config = {'scheme': args.scheme, 'group': args.group,
               'htc2022': {'size': args.size or 128,
                           'angle_step': args.angle_step}}
@@ -349,7 +360,6 @@ def _train_limited_angle(args, command):
                         n_val=args.n_val, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, progress=not args.quiet,
-                        resume=args.resume or not args.no_resume,
                         command=command,
                         checkpoint_every=args.checkpoint_every,
                         autocast=args.autocast)
@@ -446,11 +456,12 @@ def _train_unrolled(args, command):
                   '--data-seed', file=sys.stderr)
             return 2
         benchmark = {'protocol': 'dival', 'size': args.size or 128,
-                     'num_angles': args.angles,
+                     'num_angles': args.angles or 30,
                      'noise_level': (0.025 if args.noise is None
                                      else args.noise)}
     else:
-        benchmark = {'size': args.size or 128, 'num_angles': args.angles,
+        benchmark = {'size': args.size or 128,
+                     'num_angles': args.angles or 30,
                      'noise_level': 0.05 if args.noise is None else args.noise,
                      'geometry': args.geometry, 'seed': args.data_seed}
     config = {'scheme': args.scheme, 'group': args.group,
@@ -469,9 +480,8 @@ def _train_unrolled(args, command):
     train_unrolled(config, args.out, n_train=args.n_train, n_val=args.n_val,
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    seed=args.seed, progress=not args.quiet,
-                   resume=args.resume or not args.no_resume, command=command,
-                   checkpoint_every=args.checkpoint_every, init=args.init,
-                   autocast=args.autocast)
+                   command=command, checkpoint_every=args.checkpoint_every,
+                   init=args.init, autocast=args.autocast)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior reconstruct learned --model '
           f'{args.out}')
@@ -502,8 +512,6 @@ def _train_learned_svd(args, command):
               '--size', file=sys.stderr)
         return 2
     A = problems.ray_transform(problems.image_space(size), args.angles)
-    if args.noise is None:
-        args.noise = 0.05
     # Training and validation data and noise come from separate seeds.
     if args.dataset == 'mnist':
         train_pairs = mnist_tomography_pairs(
@@ -523,12 +531,11 @@ def _train_learned_svd(args, command):
             'noise_level': args.noise, 'n_train': args.n_train,
             'n_val': args.n_val}
     train_learned_svd(A, *train_pairs, args.out,
-                      latent_dim=args.latent_dim or 64,
+                      latent_dim=args.latent_dim,
                       hidden=tuple(args.hidden), epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       val_data=val_pairs, data_info=info,
                       progress=not args.quiet,
-                      resume=args.resume or not args.no_resume,
                       checkpoint_every=args.checkpoint_every,
                       command=command)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
@@ -544,30 +551,34 @@ def _recipe(args):
     if args.kind == 'score':
         from odl_genprior.diffusion.score_recipe import recipe_from_arguments
         return recipe_from_arguments(args)
+
+    def option(name):
+        # Not every kind has every option (gan: no --arch, --hidden,
+        # --beta, --modes; ae: no --beta); absent means unset.
+        return getattr(args, name, None)
+
     images = args.dataset != 'signals'
     if args.dataset == 'mnist' and args.size not in (None, 28):
         raise ValueError(f'--size {args.size}: MNIST images are 28x28 '
                          '(--size is for ellipses and signals)')
-    if args.kind == 'cgnn' and images:
-        raise ValueError("kind 'cgnn' trains on 1D signals; pass --dataset "
-                         'signals')
     if images:
         # The image recipe keeps exactly its old keys (config.json of older
         # runs must still match when they resume).
         recipe = {'kind': args.kind, 'dataset': args.dataset,
                   'latent_dim': args.latent_dim or 20,
-                  'arch': args.arch or 'conv',
+                  'arch': option('arch') or 'conv',
                   'size': 28 if args.dataset == 'mnist' else args.size or 64,
-                  'width': args.width or 64, 'hidden': args.hidden}
-        if args.beta is not None:
+                  'width': args.width or 64,
+                  'hidden': option('hidden') or list(MLP_HIDDEN)}
+        if option('beta') is not None:
             recipe['beta'] = args.beta
         return recipe
     # Unset options are filled by recipes.SIGNAL_DEFAULTS/CGNN_DEFAULTS.
     recipe = {'kind': args.kind, 'dataset': 'signals',
-              'latent_dim': args.latent_dim, 'arch': args.arch,
+              'latent_dim': args.latent_dim, 'arch': option('arch'),
               'size': args.size, 'width': args.width,
-              'modes': args.modes, 'beta': args.beta}
-    if args.arch == 'mlp':
+              'modes': option('modes'), 'beta': option('beta')}
+    if option('arch') == 'mlp':
         recipe['hidden'] = args.hidden
     if args.kind == 'cgnn':
         recipe.update(levels=args.levels, channels=args.channels,
@@ -575,19 +586,36 @@ def _recipe(args):
     return recipes.complete_recipe(recipe)
 
 
+def _resume_error(args):
+    """The one-line error of ``--resume``/``--no-resume`` for ``--out``, or
+    None. Checked here, once for every kind, so that the trainers can always
+    be called with ``resume=True``: continue a run, or start one."""
+    from pathlib import Path
+
+    from odl_genprior.training import CONFIG
+
+    held = (Path(args.out) / CONFIG).is_file()
+    if args.resume and not held:
+        return f'--resume: no run to continue in {args.out}'
+    if args.no_resume and held:
+        # Refuse, never delete: the folder may hold weeks of training.
+        return (f'--no-resume: {args.out} already holds a run ({CONFIG}); '
+                'choose another --out or remove it')
+    return None
+
+
 def _train(args):
     import shlex
 
     from odl_genprior.generators import recipes
 
+    error = _resume_error(args)
+    if error:
+        print(f'odl-genprior train: error: {error}', file=sys.stderr)
+        return 2
     command = 'odl-genprior ' + ' '.join(shlex.quote(a) for a in args.argv)
     if args.kind == 'unrolled':
         return _train_unrolled(args, command)
-    for option in ('init', 'start', 'autocast'):
-        if getattr(args, option) is not None:
-            print(f'odl-genprior train: error: --{option} is an option of '
-                  f"kind 'unrolled', not {args.kind!r}", file=sys.stderr)
-            return 2
     if args.kind == 'learned-svd':
         return _train_learned_svd(args, command)
     try:
@@ -598,10 +626,9 @@ def _train(args):
         return 2
     recipes.fit(recipe, args.out, n_train=args.n_train, n_val=args.n_val,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                seed=args.seed, data_dir=args.data_dir,
-                progress=not args.quiet,
-                resume=args.resume or not args.no_resume,
-                command=command, checkpoint_every=args.checkpoint_every,
+                seed=args.seed, data_dir=getattr(args, 'data_dir', None),
+                progress=not args.quiet, command=command,
+                checkpoint_every=args.checkpoint_every,
                 log_every=25 if args.kind == 'score' else 50)
     print(f'weights, config.json and metrics.csv are in {args.out}')
     return 0
@@ -631,10 +658,294 @@ _nonnegative_float = _number(float, 0)
 _positive_float = _number(float, 0, strict=True)
 
 
-def build_parser():
-    """The argument parser of ``odl-genprior``."""
+#: ``train`` kinds and the line ``odl-genprior train --help`` gives each.
+TRAIN_KINDS = {
+    'vae': 'variational autoencoder on images (MNIST, ellipses) or 1D '
+           'signals',
+    'ae': 'autoencoder on images (MNIST, ellipses) or 1D signals',
+    'gan': 'Wasserstein GAN with gradient penalty on images',
+    'cgnn': 'VAE whose decoder is a 1D continuous generative network '
+            '(signals)',
+    'unrolled': 'unrolled CT network: learned gradient descent, '
+                'primal-dual, forward-backward or certified',
+    'learned-svd': 'learned SVD (Boink and Brune) on CT pairs of ellipses '
+                   'or MNIST',
+    'score': 'ScoreUNet by denoising score matching (diffusion prior)',
+}
+#: Hidden widths of the MLP nets of the generator kinds.
+MLP_HIDDEN = (500, 500)
+
+
+class _KindParser(argparse.ArgumentParser):
+    """The parser of one ``odl-genprior train KIND``.
+
+    Its errors are one line (``odl-genprior train: error: ...``, exit code
+    2), and an option it does not have is its own error, naming the kinds
+    that have it: argparse would hand it up to the top parser, whose message
+    names no kind.
+
+    Parameters
+    ----------
+    kind : str
+        The kind this parser trains.
+    siblings : dict
+        Parser of every kind by name (filled as they are made).
+    """
+
+    def __init__(self, *args, kind=None, siblings=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.siblings = {} if siblings is None else siblings
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(self._foreign(extras))
+        return namespace, extras
+
+    def _foreign(self, extras):
+        options = [a.split('=')[0] for a in extras if a.startswith('-')]
+        if not options:
+            return f'unrecognized arguments: {" ".join(extras)}'
+        others = [k for k, p in self.siblings.items() if k != self.kind
+                  and options[0] in p._option_string_actions]
+        where = f' (an option of {", ".join(others)})' if others else ''
+        return (f"{options[0]} is not an option of kind '{self.kind}'"
+                f'{where}; see odl-genprior train {self.kind} --help')
+
+    def error(self, message):
+        self.exit(2, f'odl-genprior train: error: {message}\n')
+
+
+def _training_options(n_train, n_val, batch_size):
+    """A parent parser of the options every ``train KIND`` has.
+
+    A new one per kind, with that kind's defaults: argparse shares a
+    parent's actions among its children, so a default set on one kind
+    would change every kind's.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    add = common.add_argument
+    add('--out', required=True, metavar='DIR',
+        help='run folder: config.json, metrics.csv, checkpoint.pt, '
+             'weights.pt')
+    add('--n-train', type=_positive_int, default=n_train, metavar='N',
+        help='training samples (default %(default)s)')
+    add('--n-val', type=_positive_int, default=n_val, metavar='N',
+        help='validation samples (default %(default)s)')
+    add('--epochs', type=_positive_int, default=10, metavar='N',
+        help='default %(default)s; more epochs continue a finished run')
+    add('--batch-size', type=_positive_int, default=batch_size,
+        metavar='N', help='default %(default)s')
+    add('--lr', type=_positive_float, default=1e-3,
+        help='learning rate (default %(default)s)')
+    add('--seed', type=_nonnegative_int, default=0, metavar='S',
+        help='training seed (default 0)')
+    add('--checkpoint-every', type=_positive_int, default=None,
+        metavar='STEPS', help='steps between checkpoints (default: each '
+                              'epoch)')
+    resume = common.add_mutually_exclusive_group()
+    resume.add_argument('--resume', action='store_true',
+                        help='continue the run in --out; an error if there '
+                             'is none (default: continue one if there, else '
+                             'start)')
+    resume.add_argument('--no-resume', action='store_true',
+                        help='start a fresh run; an error if --out already '
+                             'holds one')
+    add('--quiet', action='store_true', help='no progress bar')
+    return common
+
+
+def _cgnn_dataset(text):
+    """``--dataset`` of ``train cgnn``: signals only, with the reason."""
+    if text != 'signals':
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: kind 'cgnn' trains on 1D signals; pass --dataset "
+            'signals (or leave it out)')
+    return text
+
+
+def _add_train_parser(sub):
+    """``odl-genprior train KIND``: one sub-parser per kind, each with the
+    options its trainer reads and its own defaults."""
     from odl_genprior.diffusion.score_recipe import add_sde_arguments
 
+    tr = sub.add_parser(
+        'train', help='train a generator, an unrolled CT network, a learned '
+                      'SVD or a score model',
+        description="Train with the package's training loop: seeded, "
+                    'progress bar, metric log, checkpoints. Run the same '
+                    'command again to resume an interrupted run (or to '
+                    'continue a finished one with more --epochs). '
+                    '`odl-genprior train KIND --help` lists the options of '
+                    'one kind.')
+    siblings = {}
+    kinds = tr.add_subparsers(dest='kind', metavar='KIND', required=True,
+                              parser_class=_KindParser, title='kinds')
+
+    def kind(name, description, n_train=10000, n_val=500, batch_size=64):
+        parser = kinds.add_parser(
+            name, help=TRAIN_KINDS[name], description=description,
+            parents=[_training_options(n_train, n_val, batch_size)],
+            kind=name, siblings=siblings)
+        siblings[name] = parser
+        return parser.add_argument
+
+    def mnist_dir(add):
+        add('--data-dir', default=None, metavar='MNIST_DIR',
+            help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
+
+    def generator(add, name, datasets=('mnist', 'ellipses', 'signals')):
+        # The options of the generator recipes (vae, ae, gan).
+        signals = 'signals' in datasets
+        add('--dataset', choices=datasets, default='ellipses')
+        mnist_dir(add)
+        add('--latent-dim', type=_positive_int, default=None,
+            help='default 20' + (' (images), 15 (signals)' if signals
+                                 else ''))
+        if name != 'gan':  # the WGAN-GP nets are convolutional
+            add('--arch', choices=('mlp', 'conv', 'conv1d'), default=None,
+                help="images: 'conv' (default) or 'mlp'; signals: 'conv1d' "
+                     "(default) or 'mlp'")
+        add('--size', type=_positive_int, default=None,
+            help='image side (ellipses, default 64; MNIST is 28)' + (
+                ' or samples per signal (signals, default 4096)' if signals
+                else ''))
+        add('--width', type=_positive_int, default=None,
+            help='channels of the conv nets (default 64' + (
+                ' images, 32 signals)' if signals else ')'))
+        if name != 'gan':
+            add('--hidden', type=_positive_int, nargs='+',
+                default=list(MLP_HIDDEN), metavar='W',
+                help='hidden widths of the MLP nets (default 500 500)')
+        if name == 'vae':
+            add('--beta', type=_nonnegative_float, default=None,
+                help='KL weight (default 1 for images, 1e-2 for signals)')
+        if signals:
+            add('--modes', type=_positive_int, default=None,
+                help='signals: Fourier modes of the trigonometric signals '
+                     '(default 2)')
+
+    add = kind('vae', 'Train a VAE (Bernoulli likelihood on images, '
+                      'Gaussian on signals).')
+    generator(add, 'vae')
+    add = kind('ae', 'Train an autoencoder.')
+    generator(add, 'ae')
+    add = kind('gan', 'Train a WGAN-GP (convolutional generator and critic) '
+                      'on images.')
+    generator(add, 'gan', datasets=('mnist', 'ellipses'))
+
+    add = kind('cgnn', "A VAE whose decoder is a 1D continuous generative "
+                       'network (CGNN), rendered at --size samples, on '
+                       'trigonometric signals.')
+    add('--dataset', type=_cgnn_dataset, default='signals',
+        metavar='signals', help='the only data set of cgnn (default)')
+    add('--latent-dim', type=_positive_int, default=None,
+        help='default 15')
+    add('--arch', choices=('conv1d', 'mlp'), default=None,
+        help="the encoder: 'conv1d' (default) or 'mlp'")
+    add('--size', type=_positive_int, default=None,
+        help='samples per signal (default 4096)')
+    add('--width', type=_positive_int, default=None,
+        help='channels of the conv1d encoder (default 32)')
+    add('--hidden', type=_positive_int, nargs='+', default=list(MLP_HIDDEN),
+        metavar='W', help='hidden widths of the MLP encoder (--arch mlp; '
+                          'default 500 500)')
+    add('--beta', type=_nonnegative_float, default=None,
+        help='KL weight (default 1e-2)')
+    add('--modes', type=_positive_int, default=None,
+        help='Fourier modes of the trigonometric signals (default 2)')
+    add('--levels', type=_positive_int, nargs='+', default=None, metavar='J',
+        help='scale levels j_1 < ... < j_L (default 2 3 4 5 6 7)')
+    add('--channels', type=_positive_int, nargs='+', default=None,
+        metavar='C', help='channels c_1 ... c_L (default 32 16 8 4 2 1)')
+    add('--wavelet', default=None, help="PyWavelets name (default 'db2')")
+    add('--boundary', choices=('zero', 'periodic'), default=None,
+        help="boundary of the MRA (default 'zero')")
+
+    # A CT network: few, costly samples.
+    add = kind('unrolled', 'Train a learned gradient descent / primal-dual '
+                           '/ forward-backward network (ordinary or '
+                           'rotation-equivariant blocks) or the certified '
+                           'nonexpansive learned gradient, on the ellipse '
+                           "CT benchmark, DIVal's ellipses or simulated "
+                           'HTC2022 limited-angle data (--protocol).',
+               n_train=100, n_val=10, batch_size=4)
+    add('--protocol', choices=('ellipse', 'dival', 'htc2022'),
+        default='ellipse',
+        help="the package's ellipse CT benchmark (default), DIVal's ellipses "
+             'data set (128x128 over [-64, 64]^2, 400x400 simulation) or '
+             'simulated HTC2022 limited-angle data (one network for 30-90 '
+             'degrees; lpd or lfb)')
+    add('--scheme', choices=('lgd', 'lpd', 'lfb', 'certified'),
+        default='lfb',
+        help='learned gradient descent, primal-dual, forward-backward '
+             '(default) or the certified nonexpansive learned gradient')
+    add('--group', default=None,
+        help='rotation group of equivariant blocks, e.g. C4, C8, D4 '
+             '(default: ordinary blocks)')
+    add('--iterations', type=_positive_int, default=None,
+        help='unrolled steps (default 10 lgd/lpd, 8 lfb)')
+    add('--width', type=_positive_int, default=None,
+        help='channels of the blocks (default 32)')
+    add('--size', type=_positive_int, default=None,
+        help='image side (default 128)')
+    add('--angles', type=_positive_int, default=None,
+        help='parallel-beam angles (default 30; not htc2022)')
+    add('--noise', type=_nonnegative_float, default=None,
+        help='relative Gaussian noise (default 0.05, dival 0.025; not '
+             'htc2022)')
+    add('--geometry', choices=('parallel', 'fan'), default='parallel',
+        help='beam geometry (ellipse protocol)')
+    add('--data-seed', type=_nonnegative_int, default=0,
+        help='seed of the benchmark splits (ellipse protocol)')
+    add('--angle-step', type=_positive_float, default=1.0,
+        help='htc2022: degrees between the angles of the fixed operator '
+             '(default 1)')
+    add('--start', choices=('zero', 'fbp'), default=None,
+        help="the scheme's starting image, zeros (default, the papers) or "
+             "the data's FBP (DIVal's init_fbp)")
+    add('--autocast', choices=('bfloat16',), default=None,
+        help='mixed-precision steps (convolutions in bfloat16, weights in '
+             'float32; about 0.6x the step time on CPUs with AVX-512 BF16); '
+             'may change when a run resumes')
+    add('--init', default=None, metavar='RUN_OR_NAME',
+        help='start from the weights of this run folder or shipped network '
+             '(same scheme, architecture and benchmark): fine-tuning, or '
+             'more steps after a finished schedule, in a new --out')
+
+    add = kind('learned-svd', 'Train a learned SVD (Boink and Brune) on '
+                              'pairs (image, noisy parallel-beam sinogram) '
+                              'of random ellipses or MNIST digits.')
+    add('--dataset', choices=('ellipses', 'mnist'), default='ellipses')
+    mnist_dir(add)
+    add('--size', type=_positive_int, default=None,
+        help='image side (ellipses, default 64; MNIST is 28)')
+    add('--angles', type=_positive_int, default=30,
+        help='parallel-beam angles (default %(default)s)')
+    add('--noise', type=_nonnegative_float, default=0.05,
+        help='relative Gaussian noise (default %(default)s)')
+    add('--latent-dim', type=_positive_int, default=64,
+        help='default %(default)s')
+    add('--hidden', type=_positive_int, nargs='+', default=[512],
+        metavar='W', help='hidden widths (default 512)')
+
+    add = kind('score', 'Train a ScoreUNet by denoising score matching on '
+                        'random ellipses or MNIST; the model keeps an '
+                        'exponential moving average of its weights.')
+    add('--dataset', choices=('ellipses', 'mnist'), default='ellipses')
+    mnist_dir(add)
+    add('--size', type=_positive_int, default=None,
+        help='image side (ellipses, default 64; MNIST is 28)')
+    add('--channels', type=_positive_int, nargs='+', default=None,
+        metavar='C', help='U-Net channels at full and half resolution '
+                          '(default 32 64)')
+    add_sde_arguments(siblings['score'])
+    tr.set_defaults(func=_train)
+
+
+def build_parser():
+    """The argument parser of ``odl-genprior``."""
     parser = argparse.ArgumentParser(
         prog='odl-genprior',
         description='Learned models as ODL operators: demos and tools.')
@@ -740,128 +1051,7 @@ def build_parser():
     htc.add_argument('--quiet', action='store_true')
     htc.set_defaults(func=_htc2022)
 
-    tr = sub.add_parser(
-        'train', help='train a generator (VAE, autoencoder, WGAN-GP, CGNN) '
-                      'or an unrolled CT network',
-        description='Train a generator with the package\'s training loop: '
-                    'seeded, progress bar, metric log, checkpoints; run the '
-                    'same command again to resume an interrupted run. '
-                    "'cgnn' is a VAE whose decoder is a 1D continuous "
-                    'generative network rendered at --size samples '
-                    "(--dataset signals). 'unrolled' trains a learned "
-                    'gradient descent / primal-dual / forward-backward '
-                    'network (--scheme, --group) on the ellipse CT '
-                    "benchmark (--size, --angles, --noise). 'learned-svd' "
-                    'trains a learned SVD (Boink and Brune) on parallel-beam '
-                    'CT pairs of ellipses or MNIST digits (--dataset, '
-                    '--size, --angles, --noise, --latent-dim, --hidden). '
-                    "'score' trains a ScoreUNet by denoising score matching "
-                    '(--sde, --channels, --embed-dim, --ema; ellipses or '
-                    'MNIST).')
-    tr.add_argument('kind', choices=('vae', 'ae', 'gan', 'cgnn', 'unrolled',
-                                     'learned-svd', 'score'))
-    tr.add_argument('--scheme', choices=('lgd', 'lpd', 'lfb', 'certified'),
-                    default='lfb',
-                    help='unrolled: learned gradient descent, primal-dual, '
-                         'forward-backward (default lfb) or the certified '
-                         'nonexpansive learned gradient')
-    tr.add_argument('--group', default=None,
-                    help="unrolled: rotation group of equivariant blocks, "
-                         "e.g. C4, C8, D4 (default: ordinary blocks)")
-    tr.add_argument('--iterations', type=_positive_int, default=None,
-                    help='unrolled: unrolled steps (default 10 lgd/lpd, '
-                         '8 lfb)')
-    tr.add_argument('--angles', type=_positive_int, default=30,
-                    help='unrolled: parallel-beam angles')
-    tr.add_argument('--noise', type=_nonnegative_float, default=None,
-                    help='unrolled: relative Gaussian noise (default 0.05; '
-                         'DIVal protocol 0.025)')
-    tr.add_argument('--protocol', choices=('ellipse', 'dival', 'htc2022'),
-                    default='ellipse',
-                    help="unrolled: the package's ellipse CT benchmark, "
-                         "DIVal's ellipses data set (128x128 over [-64, 64]^2,"
-                         " 400x400 simulation) or simulated HTC2022 "
-                         'limited-angle data (one network for 30-90 degrees)')
-    tr.add_argument('--angle-step', type=_positive_float, default=1.0,
-                    help='unrolled, --protocol htc2022: degrees between the '
-                         'angles of the fixed operator (default 1)')
-    tr.add_argument('--start', choices=('zero', 'fbp'), default=None,
-                    help="unrolled: the scheme's starting image, zeros "
-                         "(default, the papers) or the data's FBP (DIVal's "
-                         'init_fbp)')
-    tr.add_argument('--autocast', choices=('bfloat16',), default=None,
-                    help='unrolled: mixed-precision steps (convolutions in '
-                         'bfloat16, weights in float32; about 0.6x the step '
-                         'time on CPUs with AVX-512 BF16); may change when a '
-                         'run resumes')
-    tr.add_argument('--init', default=None, metavar='RUN_OR_NAME',
-                    help='unrolled: start from the weights of this run '
-                         'folder or shipped network (same scheme, '
-                         'architecture and benchmark): fine-tuning, or more '
-                         'steps after a finished schedule, in a new --out')
-    tr.add_argument('--geometry', choices=('parallel', 'fan'),
-                    default='parallel', help='unrolled: beam geometry')
-    tr.add_argument('--data-seed', type=_nonnegative_int, default=0,
-                    help='unrolled: seed of the benchmark splits')
-    tr.add_argument('--dataset', choices=('mnist', 'ellipses', 'signals'),
-                    default=None,
-                    help="default: 'signals' for cgnn, else 'ellipses'")
-    tr.add_argument('--data-dir', default=None,
-                    help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
-    tr.add_argument('--out', required=True, help='run folder')
-    tr.add_argument('--latent-dim', type=_positive_int, default=None,
-                    help='default 20 (images), 15 (signals)')
-    tr.add_argument('--arch', choices=('mlp', 'conv', 'conv1d'),
-                    default=None,
-                    help="images: 'conv' (default) or 'mlp'; signals: "
-                         "'conv1d' (default) or 'mlp' (for cgnn: the "
-                         'encoder)')
-    tr.add_argument('--size', type=_positive_int, default=None,
-                    help='image side (ellipses, default 64; unrolled, '
-                         'default 128) or samples per signal (signals, '
-                         'default 4096)')
-    tr.add_argument('--width', type=_positive_int, default=None,
-                    help='channels of the conv nets (default 64 for images, '
-                         '32 for signals and unrolled)')
-    tr.add_argument('--beta', type=_nonnegative_float, default=None,
-                    help='VAE KL weight (default 1 for images, 1e-2 for '
-                         'signals)')
-    tr.add_argument('--modes', type=_positive_int, default=None,
-                    help='signals: Fourier modes of the trigonometric '
-                         'signals (default 2)')
-    tr.add_argument('--levels', type=_positive_int, nargs='+', default=None,
-                    help='cgnn: scale levels j_1 < ... < j_L (default '
-                         '2 3 4 5 6 7)')
-    tr.add_argument('--channels', type=_positive_int, nargs='+', default=None,
-                    help='cgnn: channels c_1 ... c_L (default '
-                         '32 16 8 4 2 1); score: U-Net channels at full and '
-                         'half resolution (default 32 64)')
-    add_sde_arguments(tr, prefix='score: ')
-    tr.add_argument('--wavelet', default=None,
-                    help="cgnn: PyWavelets name (default 'db2')")
-    tr.add_argument('--boundary', choices=('zero', 'periodic'), default=None,
-                    help="cgnn: boundary of the MRA (default 'zero')")
-    tr.add_argument('--hidden', type=_positive_int, nargs='+', default=None,
-                    help='hidden widths of the MLP nets (default 500 500; '
-                         'learned-svd 512)')
-    tr.add_argument('--n-train', type=_positive_int, default=None,
-                    help='training samples (default 10000; unrolled 100)')
-    tr.add_argument('--n-val', type=_positive_int, default=None,
-                    help='validation samples (default 500; unrolled 10)')
-    tr.add_argument('--epochs', type=_positive_int, default=10)
-    tr.add_argument('--batch-size', type=_positive_int, default=None,
-                    help='default 64; unrolled 4')
-    tr.add_argument('--lr', type=_positive_float, default=1e-3)
-    tr.add_argument('--seed', type=_nonnegative_int, default=0)
-    tr.add_argument('--checkpoint-every', type=_positive_int, default=None,
-                    help='steps between checkpoints (default: each epoch)')
-    tr.add_argument('--resume', action='store_true',
-                    help='continue the run in --out from its last checkpoint '
-                         '(the default; kept for explicitness)')
-    tr.add_argument('--no-resume', action='store_true',
-                    help='refuse to continue a run already in --out')
-    tr.add_argument('--quiet', action='store_true')
-    tr.set_defaults(func=_train)
+    _add_train_parser(sub)
     return parser
 
 
@@ -871,16 +1061,6 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    if args.command == 'train':
-        if args.dataset is None:
-            args.dataset = 'signals' if args.kind == 'cgnn' else 'ellipses'
-        if args.hidden is None:
-            args.hidden = [512] if args.kind == 'learned-svd' else [500, 500]
-        small = args.kind == 'unrolled'  # a CT network: few, costly samples
-        for key, default in (('n_train', (10000, 100)), ('n_val', (500, 10)),
-                             ('batch_size', (64, 4))):
-            if getattr(args, key) is None:
-                setattr(args, key, default[small])
     if not getattr(args, 'func', None):
         parser.print_help()
         return 0
