@@ -278,3 +278,46 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys):
     example(['--data', str(DATA), '--phantom', 'td', '--levels', '90'])
     out = capsys.readouterr().out
     assert '| 90 |' in out and 'td from 253.5 deg' in out
+
+
+# --- the shipped networks ------------------------------------------------------
+
+from odl_genprior.recon.limited_angle import (  # noqa: E402
+    HTC_PRETRAINED_DIR, list_pretrained_limited_angle)
+
+SHIPPED = list_pretrained_limited_angle()
+
+
+def test_the_limited_angle_network_ships():
+    assert 'htc-lpd-128' in SHIPPED
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_network_is_small_documented_and_loads(name):
+    import json
+    from odl_genprior.training import read_metrics
+    folder = HTC_PRETRAINED_DIR / name
+    assert (folder / 'weights.pt').stat().st_size <= 5 * 2 ** 20
+    cfg = json.loads((folder / 'config.json').read_text())
+    assert cfg['user']['command'].startswith(
+        'odl-genprior train unrolled --protocol htc2022')
+    assert cfg['user']['options']['scanner'] == htc2022_sim.scanner_dict()
+    rows = read_metrics(folder)
+    assert rows[-1]['step'] > 0 and any('val_mcc' in r for r in rows)
+    assert not load_limited_angle(name).training
+
+
+@needs_data
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_network_beats_tv_at_30_degrees(name):
+    # tb (Voronoi cells: thin walls) from the protocol's second start angle.
+    p = htc2022.load_htc2022('tb', DATA, angular_range=30, start_angle=253.5,
+                             size=128, angle_step=2, det_binning=4)
+    truth = p.info['reference_segmentation']
+    from odl_genprior.recon import TV
+    tv = htc2022.score(TV(alpha=protocol.TV_ALPHA, niter=200)(
+        p, progress=False), truth)
+    method = LimitedAngleCT.pretrained(name)
+    learned = htc2022.score(method(p, progress=False), truth,
+                            method.threshold)
+    assert learned > tv + 0.05 and learned > 0.75
