@@ -40,8 +40,9 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc202
 
 
 def _methods(args):
-    methods = [FBP(filter_type='Hann', frequency_scaling=0.8),
-               TV(alpha=args.tv_alpha, niter=args.tv_iter, nonneg=True)]
+    methods = [] if args.no_baselines else [
+        FBP(filter_type='Hann', frequency_scaling=0.8),
+        TV(alpha=args.tv_alpha, niter=args.tv_iter, nonneg=True)]
     names = list_pretrained_limited_angle() if args.models is None \
         else args.models
     methods += [LimitedAngleCT(name) for name in names]
@@ -174,6 +175,8 @@ def main(argv=None):
     parser.add_argument('--models', nargs='*', default=None,
                         help='learned run folders or shipped names '
                              '(default: every shipped one)')
+    parser.add_argument('--no-baselines', action='store_true',
+                        help='learned methods only (no FBP, no TV)')
     parser.add_argument('--tune-tv', action='store_true',
                         help='choose TV alpha on simulated data and exit')
     parser.add_argument('--tv-alphas', nargs='+', type=float,

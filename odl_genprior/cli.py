@@ -378,7 +378,7 @@ def _htc2022(args):
     from odl_genprior.problems import htc2022, htc2022_protocol
     from odl_genprior.recon import FBP, TV
     from odl_genprior.recon.limited_angle import (
-        LimitedAngleCT, list_pretrained_limited_angle)
+        DEFAULT_NETWORK, LimitedAngleCT, list_pretrained_limited_angle)
 
     path = Path(args.file)
     if path.suffix.lower() != '.mat':
@@ -389,11 +389,12 @@ def _htc2022(args):
     problem = htc2022.load_challenge_file(
         path, size=args.size, angle_step=max(1, int(round(1.0 / step))),
         det_binning=4)
-    shipped = list_pretrained_limited_angle()
     # The networks see at most 90 degrees; with more data TV uses it all
     # (MCC 0.99 on the full teaching files).
     span = float(angles[-1] - angles[0])
-    name = args.method or (shipped[0] if shipped and span <= 90 else 'tv')
+    shipped = DEFAULT_NETWORK in list_pretrained_limited_angle()
+    name = args.method or (DEFAULT_NETWORK if shipped and span <= 90
+                           else 'tv')
     if name == 'fbp':
         method = FBP(filter_type='Hann', frequency_scaling=0.8)
     elif name == 'tv':

@@ -32,11 +32,15 @@ from odl_genprior.training import (complete_runs, load_weights,
                                    read_run_config, recorded_command,
                                    seed_all, train)
 
-__all__ = ('LimitedAngleCT', 'LIMITED_ANGLE_GEOMETRY', 'build_limited_angle',
+__all__ = ('LimitedAngleCT', 'LIMITED_ANGLE_GEOMETRY', 'DEFAULT_NETWORK',
+           'build_limited_angle',
            'train_limited_angle', 'load_limited_angle',
            'list_pretrained_limited_angle', 'HTC_PRETRAINED_DIR')
 
 HTC_PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained_htc2022'
+#: The best shipped network on the teaching data (docs/htc2022.md): the
+#: default of ``odl-genprior htc2022``.
+DEFAULT_NETWORK = 'htc-lpd-128'
 
 #: The fixed operator and the ranges drawn in training.
 LIMITED_ANGLE_GEOMETRY = {'size': 128, 'max_range': 90.0, 'min_range': 30.0,
@@ -207,6 +211,8 @@ class LimitedAngleCT(Reconstructor):
         A network of `build_limited_angle`, a run folder or a shipped name
         (`list_pretrained_limited_angle`).
     name : str, optional
+        Default: the scheme and the folder or shipped name, e.g. 'learned
+        PD (htc-lpd-128)'.
 
     Examples
     --------
@@ -224,7 +230,9 @@ class LimitedAngleCT(Reconstructor):
     threshold = 0.5
 
     def __init__(self, model, name=None):
+        source = None
         if isinstance(model, (str, Path)):
+            source = Path(model).name  # a shipped name or a run folder
             model = load_limited_angle(model)
         if not hasattr(model, 'config') or 'htc2022' not in model.config:
             raise TypeError(f'LimitedAngleCT needs a network of '
@@ -233,13 +241,14 @@ class LimitedAngleCT(Reconstructor):
         scheme = {'lpd': 'learned PD', 'lfb': 'learned FB'}.get(
             model.config['scheme'], model.config['scheme'])
         group = model.config.get('group')
-        self.name = name or (f'{scheme}{" " + group if group else ""}'
-                             ' (limited angle)')
+        self.name = name or (f'{scheme}{" " + group if group else ""} '
+                             f'({source or "limited angle"})')
 
     @classmethod
     def pretrained(cls, name, device='cpu'):
         """A shipped network by name (`list_pretrained_limited_angle`)."""
-        return cls(load_limited_angle(name, device=device))
+        model = load_limited_angle(name, device=device)
+        return cls(model, name=cls(model).name.replace('limited angle', name))
 
     def __repr__(self):
         return f'LimitedAngleCT(name={self.name!r})'
