@@ -415,36 +415,10 @@ def _htc2022(args):
           f'{angles[0]:g}; {method.name}; wrote {out / (path.stem + ".png")} '
           f'(512x512 segmentation) and {path.stem}_recon.npy')
     if args.reference:
-        truth = _reference_segmentation(args.reference)
+        truth = htc2022.read_segmentation(args.reference)
         print(f'MCC against {Path(args.reference).name}: '
               f'{htc2022.mcc(seg, truth):.4f}')
     return 0
-
-
-def _reference_segmentation(path):
-    """A 512x512 reference segmentation from a .mat (any 2D array) or PNG."""
-    from pathlib import Path
-
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'reference {path} not found')
-    if path.suffix.lower() == '.png':
-        from PIL import Image
-        arr = np.asarray(Image.open(path))
-    else:
-        from odl_genprior.problems.htc2022 import _read_mat
-        mat = _read_mat(path)
-        arrays = [v for k, v in mat.items() if not k.startswith('__')
-                  and np.ndim(v) == 2]
-        if not arrays:
-            raise ValueError(f'{path} holds no 2D array (a segmentation)')
-        arr = np.asarray(arrays[0])
-    if arr.ndim != 2 or arr.shape != (512, 512):
-        raise ValueError(f'reference {path} has shape {arr.shape}, not '
-                         '(512, 512)')
-    return arr > 0
 
 
 def _train_unrolled(args, command):

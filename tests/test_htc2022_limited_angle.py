@@ -323,3 +323,19 @@ def test_shipped_network_beats_tv_at_30_degrees(name):
     learned = htc2022.score(method(p, progress=False), truth,
                             method.threshold)
     assert learned > tv + 0.1  # 0.63 (C4) and 0.77 (PD) against 0.48
+
+
+def test_read_segmentation_png_mat_and_wrong_shape(tmp_path):
+    import scipy.io
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    seg = rng.random((512, 512)) > 0.5
+    Image.fromarray((255 * seg).astype(np.uint8)).save(tmp_path / 's.png')
+    np.testing.assert_array_equal(
+        htc2022.read_segmentation(tmp_path / 's.png'), seg)
+    scipy.io.savemat(str(tmp_path / 's.mat'), {'reconFullFbpSeg': seg * 1.0})
+    np.testing.assert_array_equal(
+        htc2022.read_segmentation(tmp_path / 's.mat'), seg)
+    scipy.io.savemat(str(tmp_path / 'small.mat'), {'s': np.ones((8, 8))})
+    with pytest.raises(ValueError, match=r'shape \(8, 8\), not \(512, 512\)'):
+        htc2022.read_segmentation(tmp_path / 'small.mat')

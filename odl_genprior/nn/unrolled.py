@@ -206,7 +206,8 @@ class _Unrolled(torch.nn.Module):
     _mask = None
 
     def _set_mask(self, mask, y):
-        """Keep ``mask`` (``(B, angles)``: 1 on measured rows) for A and At.
+        """Keep ``mask`` (``(B, angles)``: 1 on measured rows) for A and At
+        during one forward pass.
 
         Limited data as rows of one fixed operator: ``M A`` is the forward
         operator of the rows kept, ``A^T M`` its adjoint.
@@ -235,6 +236,15 @@ class _Unrolled(torch.nn.Module):
         self._set_mask(mask, y)
         y = y[:, None] / self.opnorm
         return y if self._mask is None else y * self._mask
+
+    def forward(self, y, mask=None):
+        """Reconstruct a batch ``y`` ``(B, *data_shape)``; ``mask``
+        ``(B, angles)`` keeps the rows flagged 1 (limited data)."""
+        y = self._check(y, mask)
+        try:
+            return self._forward(y)
+        finally:
+            self._mask = None  # A and At are unmasked outside a forward
 
     def initial(self, y, channels=1):
         """The starting image ``(B, channels, H, W)`` for scaled data ``y``.
@@ -302,9 +312,7 @@ class LearnedGradientDescent(_Unrolled):
             make_block(2 + memory, 1 + memory, hidden_channels, group,
                        residual=False) for _ in range(n_iter))
 
-    def forward(self, y, mask=None):
-        """Reconstruct a batch ``y``; ``mask`` ``(B, angles)`` keeps rows."""
-        y = self._check(y, mask)
+    def _forward(self, y):
         b = y.shape[0]
         x = self.initial(y)
         s = y.new_zeros((b, self.memory) + self.image_shape)
@@ -342,7 +350,7 @@ class LearnedForwardBackward(_Unrolled):
             make_block(2 + memory, 1 + memory, hidden_channels, group,
                        residual=True) for _ in range(n_iter))
 
-    forward = LearnedGradientDescent.forward
+    _forward = LearnedGradientDescent._forward
 
 
 class LearnedPrimalDual(_Unrolled):
@@ -384,9 +392,7 @@ class LearnedPrimalDual(_Unrolled):
             make_block(n_primal + 1, n_primal, hidden_channels, group,
                        residual=False) for _ in range(n_iter))
 
-    def forward(self, y, mask=None):
-        """Reconstruct a batch ``y``; ``mask`` ``(B, angles)`` keeps rows."""
-        y = self._check(y, mask)
+    def _forward(self, y):
         b = y.shape[0]
         f = self.initial(y, self.n_primal)
         h = y.new_zeros((b, self.n_dual) + self.data_shape)

@@ -44,7 +44,7 @@ __all__ = ('HTC2022_ENV', 'PHANTOMS', 'SOURCE_ORIGIN', 'SOURCE_DETECTOR',
            'NUM_DETECTORS', 'DETECTOR_PIXEL', 'EFFECTIVE_PIXEL',
            'htc2022_directory', 'htc2022_space', 'htc2022_ray_transform',
            'load_sinogram', 'load_reference', 'load_htc2022', 'segment',
-           'read_challenge_file', 'load_challenge_file',
+           'read_challenge_file', 'load_challenge_file', 'read_segmentation',
            'mcc', 'score', 'resample', 'disc_phantom')
 
 HTC2022_ENV = 'ODL_GENPRIOR_HTC2022'
@@ -323,6 +323,38 @@ def load_sinogram(name, directory=None):
     suffix = '' if name == _SPARSE_EXAMPLE else '_full'
     sino, angles, _ = read_challenge_file(_file(directory, name, suffix))
     return sino, angles
+
+
+def read_segmentation(path, shape=(_REFERENCE_SIZE, _REFERENCE_SIZE)):
+    """A reference segmentation from a file: ``.png`` or ``.mat``.
+
+    A ``.mat`` file's first 2D array (``reconFullFbpSeg`` in the
+    organisers' files), or a PNG (nonzero: foreground); it must have
+    ``shape`` (512x512). Returns a bool array.
+
+    Examples
+    --------
+    >>> read_segmentation('none.png')
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: segmentation none.png not found
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'segmentation {path} not found')
+    if path.suffix.lower() == '.png':
+        from PIL import Image
+        arr = np.asarray(Image.open(path))
+    else:
+        arrays = [v for k, v in _read_mat(path).items()
+                  if not k.startswith('__') and np.ndim(v) == 2]
+        if not arrays:
+            raise ValueError(f'{path} holds no 2D array (a segmentation)')
+        arr = np.asarray(arrays[0])
+    if arr.shape != tuple(shape):
+        raise ValueError(f'segmentation {path} has shape {arr.shape}, not '
+                         f'{tuple(shape)}')
+    return arr > 0
 
 
 def load_reference(name, directory=None):

@@ -247,8 +247,9 @@ class LimitedAngleCT(Reconstructor):
     @classmethod
     def pretrained(cls, name, device='cpu'):
         """A shipped network by name (`list_pretrained_limited_angle`)."""
-        model = load_limited_angle(name, device=device)
-        return cls(model, name=cls(model).name.replace('limited angle', name))
+        method = cls(load_limited_angle(name, device=device))
+        method.name = method.name.replace('limited angle', name)
+        return method
 
     def __repr__(self):
         return f'LimitedAngleCT(name={self.name!r})'
