@@ -94,7 +94,7 @@ def _diffusion_method(args, space, options):
     """DPS or the projection sampler with a score model (name or run folder)."""
     from odl_genprior import recon
 
-    prior = args.prior or SCORE_PRIOR
+    prior = getattr(args, 'prior', None) or SCORE_PRIOR
     model = _load_prior(prior)
     if not hasattr(model, 'sde'):
         raise ValueError(f'{args.method} needs a score model (`odl-genprior '
@@ -173,15 +173,18 @@ def _reconstruct(args):
             options[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             options[key] = value
+    # --prior and --model exist only on the methods that read them
+    prior = getattr(args, 'prior', None)
+    model_arg = getattr(args, 'model', None)
     if args.method == 'learned':
         from odl_genprior.problems.ellipse_ct import make_benchmark
         from odl_genprior.recon.learned import (LearnedReconstructor,
                                                 load_unrolled)
-        if not args.model:
+        if not model_arg:
             raise ValueError('learned needs --model RUN_OR_NAME (a run '
                              'folder of `odl-genprior train unrolled` or a '
                              'shipped network, e.g. dival-lpd-128)')
-        model = load_unrolled(args.model)
+        model = load_unrolled(model_arg)
         # The problem is the test sample --seed of the model's own benchmark.
         bench = make_benchmark(model.config.get('benchmark'))
         problem = bench.problem(args.seed, 'test')
@@ -189,25 +192,25 @@ def _reconstruct(args):
     elif args.method == 'learned-svd':
         from odl_genprior import problems
         from odl_genprior.recon.learned_svd import load_learned_svd
-        if not args.model:
+        if not model_arg:
             raise ValueError('learned-svd needs --model RUN (a run folder of '
                              '`odl-genprior train learned-svd`)')
-        model = load_learned_svd(args.model, device=args.device)
+        model = load_learned_svd(model_arg, device=args.device)
         # The problem is the trained geometry (size, angles) with --noise.
-        data = _recorded_data(args.model)
+        data = _recorded_data(model_arg)
         problem = problems.ct(size=data['size'], num_angles=data['angles'],
                               noise_level=args.noise, seed=args.seed,
                               phantom=args.phantom)
         method = _construct(recon.LearnedSVD, model, options={
             'device': args.device, **options})
     elif args.method.startswith('latent'):
-        if not args.prior:
+        if not prior:
             raise ValueError(f'{args.method} needs --prior (a shipped prior: '
                              'ellipses-vae-128, ellipses-64, mnist-vae-20, '
                              'or a run folder)')
         problem = _problem(args)
         method = _construct(getattr(recon, METHODS[args.method]),
-                            _prior_operator(args.prior, problem.space),
+                            _prior_operator(prior, problem.space),
                             options=options)
     elif args.method in DIFFUSION_DEFAULTS:
         problem = _problem(args)
@@ -655,7 +658,8 @@ MLP_HIDDEN = (500, 500)
 
 
 class _KindParser(argparse.ArgumentParser):
-    """The parser of one ``odl-genprior train KIND``.
+    """The parser of one ``odl-genprior train KIND`` (or ``reconstruct
+    METHOD``).
 
     Its errors are one line (``odl-genprior train: error: ...``, exit code
     2), and an option it does not have is its own error, naming the kinds
@@ -665,15 +669,22 @@ class _KindParser(argparse.ArgumentParser):
     Parameters
     ----------
     kind : str
-        The kind this parser trains.
+        The kind this parser trains (the method it runs).
     siblings : dict
         Parser of every kind by name (filled as they are made).
+    command : str
+        The command of the kinds, ``'train'`` or ``'reconstruct'``.
+    noun : str
+        What a kind is called in the messages, ``'kind'`` or ``'method'``.
     """
 
-    def __init__(self, *args, kind=None, siblings=None, **kwargs):
+    def __init__(self, *args, kind=None, siblings=None, command='train',
+                 noun='kind', **kwargs):
         super().__init__(*args, **kwargs)
         self.kind = kind
         self.siblings = {} if siblings is None else siblings
+        self.command = command
+        self.noun = noun
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
@@ -688,11 +699,12 @@ class _KindParser(argparse.ArgumentParser):
         others = [k for k, p in self.siblings.items() if k != self.kind
                   and options[0] in p._option_string_actions]
         where = f' (an option of {", ".join(others)})' if others else ''
-        return (f"{options[0]} is not an option of kind '{self.kind}'"
-                f'{where}; see odl-genprior train {self.kind} --help')
+        return (f"{options[0]} is not an option of {self.noun} "
+                f"'{self.kind}'{where}; see odl-genprior {self.command} "
+                f'{self.kind} --help')
 
     def error(self, message):
-        self.exit(2, f'odl-genprior train: error: {message}\n')
+        self.exit(2, f'odl-genprior {self.command}: error: {message}\n')
 
 
 def _training_options(n_train, n_val, batch_size):
@@ -922,6 +934,110 @@ def _add_train_parser(sub):
     tr.set_defaults(func=_train)
 
 
+#: ``reconstruct`` methods and the line ``odl-genprior reconstruct --help``
+#: gives each (fixed text, so that --help imports no torch).
+METHOD_HELP = {
+    'fbp': 'filtered back-projection (ray-transform problems)',
+    'tv': "total-variation regularisation by ODL's PDHG",
+    'tikhonov': "Tikhonov regularisation by ODL's conjugate gradient",
+    'lasso': "L1 sparsity in the pixel basis by ODL's proximal gradient",
+    'wavelet-l1': "wavelet sparsity (analysis L1) by ODL's PDHG",
+    'latent-hard': 'in the range of a generator (Bora et al. 2017); '
+                   'needs --prior',
+    'latent-soft': 'a free image near the range of a generator (Duff et al. '
+                   '2022); needs --prior',
+    'latent-sparse': 'generator plus a sparse deviation (Dhar et al. 2018); '
+                     'needs --prior',
+    'learned': 'a trained unrolled network on test samples of its '
+               'benchmark; needs --model',
+    'dip': "deep image prior: fit a network's parameters to the data",
+    'learned-svd': 'a trained learned SVD (Boink and Brune); needs --model',
+    'dps': 'diffusion posterior sampling with a score model (--prior)',
+    'score-projection': "score sampling with Song et al.'s data projection "
+                        '(--prior)',
+}
+#: The methods that read --prior and --model (see _reconstruct).
+PRIOR_METHODS = ('latent-hard', 'latent-soft', 'latent-sparse', 'dps',
+                 'score-projection')
+MODEL_METHODS = ('learned', 'learned-svd')
+
+
+def _problem_options():
+    """A parent parser of the options every ``reconstruct METHOD`` has.
+
+    A new one per method, as ``_training_options`` per kind: argparse shares
+    a parent's actions among its children.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    add = common.add_argument
+    add('--problem', choices=PROBLEMS, default='ct')
+    add('--size', type=_positive_int, default=128)
+    add('--angles', type=_positive_int, default=30)
+    add('--measurements', type=_positive_int, default=200,
+        help='compressed sensing: number of measurements')
+    add('--noise', type=_nonnegative_float, default=0.05,
+        help='relative noise level (cs: absolute std)')
+    add('--phantom', default='ellipses', help="'ellipses' or 'shepp_logan'")
+    add('--seed', type=_nonnegative_int, default=0)
+    add('--impl', choices=('numpy', 'pytorch'), default='numpy')
+    add('--device', default='cpu')
+    add('--set', action='append', metavar='KEY=VALUE',
+        help='method option, e.g. --set alpha=1e-3 (repeatable)')
+    add('--out', default=None, help='save the result (.npy)')
+    add('--quiet', action='store_true')
+    return common
+
+
+def _add_reconstruct_parser(sub):
+    """``odl-genprior reconstruct METHOD``: one sub-parser per method, with
+    the problem options and --prior / --model only where the method reads
+    them."""
+    rc = sub.add_parser(
+        'reconstruct', help='run any reconstruction method on a problem',
+        description='Build a forward problem from odl_genprior.problems, run '
+                    'one reconstruction method on it (options with --set '
+                    'key=value) and print PSNR, SSIM and seconds. '
+                    '`odl-genprior reconstruct METHOD --help` lists the '
+                    'options of one method.')
+    siblings = {}
+    methods = rc.add_subparsers(dest='method', metavar='METHOD',
+                                required=True, parser_class=_KindParser,
+                                title='methods')
+    for name in METHODS:
+        parser = methods.add_parser(
+            name, help=METHOD_HELP[name],
+            description=f'{METHOD_HELP[name][0].upper()}'
+                        f'{METHOD_HELP[name][1:]}. The options of the method '
+                        'itself are given with --set key=value.',
+            parents=[_problem_options()], kind=name, siblings=siblings,
+            command='reconstruct', noun='method')
+        siblings[name] = parser
+        if name.startswith('latent'):
+            parser.add_argument(
+                '--prior', default=None,
+                help='the generator: ellipses-vae-128, ellipses-64, '
+                     'mnist-vae-20 or a run folder of `odl-genprior train`')
+        elif name in PRIOR_METHODS:
+            parser.add_argument(
+                '--prior', default=None,
+                help='the score model: a run folder of `odl-genprior train '
+                     f'score` or a shipped one (default {SCORE_PRIOR}, '
+                     '64x64: pass --size 64)')
+        elif name == 'learned':
+            parser.add_argument(
+                '--model', default=None,
+                help='run folder of `odl-genprior train unrolled` or a '
+                     'shipped network (dival-lpd-128, ...); the problem is '
+                     'then test sample --seed of its benchmark')
+        elif name == 'learned-svd':
+            parser.add_argument(
+                '--model', default=None,
+                help='run folder of `odl-genprior train learned-svd` (the '
+                     'problem is CT of the trained size and angles, --size '
+                     'and --angles are ignored)')
+    rc.set_defaults(func=_reconstruct)
+
+
 def build_parser():
     """The argument parser of ``odl-genprior``."""
     parser = argparse.ArgumentParser(
@@ -972,42 +1088,7 @@ def build_parser():
                       help='no progress bars')
     demo.set_defaults(func=_demo)
 
-    rc = sub.add_parser(
-        'reconstruct', help='run any reconstruction method on a problem',
-        description='Build a forward problem from odl_genprior.problems, run '
-                    'one reconstruction method on it (options with --set '
-                    'key=value) and print PSNR, SSIM and seconds.')
-    rc.add_argument('method', choices=sorted(METHODS))
-    rc.add_argument('--problem', choices=PROBLEMS, default='ct')
-    rc.add_argument('--size', type=_positive_int, default=128)
-    rc.add_argument('--angles', type=_positive_int, default=30)
-    rc.add_argument('--measurements', type=_positive_int, default=200,
-                    help='compressed sensing: number of measurements')
-    rc.add_argument('--noise', type=_nonnegative_float, default=0.05,
-                    help='relative noise level (cs: absolute std)')
-    rc.add_argument('--phantom', default='ellipses',
-                    help="'ellipses' or 'shepp_logan'")
-    rc.add_argument('--seed', type=_nonnegative_int, default=0)
-    rc.add_argument('--impl', choices=('numpy', 'pytorch'), default='numpy')
-    rc.add_argument('--device', default='cpu')
-    rc.add_argument('--prior', default=None,
-                    help='generator for latent methods: ellipses-vae-128, '
-                         'ellipses-64, mnist-vae-20 or a run folder; score '
-                         'model for dps and score-projection (default '
-                         f'{SCORE_PRIOR}, 64x64: pass --size 64)')
-    rc.add_argument('--model', default=None,
-                    help='learned: run folder of `odl-genprior train '
-                         'unrolled` or a shipped network (dival-lpd-128, '
-                         '...; the problem is then test sample --seed '
-                         'of its benchmark); learned-svd: run folder of '
-                         '`odl-genprior train learned-svd` (the problem is '
-                         'CT of the trained size and angles, --size and '
-                         '--angles are ignored)')
-    rc.add_argument('--set', action='append', metavar='KEY=VALUE',
-                    help='method option, e.g. --set alpha=1e-3 (repeatable)')
-    rc.add_argument('--out', default=None, help='save the result (.npy)')
-    rc.add_argument('--quiet', action='store_true')
-    rc.set_defaults(func=_reconstruct)
+    _add_reconstruct_parser(sub)
 
     htc = sub.add_parser(
         'htc2022', help='reconstruct and segment an HTC2022 file (.mat)',
