@@ -32,17 +32,15 @@ import numpy as np
 
 from odl_genprior.problems import htc2022
 from odl_genprior.problems import htc2022_protocol as protocol
-from odl_genprior.recon import FBP, TV
-from odl_genprior.recon.limited_angle import (LimitedAngleCT,
-                                              list_pretrained_limited_angle)
+from odl_genprior.recon.limited_angle import (
+    LimitedAngleCT, htc2022_baselines, list_pretrained_limited_angle)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
 
 
 def _methods(args):
-    methods = [] if args.no_baselines else [
-        FBP(filter_type='Hann', frequency_scaling=0.8),
-        TV(alpha=args.tv_alpha, niter=args.tv_iter, nonneg=True)]
+    methods = [] if args.no_baselines else list(
+        htc2022_baselines(args.tv_alpha, args.tv_iter).values())
     names = list_pretrained_limited_angle() if args.models is None \
         else args.models
     methods += [LimitedAngleCT(name) for name in names]
@@ -60,7 +58,7 @@ def tune_tv(args):
                 for level in (90, 60, 30) for i in range(args.n_tune)]
     rows = []
     for alpha in args.tv_alphas:
-        method = TV(alpha=alpha, niter=args.tv_iter, nonneg=True)
+        method = htc2022_baselines(alpha, args.tv_iter)['tv']
         scores = [htc2022.score(method(p, progress=False),
                                 p.info['reference_segmentation'])
                   for p in problems]

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from odl_genprior.problems import htc2022
 from odl_genprior.problems import htc2022_protocol as protocol
-from odl_genprior.recon import FBP, TV
-from odl_genprior.recon.limited_angle import (LimitedAngleCT,
-                                              list_pretrained_limited_angle)
+from odl_genprior.recon.limited_angle import (
+    LimitedAngleCT, htc2022_baselines, list_pretrained_limited_angle)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
 
@@ -40,8 +39,7 @@ def main(argv=None):
                         default=list(protocol.LEVELS))
     args = parser.parse_args(argv)
 
-    methods = [FBP(filter_type='Hann', frequency_scaling=0.8),
-               TV(alpha=protocol.TV_ALPHA, niter=200, nonneg=True)]
+    methods = list(htc2022_baselines().values())
     methods += [LimitedAngleCT(n) for n in list_pretrained_limited_angle()]
     print(f'{args.phantom} from {args.start:g} deg, MCC against the '
           "organisers' segmentation")

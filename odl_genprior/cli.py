@@ -378,32 +378,29 @@ def _htc2022(args):
 
     import numpy as np
 
-    from odl_genprior.problems import htc2022, htc2022_protocol
-    from odl_genprior.recon import FBP, TV
+    from odl_genprior.problems import htc2022
     from odl_genprior.recon.limited_angle import (
-        DEFAULT_NETWORK, LimitedAngleCT, list_pretrained_limited_angle)
+        DEFAULT_NETWORK, LimitedAngleCT, htc2022_baselines,
+        list_pretrained_limited_angle)
 
     path = Path(args.file)
     if path.suffix.lower() != '.mat':
         raise ValueError(f'{path} is not a .mat file (the challenge\'s '
                          'format: a struct with sinogram and parameters)')
-    _, angles, _ = htc2022.read_challenge_file(path)
+    sino, angles, geometry = htc2022.read_challenge_file(path)
     step = float(angles[1] - angles[0]) if angles.size > 1 else 1.0
-    problem = htc2022.load_challenge_file(
-        path, size=args.size, angle_step=max(1, int(round(1.0 / step))),
-        det_binning=4)
+    problem = htc2022.measured_problem(
+        sino, angles, geometry, size=args.size,
+        angle_step=max(1, int(round(1.0 / step))), det_binning=4,
+        name=path.stem, info={'path': str(path), **geometry})
     # The networks see at most 90 degrees; with more data TV uses it all
     # (MCC 0.99 on the full teaching files).
     span = float(angles[-1] - angles[0])
     shipped = DEFAULT_NETWORK in list_pretrained_limited_angle()
     name = args.method or (DEFAULT_NETWORK if shipped and span <= 90
                            else 'tv')
-    if name == 'fbp':
-        method = FBP(filter_type='Hann', frequency_scaling=0.8)
-    elif name == 'tv':
-        method = TV(alpha=htc2022_protocol.TV_ALPHA, niter=200, nonneg=True)
-    else:
-        method = LimitedAngleCT(name)
+    baselines = htc2022_baselines()
+    method = baselines[name] if name in baselines else LimitedAngleCT(name)
     x = method(problem, progress=not args.quiet).asarray()
     seg = htc2022.segment(htc2022.resample(x, (512, 512)),
                           getattr(method, 'threshold', None))
@@ -785,6 +782,13 @@ def _add_train_parser(sub):
         add('--data-dir', default=None, metavar='MNIST_DIR',
             help='MNIST IDX folder (default: $ODL_GENPRIOR_MNIST)')
 
+    def images(add):
+        # The image data of learned-svd and score.
+        add('--dataset', choices=('ellipses', 'mnist'), default='ellipses')
+        mnist_dir(add)
+        add('--size', type=_positive_int, default=None,
+            help='image side (ellipses, default 64; MNIST is 28)')
+
     def generator(add, name, datasets=('mnist', 'ellipses', 'signals')):
         # The options of the generator recipes (vae, ae, gan).
         signals = 'signals' in datasets
@@ -907,10 +911,7 @@ def _add_train_parser(sub):
     add = kind('learned-svd', 'Train a learned SVD (Boink and Brune) on '
                               'pairs (image, noisy parallel-beam sinogram) '
                               'of random ellipses or MNIST digits.')
-    add('--dataset', choices=('ellipses', 'mnist'), default='ellipses')
-    mnist_dir(add)
-    add('--size', type=_positive_int, default=None,
-        help='image side (ellipses, default 64; MNIST is 28)')
+    images(add)
     add('--angles', type=_positive_int, default=30,
         help='parallel-beam angles (default %(default)s)')
     add('--noise', type=_nonnegative_float, default=0.05,
@@ -923,10 +924,7 @@ def _add_train_parser(sub):
     add = kind('score', 'Train a ScoreUNet by denoising score matching on '
                         'random ellipses or MNIST; the model keeps an '
                         'exponential moving average of its weights.')
-    add('--dataset', choices=('ellipses', 'mnist'), default='ellipses')
-    mnist_dir(add)
-    add('--size', type=_positive_int, default=None,
-        help='image side (ellipses, default 64; MNIST is 28)')
+    images(add)
     add('--channels', type=_positive_int, nargs='+', default=None,
         metavar='C', help='U-Net channels at full and half resolution '
                           '(default 32 64)')

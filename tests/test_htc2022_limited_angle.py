@@ -35,7 +35,7 @@ def test_phantom_is_seeded_binary_and_has_holes_inside_the_disc():
     b = htc2022_sim.htc_phantom((96, 96), rng=3)
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) <= {0.0, 1.0}
-    xs, ys = htc2022_sim._disc_grid((96, 96), 512 * htc2022.EFFECTIVE_PIXEL)
+    xs, ys = htc2022.htc2022_space(96).meshgrid
     assert not a[np.hypot(xs, ys) > 37.5].any()  # nothing past the rim
     holes = [(htc2022_sim.htc_phantom((96, 96), rng=s) == 0)
              [np.hypot(xs, ys) < 30].sum() for s in range(12)]

@@ -45,6 +45,7 @@ __all__ = ('HTC2022_ENV', 'PHANTOMS', 'SOURCE_ORIGIN', 'SOURCE_DETECTOR',
            'htc2022_directory', 'htc2022_space', 'htc2022_ray_transform',
            'load_sinogram', 'load_reference', 'load_htc2022', 'segment',
            'read_challenge_file', 'load_challenge_file', 'read_segmentation',
+           'bin_detector', 'measured_problem',
            'mcc', 'score', 'resample', 'disc_phantom')
 
 HTC2022_ENV = 'ODL_GENPRIOR_HTC2022'
@@ -276,22 +277,47 @@ def read_challenge_file(path):
     return sino, angles, geometry
 
 
-def load_challenge_file(path, size=_REFERENCE_SIZE, angle_step=1,
-                        det_binning=1, impl='astra_cpu'):
-    """A file in the challenge's format as a `ForwardProblem`.
+def bin_detector(sinogram, det_binning):
+    """``sinogram`` rows with ``det_binning`` neighbouring pixels averaged.
 
-    Like `load_htc2022` with all the file's angles (the repeated 360 degree
-    row of a full file dropped), the geometry read from the file
-    (`read_challenge_file`); ``info`` has 'angles_deg' and 'path'.
+    The mean of ``-log`` data over merged pixels approximates the line
+    integral over the wider pixel (how every HTC2022 problem and simulated
+    pair of the package is binned).
 
     Examples
     --------
-    >>> load_challenge_file('missing.mat')
-    Traceback (most recent call last):
-    ...
-    FileNotFoundError: HTC2022 file missing.mat not found
+    >>> bin_detector(np.arange(8.0).reshape(1, 8), 4)
+    array([[ 1.5,  5.5]])
     """
-    sino, angles, geometry = read_challenge_file(path)
+    sino = np.asarray(sinogram)
+    b = int(det_binning)
+    if sino.shape[-1] % b:
+        raise ValueError(f'{sino.shape[-1]} detector pixels cannot be merged '
+                         f'by {det_binning}')
+    return sino.reshape(sino.shape[:-1] + (sino.shape[-1] // b, b)).mean(-1)
+
+
+def measured_problem(sinogram, angles_deg, geometry=None, size=_REFERENCE_SIZE,
+                     angle_step=1, det_binning=1, impl='astra_cpu',
+                     space_impl='numpy', name='HTC2022', info=None):
+    """Measured sinogram rows of the scanner as a `ForwardProblem`.
+
+    Keeps every ``angle_step``-th row (a last row repeating the first one
+    360 degrees later is dropped), merges ``det_binning`` detector pixels
+    (`bin_detector`) and builds `htc2022_ray_transform` on
+    `htc2022_space` ``(size)`` with the distances of ``geometry`` (a dict
+    of `read_challenge_file`; default the scanner's). ``info`` gets
+    'angles_deg'. What `load_htc2022` and `load_challenge_file` return.
+
+    Examples
+    --------
+    >>> p = measured_problem(np.zeros((4, 560)), [0, 30, 60, 90], size=16,
+    ...                      det_binning=4)
+    >>> p.data.shape, p.info['angles_deg'].tolist()
+    ((4, 140), [0.0, 30.0, 60.0, 90.0])
+    """
+    sino = np.asarray(sinogram, dtype=np.float64)
+    angles = np.atleast_1d(np.asarray(angles_deg, dtype=np.float64))
     if angles.size > 1 and np.isclose(angles[-1] - angles[0], 360.0):
         sino, angles = sino[:-1], angles[:-1]
     step = int(angle_step)
@@ -301,16 +327,36 @@ def load_challenge_file(path, size=_REFERENCE_SIZE, angle_step=1,
                          f'got {angle_step}')
     sino, angles = sino[::step], angles[::step]
     b = _check_binning(det_binning)
-    space = htc2022_space(size)
-    A = htc2022_ray_transform(space, angles, impl=impl, det_binning=b,
-                              source_origin=geometry['source_origin'],
-                              source_detector=geometry['source_detector'])
-    binned = sino.reshape(angles.size, NUM_DETECTORS // b, b).mean(axis=2)
-    data = A.range.element(np.ascontiguousarray(binned, dtype=np.float32))
+    distances = {k: v for k, v in (geometry or {}).items()
+                 if k in ('source_origin', 'source_detector')}
+    A = htc2022_ray_transform(htc2022_space(size, impl=space_impl), angles,
+                              impl=impl, det_binning=b, **distances)
+    data = A.range.element(np.ascontiguousarray(bin_detector(sino, b),
+                                                dtype=np.float32))
     return ForwardProblem(operator=A, data=data, ground_truth=None,
-                          noise_level=float('nan'), name=Path(path).stem,
-                          info={'angles_deg': angles, 'path': str(path),
-                                **geometry})
+                          noise_level=float('nan'), name=name,
+                          info={**(info or {}), 'angles_deg': angles})
+
+
+def load_challenge_file(path, size=_REFERENCE_SIZE, angle_step=1,
+                        det_binning=1, impl='astra_cpu'):
+    """A file in the challenge's format as a `ForwardProblem`.
+
+    `measured_problem` of all the file's angles, with the geometry read
+    from the file (`read_challenge_file`); ``info`` has 'angles_deg',
+    'path' and the distances.
+
+    Examples
+    --------
+    >>> load_challenge_file('missing.mat')
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: HTC2022 file missing.mat not found
+    """
+    sino, angles, geometry = read_challenge_file(path)
+    return measured_problem(sino, angles, geometry, size, angle_step,
+                            det_binning, impl, name=Path(path).stem,
+                            info={'path': str(path), **geometry})
 
 
 def load_sinogram(name, directory=None):
@@ -452,29 +498,24 @@ def load_htc2022(name, directory=None, angular_range=None, start_angle=0,
         raise ValueError(f'angle_step must be an int in [1, {rows.size}), '
                          f'got {angle_step}')
     rows, used = rows[::step], used[::step]
-    b = _check_binning(det_binning)
-    space = htc2022_space(size, impl=space_impl)
-    A = htc2022_ray_transform(space, used, impl=impl, det_binning=b)
-    # The mean of -log data over merged pixels approximates the line
-    # integral over the wider pixel.
-    sel = sino[rows].reshape(rows.size, NUM_DETECTORS // b, b).mean(axis=2)
-    data = A.range.element(np.ascontiguousarray(sel, dtype=np.float32))
     ref_name = 'ta' if name == _SPARSE_EXAMPLE else name
     try:
         fbp, seg = load_reference(ref_name, directory)
     except FileNotFoundError:
         fbp = seg = None
     info = {'source': 'HTC2022 (Zenodo 10.5281/zenodo.6984868)',
-            'phantom': name, 'angles_deg': used, 'rows': rows,
+            'phantom': name, 'rows': rows,
             'angular_range': angular_range, 'start_angle': float(start_angle),
-            'size': int(size), 'angle_step': step, 'det_binning': b,
+            'size': int(size), 'angle_step': step,
+            'det_binning': _check_binning(det_binning),
             'reference_fbp': fbp,
             'reference_segmentation': seg,
             'directory': str(htc2022_directory(directory))}
     rng = '' if angular_range is None else f', {angular_range:g} deg'
-    return ForwardProblem(operator=A, data=data, ground_truth=None,
-                          noise_level=float('nan'),
-                          name=f'HTC2022 {name}{rng}', info=info)
+    return measured_problem(sino[rows], used, size=size,
+                            det_binning=det_binning, impl=impl,
+                            space_impl=space_impl,
+                            name=f'HTC2022 {name}{rng}', info=info)
 
 
 def segment(image, threshold=None):

@@ -84,19 +84,15 @@ def simulated_problem(level, seed, size=128, start=None,
     if start is None:
         start = float(rng.uniform(0, 360))
     angles = start + np.arange(0, level + angle_step / 2, angle_step)
-    phantom = htc2022_sim.htc_phantom((2 * size, 2 * size), rng)
     fine = htc2022.htc2022_ray_transform(htc2022.htc2022_space(2 * size),
                                          angles)
-    sino = scanner.sinogram(fine(phantom).asarray(), rng)
-    A = htc2022.htc2022_ray_transform(htc2022.htc2022_space(size), angles,
-                                      det_binning=4)
-    data = A.range.element(sino.reshape(angles.size, -1, 4).mean(axis=2)
-                           .astype(np.float32))
-    fraction = phantom.reshape(size, 2, size, 2).mean(axis=(1, 3))
-    truth = A.domain.element(scanner.attenuation * fraction)
+    sino, fraction = htc2022_sim.simulate_measurement(fine, rng, scanner)
+    problem = htc2022.measured_problem(sino, angles, size=size,
+                                       det_binning=4)
+    truth = problem.space.element(scanner.attenuation * fraction)
     return ForwardProblem(
-        operator=A, data=data, ground_truth=truth, noise_level=float('nan'),
-        name=f'simulated HTC {level:g} deg',
+        operator=problem.operator, data=problem.data, ground_truth=truth,
+        noise_level=float('nan'), name=f'simulated HTC {level:g} deg',
         info={'reference_segmentation': fraction > 0.5, 'start_angle': start,
               'angles_deg': angles})
 

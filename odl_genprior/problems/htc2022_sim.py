@@ -36,6 +36,7 @@ from odl_genprior.problems import htc2022
 
 __all__ = ('ScannerModel', 'SCANNER', 'fit_scanner_model', 'htc_phantom',
            'limited_angle_operator', 'limited_angle_pairs', 'range_mask',
+           'simulate_measurement',
            'to_model_frame', 'rotate_image')
 
 
@@ -106,14 +107,6 @@ def fit_scanner_model(directory=None, size=256, angle_stride=8):
                         offset=offset, sigma_air=float(np.median(sigmas)))
 
 
-def _disc_grid(shape, extent):
-    """Pixel-centre coordinates (mm) of a ``shape`` grid over the square."""
-    half = extent / 2
-    n = shape[0]
-    c = (np.arange(n) + 0.5) / n * extent - half
-    return np.meshgrid(c, c, indexing='ij')
-
-
 def htc_phantom(shape=(256, 256), rng=None):
     """A random HTC-like phantom: 1 on acrylic, 0 in air and in holes.
 
@@ -132,8 +125,11 @@ def htc_phantom(shape=(256, 256), rng=None):
     ((64, 64), dtype('float32'), [0.0, 1.0])
     """
     rng = np.random.default_rng(rng)
-    extent = htc2022._REFERENCE_SIZE * htc2022.EFFECTIVE_PIXEL
-    xs, ys = _disc_grid(shape, extent)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f'htc_phantom draws square images, got shape {shape}')
+    # Pixel centres (mm) of htc2022_space, broadcastable (n, 1) and (1, n).
+    xs, ys = (np.asarray(c, dtype=np.float64)
+              for c in htc2022.htc2022_space(shape[0]).meshgrid)
     radius = rng.normal(34.9, 0.4)
     cx, cy = rng.uniform(-1.5, 1.5, size=2)
     r = np.hypot(xs - cx, ys - cy)
@@ -263,13 +259,35 @@ def limited_angle_pairs(n, seed, size=128, max_range=90.0, min_range=30.0,
     ys = np.empty((n, angles.size, htc2022.NUM_DETECTORS // b), np.float32)
     xs = np.empty((n, size, size), np.float32)
     for i in tqdm(range(n), disable=not progress, desc='HTC pairs'):
-        phantom = htc_phantom((2 * size, 2 * size), rng)
-        lengths = fine(phantom).asarray()
-        sino = scanner.sinogram(lengths, rng)
-        binned = sino.reshape(angles.size, -1, b).mean(axis=2)
-        ys[i] = binned / scanner.attenuation * mask[i][:, None]
-        xs[i] = phantom.reshape(size, 2, size, 2).mean(axis=(1, 3))
+        sino, xs[i] = simulate_measurement(fine, rng, scanner)
+        ys[i] = htc2022.bin_detector(sino, b) / scanner.attenuation \
+            * mask[i][:, None]
     return ys, mask, xs
+
+
+def simulate_measurement(fine, rng, scanner=SCANNER):
+    """One simulated measurement: ``(sinogram, fraction)``.
+
+    A phantom of `htc_phantom` on the grid of ``fine`` (a ray transform of
+    `htc2022.htc2022_space` with all 560 pixels, on a grid twice as fine as
+    the reconstruction grid), projected by ``fine`` and given the physics
+    of ``scanner``; ``fraction`` is the phantom averaged over 2x2 blocks
+    (the reconstruction grid). The one path of every simulated HTC pair
+    and problem.
+
+    Examples
+    --------
+    >>> fine = htc2022.htc2022_ray_transform(htc2022.htc2022_space(32),
+    ...                                      [0.0, 45.0])
+    >>> sino, fraction = simulate_measurement(fine, np.random.default_rng(0))
+    >>> sino.shape, fraction.shape
+    ((2, 560), (16, 16))
+    """
+    n = fine.domain.shape[0]
+    phantom = htc_phantom((n, n), rng)
+    sino = scanner.sinogram(fine(phantom).asarray(), rng)
+    half = n // 2
+    return sino, phantom.reshape(half, 2, half, 2).mean(axis=(1, 3))
 
 
 def to_model_frame(sinogram, angles_deg, max_range=90.0, angle_step=1.0,
@@ -307,7 +325,7 @@ def to_model_frame(sinogram, angles_deg, max_range=90.0, angle_step=1.0,
     if sino.shape[1] % pixels:
         raise ValueError(f'the sinogram has {sino.shape[1]} detector pixels, '
                          f'not a multiple of {pixels}')
-    sino = sino.reshape(sino.shape[0], pixels, -1).mean(axis=2)
+    sino = htc2022.bin_detector(sino, sino.shape[1] // pixels)
     rows = sino[::int(round(stride))]
     num = int(round(max_range / angle_step)) + 1
     rows = rows[:num]

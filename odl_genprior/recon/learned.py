@@ -212,31 +212,50 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     config = {**config, 'benchmark': bench.config()}
     seed_all(seed)
     model = build_unrolled(config, bench.operator)
+    train_data = cached_pairs(bench, n_train, 'train', progress=progress)
+    val_data = cached_pairs(bench, n_val, 'validation', progress=progress)
+    options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
+               'lr': lr, 'seed': seed}
+    if init is not None:
+        options['init'] = _init_weights(model, init)
+    return _fit_unrolled(
+        model, _mse_loss, _psnr_metric, train_data, val_data,
+        {'unrolled': config, 'options': options}, out_dir, epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+        resume=resume, command=command, checkpoint_every=checkpoint_every,
+        log_every=log_every, autocast=autocast)
+
+
+def _fit_unrolled(model, loss_fn, val_metric, train_data, val_data,
+                  run_config, out_dir, *, epochs, batch_size, lr, seed,
+                  progress, resume, command, checkpoint_every, log_every,
+                  autocast):
+    """The training recipe of every unrolled network (ellipses, HTC2022).
+
+    Adam with a cosine schedule over all steps (Adler and Oktem's choice),
+    validation every checkpoint, ordinary blocks in ``channels_last``, the
+    command recorded in ``run_config``; returns the model in eval mode.
+    """
     if not getattr(model, 'group', None):
         # NHWC convolutions: 0.8x the step of ordinary blocks on the CPU,
         # 0.4-0.5x with bfloat16 (benchmarks/train_step.py); e2cnn blocks
         # gain nothing. The same parameters, in another memory layout.
         model = model.to(memory_format=torch.channels_last)
-    train_data = cached_pairs(bench, n_train, 'train', progress=progress)
-    val_data = cached_pairs(bench, n_val, 'validation', progress=progress)
+    n_train = len(train_data[0])
     steps = epochs * (n_train // batch_size)
     if steps < 1:
         raise ValueError(f'no training step: n_train={n_train} < '
                          f'batch_size={batch_size}')
-    # Not the epochs: raising them continues a finished run. (The cosine
-    # schedule's length is fixed by the first call's epochs.)
-    options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
-               'lr': lr, 'seed': seed}
-    if init is not None:
-        options['init'] = _init_weights(model, init)
-    run_config = {'unrolled': config, 'options': options}
+    # Not the epochs in run_config: raising them continues a finished run.
+    # (The cosine schedule's length is fixed by the first call's epochs.)
     if command is not None:
-        run_config['command'] = recorded_command(out_dir, run_config, command)
-    train(model, _mse_loss, train_data, out_dir=out_dir, epochs=epochs,
+        run_config = {**run_config, 'command': recorded_command(
+            out_dir, run_config, command)}
+    train(model, loss_fn, train_data, out_dir=out_dir, epochs=epochs,
           batch_size=batch_size, lr=lr,
           scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(
               opt, T_max=steps),
-          seed=seed, val_data=val_data, val_metric=_psnr_metric,
+          seed=seed, val_data=val_data, val_metric=val_metric,
           config=run_config, resume=resume, progress=progress,
           checkpoint_every=checkpoint_every, val_every=checkpoint_every,
           log_every=log_every, autocast=autocast)
@@ -284,8 +303,13 @@ def load_unrolled(run_dir, device='cpu'):
     """
     if not Path(run_dir).is_dir() and run_dir in list_pretrained_unrolled():
         run_dir = PRETRAINED_DIR / run_dir
-    user = read_run_config(run_dir, 'unrolled', 'train_unrolled')
-    model = build_unrolled(user['unrolled'])
+    return _load_network(run_dir, build_unrolled, 'train_unrolled', device)
+
+
+def _load_network(run_dir, build, made_by, device):
+    """``build(config['unrolled'])`` with the run's weights (eval mode)."""
+    user = read_run_config(run_dir, 'unrolled', made_by)
+    model = build(user['unrolled'])
     load_weights(model, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()
 

@@ -24,16 +24,16 @@ import numpy as np
 import torch
 
 from odl_genprior.bridge import as_element, space_dtype, to_numpy
-from odl_genprior.problems import htc2022, htc2022_sim
+from odl_genprior.problems import htc2022, htc2022_protocol, htc2022_sim
 from odl_genprior.problems.cache import cached_arrays
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.recon.learned import build_unrolled
-from odl_genprior.training import (complete_runs, load_weights,
-                                   read_run_config, recorded_command,
-                                   seed_all, train)
+from odl_genprior.recon.classical import FBP, TV
+from odl_genprior.recon.learned import (_fit_unrolled, _load_network,
+                                        build_unrolled)
+from odl_genprior.training import complete_runs, seed_all
 
 __all__ = ('LimitedAngleCT', 'LIMITED_ANGLE_GEOMETRY', 'DEFAULT_NETWORK',
-           'build_limited_angle',
+           'htc2022_baselines', 'build_limited_angle',
            'train_limited_angle', 'load_limited_angle',
            'list_pretrained_limited_angle', 'HTC_PRETRAINED_DIR')
 
@@ -142,31 +142,18 @@ def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
     config = {**config, 'htc2022': _geometry(config)}
     seed_all(seed)
     model = build_limited_angle(config)
-    if not getattr(model, 'group', None):
-        model = model.to(memory_format=torch.channels_last)
     geometry = config['htc2022']
-    train_data = _pairs(geometry, n_train, seed, progress)
-    val_data = _pairs(geometry, n_val, seed + 1, progress)
-    steps = epochs * (n_train // batch_size)
-    if steps < 1:
-        raise ValueError(f'no training step: n_train={n_train} < '
-                         f'batch_size={batch_size}')
     options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
                'lr': lr, 'seed': seed,
                'scanner': htc2022_sim.scanner_dict(),
                'loss': {'bce_weight': _BCE_WEIGHT, 'slope': _SLOPE}}
-    run_config = {'unrolled': config, 'options': options}
-    if command is not None:
-        run_config['command'] = recorded_command(out_dir, run_config, command)
-    train(model, _loss, train_data, out_dir=out_dir, epochs=epochs,
-          batch_size=batch_size, lr=lr,
-          scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(
-              opt, T_max=steps),
-          seed=seed, val_data=val_data, val_metric=_val_metric,
-          config=run_config, resume=resume, progress=progress,
-          checkpoint_every=checkpoint_every, val_every=checkpoint_every,
-          log_every=log_every, autocast=autocast)
-    return model.eval()
+    return _fit_unrolled(
+        model, _loss, _val_metric, _pairs(geometry, n_train, seed, progress),
+        _pairs(geometry, n_val, seed + 1, progress),
+        {'unrolled': config, 'options': options}, out_dir, epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+        resume=resume, command=command, checkpoint_every=checkpoint_every,
+        log_every=log_every, autocast=autocast)
 
 
 def list_pretrained_limited_angle():
@@ -188,10 +175,26 @@ def load_limited_angle(run_dir, device='cpu'):
             raise KeyError(f'{run_dir!r} is neither a run folder nor a '
                            f'shipped limited-angle network; shipped: {names}')
         run_dir = HTC_PRETRAINED_DIR / run_dir
-    user = read_run_config(run_dir, 'unrolled', 'train_limited_angle')
-    model = build_limited_angle(user['unrolled'])
-    load_weights(model, Path(run_dir) / 'weights.pt')
-    return model.to(device).eval()
+    return _load_network(run_dir, build_limited_angle, 'train_limited_angle',
+                         device)
+
+
+def htc2022_baselines(tv_alpha=htc2022_protocol.TV_ALPHA, tv_iter=200):
+    """The model-based methods of the HTC2022 protocol, by name.
+
+    ``'fbp'``: FBP with the Hann filter at frequency scaling 0.8; ``'tv'``:
+    nonnegative TV, ``tv_iter`` PDHG iterations, the weight tuned on
+    simulated data (`htc2022_protocol.TV_ALPHA`). Both are segmented by
+    Otsu's threshold. What the benchmark, the example and ``odl-genprior
+    htc2022`` run.
+
+    Examples
+    --------
+    >>> sorted(htc2022_baselines())
+    ['fbp', 'tv']
+    """
+    return {'fbp': FBP(filter_type='Hann', frequency_scaling=0.8),
+            'tv': TV(alpha=tv_alpha, niter=tv_iter, nonneg=True)}
 
 
 class LimitedAngleCT(Reconstructor):
