@@ -685,30 +685,51 @@ class Tanh(ProximalActivation):
 
 
 class HardTanh(ProximalActivation):
-    r"""Hard tanh ``clip(z, -1, 1)``: the prox of ``IndicatorBox(-1, 1)``.
+    r"""Hard tanh ``clip(z, -bound, bound)``: the prox of
+    ``IndicatorBox(-bound, bound)``.
 
-    ``Psi^*`` is ``L1Norm``. The prox is a projection and does not depend on
-    the step.
+    ``Psi^*`` is ``bound * L1Norm``. The prox is a projection and does not
+    depend on the step. With ``bound = alpha`` it is the dual activation of
+    a proximal neural network (`odl_genprior.bregman.pnn`): the prox of the
+    conjugate of ``alpha ||.||_1``.
+
+    Parameters
+    ----------
+    bound : positive float
+        Half-width of the box.
 
     Examples
     --------
     >>> HardTanh()(torch.tensor([-3.0, 0.5, 2.0]))
     tensor([-1.0000,  0.5000,  1.0000])
+    >>> HardTanh(bound=0.5)(torch.tensor([-3.0, 0.25, 2.0]))
+    tensor([-0.5000,  0.2500,  0.5000])
     """
 
     name = 'hardtanh'
 
+    def __init__(self, bound=1.0):
+        super().__init__()
+        if not isinstance(bound, numbers.Real) or not 0 < bound < _INF:
+            raise ValueError(f'`bound` must be a positive number, got '
+                             f'{bound!r}')
+        self.bound = float(bound)
+
     def prox(self, z, sigma=1.0):
-        return torch.clamp(z, -1.0, 1.0)
+        return torch.clamp(z, -self.bound, self.bound)
 
     def psi_pointwise(self, u):
-        return _indicator(torch.abs(u) <= 1, u)
+        return _indicator(torch.abs(u) <= self.bound, u)
 
     def psi(self, space):
-        return IndicatorBox(_checked_space(space), -1.0, 1.0)
+        return IndicatorBox(_checked_space(space), -self.bound, self.bound)
 
     def psi_conj(self, space):
-        return L1Norm(_checked_space(space))
+        conj = L1Norm(_checked_space(space))
+        return conj if self.bound == 1.0 else self.bound * conj
+
+    def extra_repr(self):
+        return '' if self.bound == 1.0 else f'bound={self.bound}'
 
 
 class LeakyReLU(ProximalActivation):
@@ -800,8 +821,8 @@ def get_activation(activation, **kwargs):
         ``'hardtanh'`` (``'hard_tanh'``, ``'clip'``), ``'leaky_relu'``
         (``'leakyrelu'``), ``'identity'`` (``'linear'``); case and ``-`` versus ``_`` do not matter.
     **kwargs
-        Passed to the class: ``alpha`` (soft-thresholding), ``slope``
-        (leaky ReLU).
+        Passed to the class: ``alpha`` (soft-thresholding), ``bound`` (hard
+        tanh), ``slope`` (leaky ReLU).
 
     Examples
     --------

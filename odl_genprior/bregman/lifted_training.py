@@ -40,15 +40,18 @@ solved approximately by ``inner_iters`` block proximal-gradient iterations
 The hidden variables of a batch start at the forward pass of the current
 network (all hidden Bregman terms zero), so nothing per sample is stored.
 `train_lifted` runs the method as a seeded, checkpointed, resumable job
-through `odl_genprior.training.train` (``step_fn``).
+through `odl_genprior.training.train` (``step_fn``). The network type and
+the energy are the package's one lifted network and objective
+(`odl_genprior.bregman.lifted`), shared with the PNN and lifted inversion.
 """
 import math
 import numbers
 
 import torch
 
-from odl_genprior.bregman.activations import Identity, get_activation
 from odl_genprior.bregman import bregman_loss
+from odl_genprior.bregman.lifted import (LiftedNetwork, _activation,
+                                         lifted_objective)
 from odl_genprior.training import train
 
 __all__ = ('LiftedNetwork', 'lifted_energy', 'lifted_prox',
@@ -56,76 +59,6 @@ __all__ = ('LiftedNetwork', 'lifted_energy', 'lifted_prox',
            'LiftedStep', 'train_lifted')
 
 _W_STEPS = ('lipschitz', 'metric')
-
-
-def _activation(act):
-    if isinstance(act, str) and act.lower() in ('linear', 'none'):
-        return Identity()
-    return get_activation(act)
-
-
-class LiftedNetwork(torch.nn.Module):
-    r"""A feed-forward network of affine layers and proximal activations.
-
-    ``x_l = sigma_l(W_l x_{l-1} + b_l)``, ``l = 1, ..., L``, on flat
-    vectors (a batch is ``(s, sizes[0])``). It is an ordinary torch module
-    (train it by backpropagation) and the object that `implicit_sgd_step`
-    updates.
-
-    Parameters
-    ----------
-    sizes : sequence of int
-        ``(n_0, n_1, ..., n_L)``: input size and the size of every layer.
-    activations : sequence of str or ProximalActivation
-        ``L`` activations (names as in `get_activation`, plus
-        ``'identity'``).
-
-    Attributes
-    ----------
-    linears : torch.nn.ModuleList of torch.nn.Linear
-    activations : torch.nn.ModuleList of ProximalActivation
-
-    Examples
-    --------
-    >>> net = LiftedNetwork([4, 3, 2], ['relu', 'identity'])
-    >>> net(torch.randn(5, 4)).shape
-    torch.Size([5, 2])
-    >>> len(net.forward_states(torch.randn(5, 4)))  # x_0, x_1, x_2
-    3
-    """
-
-    def __init__(self, sizes, activations):
-        super().__init__()
-        sizes = [int(n) for n in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f'`sizes` needs at least two positive sizes, got '
-                             f'{sizes}')
-        if len(activations) != len(sizes) - 1:
-            raise ValueError(f'{len(sizes) - 1} layers ({sizes}) need '
-                             f'{len(sizes) - 1} activations, got '
-                             f'{len(activations)}')
-        self.sizes = sizes
-        self.linears = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.activations = torch.nn.ModuleList(
-            _activation(a) for a in activations)
-
-    def __len__(self):
-        return len(self.linears)
-
-    def forward(self, x):
-        """``N(x)``, the last layer of `forward_states`."""
-        for lin, act in zip(self.linears, self.activations):
-            x = act(lin(x))
-        return x
-
-    def forward_states(self, x):
-        """``[x_0, x_1, ..., x_L]`` with ``x_l = sigma_l(W_l x_{l-1} + b_l)``.
-        """
-        states = [x]
-        for lin, act in zip(self.linears, self.activations):
-            states.append(act(lin(states[-1])))
-        return states
 
 
 def forward_states(network, x0):
@@ -148,6 +81,10 @@ def _check_network(network):
     if not isinstance(network, LiftedNetwork):
         raise TypeError(f'expected a LiftedNetwork, got '
                         f'{type(network).__name__}')
+    if network.sizes is None:
+        raise TypeError('lifted training takes a dense LiftedNetwork (built '
+                        'from sizes, torch.nn.Linear layers); got one of '
+                        f'{[type(m).__name__ for m in network.affine]}')
 
 
 def _check_input(network, x, name, layer):
@@ -188,7 +125,9 @@ def lifted_energy(network, x0, hidden, target, reduction='mean'):
     ``E = 1/s sum_i sum_{l=1}^L B_{Psi_l}(x_l^i, W_l x_{l-1}^i + b_l)`` with
     ``x_0 = x0``, ``(x_1, ..., x_{L-1}) = hidden`` and ``x_L = target``.
     Differentiable (in the parameters and the layer variables) with the
-    closed-form ``z``-gradients of `odl_genprior.bregman.bregman_loss`.
+    closed-form ``z``-gradients of `odl_genprior.bregman.bregman_loss`:
+    `odl_genprior.bregman.lifted.lifted_objective` on validated layer
+    variables of a dense network.
 
     Parameters
     ----------
@@ -222,15 +161,8 @@ def lifted_energy(network, x0, hidden, target, reduction='mean'):
     if reduction not in ('mean', 'sum', 'layers'):
         raise ValueError(f"`reduction` must be 'mean', 'sum' or 'layers', "
                          f'got {reduction!r}')
-    xs = _layers(network, x0, hidden, target)
-    terms = [bregman_loss(xs[l + 1], lin(xs[l]), act, reduction='sum')
-             for l, (lin, act) in enumerate(zip(network.linears,
-                                                network.activations))]
-    s = x0.shape[0]
-    if reduction == 'layers':
-        return torch.stack(terms) / s
-    total = sum(terms)
-    return total / s if reduction == 'mean' else total
+    return lifted_objective(network, _layers(network, x0, hidden, target),
+                            reduction=reduction)
 
 
 def lifted_prox(v, mu, activation):

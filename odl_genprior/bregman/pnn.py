@@ -21,9 +21,10 @@ Repetti, MLSP 2024),
     k = 0, ..., k^* - 1,   u_0 = 0,
     x_{k^*} = z - L_{k^*}^* u_{k^*}.
 
-Each layer is a proximal activation (`odl_genprior.bregman.activations.HardTanh`,
-scaled to the box) of an affine map of ``u_k``, so the network can be
-trained by backpropagation or by the lifted Bregman objective of the seed,
+Each layer is a proximal activation (`odl_genprior.bregman.activations.HardTanh`
+with ``bound=alpha``) of an affine map of ``u_k``: the network is a
+`odl_genprior.bregman.lifted.LiftedNetwork` whose pre-activations take the
+input ``z`` as context, so it can be trained by backpropagation or by the lifted Bregman objective of the seed,
 
     sum_i [ l(z^i - L_{k^*}^* u_{k^*}^i, xbar^i)
             + sum_k B_{tau_k g^*}(u_{k+1}^i, u_k^i - tau_k L_k (L_k^* u_k^i
@@ -52,7 +53,8 @@ import odl  # noqa: F401  (the doctests use it)
 import torch
 
 from odl_genprior.bregman.activations import HardTanh, SoftThreshold
-from odl_genprior.bregman import bregman_loss, bregman_prox
+from odl_genprior.bregman import bregman_prox
+from odl_genprior.bregman import lifted
 from odl_genprior.bridge import TorchOperator
 
 __all__ = ('ConvAnalysis', 'DenseAnalysis', 'ProximalNeuralNetwork',
@@ -61,9 +63,6 @@ __all__ = ('ConvAnalysis', 'DenseAnalysis', 'ProximalNeuralNetwork',
 
 #: ``tau_k ||L_k||^2`` stays below this (< 2, the stability limit)
 MAX_STEP = 1.99
-
-_HARDTANH = HardTanh()
-
 
 def box_prox(v, alpha):
     """``prox_{tau g^*}(v)`` for ``g = alpha ||.||_1``: the clip to
@@ -74,20 +73,7 @@ def box_prox(v, alpha):
     >>> box_prox(torch.tensor([-2.0, 0.1, 3.0]), 0.5)
     tensor([-0.5000,  0.1000,  0.5000])
     """
-    return alpha * _HARDTANH(v / alpha)
-
-
-def _box_bregman(y, z, alpha):
-    """``B_{tau g^*}(y, z)`` per sample: ``alpha^2 B_box(y/alpha,
-    z/alpha)`` with the hard-tanh Bregman loss of `odl_genprior.bregman`
-    (``tau g^*`` is the box indicator for every ``tau``)."""
-    return alpha ** 2 * bregman_loss(y / alpha, z / alpha, _HARDTANH,
-                                     reduction='sample')
-
-
-def _box_bregman_prox(x, z, mu, alpha):
-    """``prox_{mu B_{tau g^*}(., z)}(x)`` (closed form, `bregman_prox`)."""
-    return alpha * bregman_prox(x / alpha, z / alpha, mu, _HARDTANH)
+    return HardTanh(alpha)(v)
 
 
 class ConvAnalysis(torch.nn.Module):
@@ -269,7 +255,7 @@ def _logit(p):
     return math.log(p / (1.0 - p))
 
 
-class ProximalNeuralNetwork(torch.nn.Module):
+class ProximalNeuralNetwork(lifted.LiftedNetwork):
     r"""Unrolled dual forward-backward denoiser with learned ``L_k``.
 
     ``forward(z)`` runs ``u_0 = 0``, ``u_{k+1} = clip_alpha(u_k - tau_k L_k
@@ -307,14 +293,14 @@ class ProximalNeuralNetwork(torch.nn.Module):
 
     def __init__(self, operators, alpha=0.1, num_layers=None, step=1.0,
                  train_steps=True):
-        super().__init__()
+        if not isinstance(alpha, numbers.Real) or not alpha > 0:
+            raise ValueError(f'`alpha` must be positive, got {alpha!r}')
         if isinstance(operators, (ConvAnalysis, DenseAnalysis)):
             if num_layers is None or int(num_layers) < 1:
                 raise ValueError('one shared operator needs `num_layers` '
                                  f'>= 1, got {num_layers!r}')
-            self.shared = operators
-            self.num_layers = int(num_layers)
-            self.operators = torch.nn.ModuleList()
+            shared, ops = operators, []
+            num_layers = int(num_layers)
         else:
             ops = list(operators)
             if len(ops) < 2:
@@ -329,11 +315,11 @@ class ProximalNeuralNetwork(torch.nn.Module):
             if num_layers is not None and int(num_layers) != len(ops) - 1:
                 raise ValueError(f'{len(ops)} operators make '
                                  f'{len(ops) - 1} layers, not {num_layers}')
-            self.shared = None
-            self.num_layers = len(ops) - 1
-            self.operators = torch.nn.ModuleList(ops)
-        if not isinstance(alpha, numbers.Real) or not alpha > 0:
-            raise ValueError(f'`alpha` must be positive, got {alpha!r}')
+            shared, num_layers = None, len(ops) - 1
+        # the layers' affine maps are pre_activations (they need z and tau)
+        super().__init__((), [HardTanh(alpha) for _ in range(num_layers)])
+        self.shared = shared
+        self.operators = torch.nn.ModuleList(ops)
         if not 0 < float(step) < MAX_STEP:
             raise ValueError(f'`step` must lie in (0, {MAX_STEP}), got '
                              f'{step!r}')
@@ -396,10 +382,31 @@ class ProximalNeuralNetwork(torch.nn.Module):
             raise TypeError(f'{type(self).__name__}: input has dtype '
                             f'{z.dtype}, the network {op.weight.dtype}')
 
-    def pre_activation(self, k, u, z, tau):
-        """``u - tau L_k (L_k^* u - z)``, the argument of layer ``k``."""
+    def pre_activation(self, k, u, context=None, tau=None):
+        """``u - tau L_k (L_k^* u - z)``, the argument of layer ``k``
+        (``context`` is the input ``z``; ``tau`` defaults to ``tau_k``)."""
+        if context is None:
+            raise ValueError('a PNN layer needs its input `z` as context')
+        if tau is None:
+            tau = self.steps()[k]
         L = self.operator(k)
-        return u - tau * L(L.adjoint(u) - z)
+        return u - tau * L(L.adjoint(u) - context)
+
+    def pre_activations(self, states, context=None):
+        """All layers' arguments for dual variables ``states`` and input
+        ``z = context`` (the steps computed once)."""
+        taus = self.steps()
+        return [self.pre_activation(k, states[k], context, taus[k])
+                for k in range(self.num_layers)]
+
+    def forward_states(self, x, context=None):
+        """``[u_0 = x, u_1, ..., u_{k^*}]`` for input ``z = context``."""
+        taus = self.steps()
+        states = [x]
+        for k, act in enumerate(self.activations):
+            states.append(act(self.pre_activation(k, states[-1], context,
+                                                  taus[k])))
+        return states
 
     def output(self, z, u_last):
         """``z - L_{k^*}^* u_{k^*}``."""
@@ -408,12 +415,8 @@ class ProximalNeuralNetwork(torch.nn.Module):
     def dual_variables(self, z):
         """The forward pass ``[u_0 = 0, u_1, ..., u_{k^*}]``."""
         self.check_input(z)
-        taus = self.steps()
-        us = [z.new_zeros(self.operator(0).dual_shape(z.shape))]
-        for k in range(self.num_layers):
-            us.append(box_prox(self.pre_activation(k, us[-1], z, taus[k]),
-                               self.alpha))
-        return us
+        u0 = z.new_zeros(self.operator(0).dual_shape(z.shape))
+        return self.forward_states(u0, context=z)
 
     def forward(self, z):
         """The denoised ``x_{k^*}`` for noisy ``z``."""
@@ -479,6 +482,8 @@ def lifted_objective(model, z, xbar, us, per_term=False):
     Bregman term vanishes and the objective is the loss of the network
     output. Differentiable in the parameters (the gradient of each Bregman
     term in its second argument is the closed form ``prox(.) - u_{k+1}``).
+    The Bregman sum is the package's one lifted objective,
+    `odl_genprior.bregman.lifted.lifted_objective`, with ``z`` as context.
 
     Parameters
     ----------
@@ -506,12 +511,8 @@ def lifted_objective(model, z, xbar, us, per_term=False):
     if z.shape != xbar.shape:
         raise ValueError(f'`z` has shape {tuple(z.shape)} but `xbar` '
                          f'{tuple(xbar.shape)}')
-    taus = model.steps()
     loss = _mse_per_sample(model.output(z, us[-1]), xbar).mean()
-    breg = 0.0
-    for k in range(model.num_layers):
-        pre = model.pre_activation(k, us[k], z, taus[k])
-        breg = breg + _box_bregman(us[k + 1], pre, model.alpha).mean()
+    breg = lifted.lifted_objective(model, us, context=z)
     total = loss + breg
     return (total, loss, breg) if per_term else total
 
@@ -528,19 +529,19 @@ def _dual_sweep(model, z, xbar, us, taus):
     L_{k^*}^* u - xbar)``, Lipschitz ``beta_{k^*}``: step ``1 / beta_{k^*}``.
     """
     K = model.num_layers
-    alpha = model.alpha
+    acts = model.activations
     last = model.operator(K)
     mu = 1.0 / max(float(last.norm_sq_bound()), 1e-12)
     grad = -last(model.output(z, us[K]) - xbar)
     pre = model.pre_activation(K - 1, us[K - 1], z, taus[K - 1])
-    us[K] = _box_bregman_prox(us[K] - mu * grad, pre, mu, alpha)
+    us[K] = bregman_prox(us[K] - mu * grad, pre, mu, acts[K - 1])
     for k in range(K - 1, 0, -1):
         L = model.operator(k)
         pre_k = model.pre_activation(k, us[k], z, taus[k])
-        r = box_prox(pre_k, alpha) - us[k + 1]
+        r = acts[k](pre_k) - us[k + 1]
         grad = r - taus[k] * L(L.adjoint(r))
         pre = model.pre_activation(k - 1, us[k - 1], z, taus[k - 1])
-        us[k] = _box_bregman_prox(us[k] - grad, pre, 1.0, alpha)
+        us[k] = bregman_prox(us[k] - grad, pre, 1.0, acts[k - 1])
     return us
 
 

@@ -27,6 +27,11 @@ vanishes exactly at ``f = N(u)``. ``J`` is isotropic total variation
   solved by the seed's coordinate descent with ODL's ``pdhg`` for the
   input block; `NetworkLayer`, `multilayer_network_operator`,
   `network_forward`, `multilayer_problem`, `lifted_objective`.
+* `network_layers` and `lifted_network`: between a list of `NetworkLayer`
+  and the package's one lifted network type
+  (`odl_genprior.bregman.lifted.LiftedNetwork`), so a network trained by
+  lifted training is inverted here (the multilayer methods take it as
+  ``layers``), and `lifted_objective` is the one lifted objective.
 
 The convergence-rate theorem of the seed (with ``J = 1/2 ||.||^2``, source
 condition ``u^dagger = W^T v``, ``B_Psi(f^delta, W u^dagger + b) <=
@@ -41,7 +46,9 @@ from odl.core.set.space import LinearSpaceElement
 
 from odl_genprior.bregman.activations import ProximalActivation, get_activation
 from odl_genprior.bregman import BregmanLossY, BregmanLossZ
-from odl_genprior.bridge import TorchOperator, to_numpy
+from odl_genprior.bregman import lifted
+from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_tensor,
+                                 space_weight, to_numpy)
 from odl_genprior.problems import ForwardProblem, relative_noise_std
 from odl_genprior.recon.base import Reconstructor, progress_callback
 
@@ -50,7 +57,8 @@ __all__ = ('LiftedBregmanInversion', 'NetworkLeastSquares',
            'perceptron_problem', 'perceptron_weights',
            'MultilayerBregmanInversion', 'NetworkLayer',
            'multilayer_network_operator', 'multilayer_problem',
-           'network_forward', 'lifted_objective')
+           'network_forward', 'lifted_objective', 'network_layers',
+           'lifted_network')
 
 _REGULARISERS = ('tv', 'l2')
 _SOLVERS = ('pdhg', 'forward_backward_pd')
@@ -542,7 +550,8 @@ class NetworkLeastSquares(Reconstructor):
         # gradient N'(u)^* (N(u) - f) is ODL's chain rule (the activations'
         # derivatives by torch autograd); step 1 / Lip, Lip bounded by the
         # product of the layers' Lipschitz constants (squared).
-        layers, is_res = _check_layers(layers, who=self.name)
+        layers, is_res = _check_layers(layers, who=self.name,
+                                       dtype=problem.space.dtype)
         N = multilayer_network_operator(layers)
         if N.range != problem.data.space:
             raise odl.OpRangeError(f'{self.name}: the network has range '
@@ -742,7 +751,9 @@ class NetworkLayer:
                 f'{self.activation!r}{kind})')
 
 
-def _check_layers(layers, residual=None, who='network'):
+def _check_layers(layers, residual=None, who='network', dtype='float64'):
+    if isinstance(layers, lifted.LiftedNetwork):
+        layers = network_layers(layers, dtype)
     layers = list(layers)
     if not layers:
         raise ValueError(f'{who}: `layers` is empty')
@@ -1057,7 +1068,8 @@ class MultilayerBregmanInversion(Reconstructor):
         if layers is None:
             raise ValueError(f"{self.name}: no `layers` given and the "
                              "problem's info has no 'layers'")
-        layers, is_res = _check_layers(layers, who=self.name)
+        layers, is_res = _check_layers(layers, who=self.name,
+                                       dtype=problem.space.dtype)
         if layers[0].W.domain != problem.space:
             raise odl.OpDomainError(
                 f'{self.name}: the first layer has domain '
@@ -1209,7 +1221,10 @@ def lifted_objective(layers, variables, f=None):
     ``sum_{l=1}^{L} B_{Psi_l}(x_l, W_l x_{l-1} + b_l)`` for ``variables =
     [x_0, x_1, ..., x_L]`` (``x_L`` replaced by ``f`` if given): zero at the
     forward pass (`network_forward`), positive elsewhere, ``+inf`` if some
-    ``x_l`` lies outside ``dom Psi_l``.
+    ``x_l`` lies outside ``dom Psi_l``. It is the package's one lifted
+    objective (`odl_genprior.bregman.lifted.lifted_objective`) on
+    `lifted_network`, weighted by the cell volume of each layer space, so
+    each term is ODL's ``BregmanLossY``.
 
     Examples
     --------
@@ -1227,8 +1242,84 @@ def lifted_objective(layers, variables, f=None):
                          f'variables [x_0, ..., x_L], got {len(variables)}')
     if f is not None:
         variables[-1] = f
-    total = 0.0
-    for l, layer in enumerate(layers, start=1):
-        z = layer.pre_activation(variables[l - 1])
-        total += BregmanLossY(z.space, layer.activation, z)(variables[l])
-    return total
+    spaces = [layers[0].W.domain] + [layer.W.range for layer in layers]
+    states = [as_tensor(space.element(v))[None]
+              for space, v in zip(spaces, variables)]
+    weights = [space_weight(space, constant=True) for space in spaces[1:]]
+    with torch.no_grad():
+        return float(lifted.lifted_objective(
+            lifted_network(layers), states, weights=weights))
+
+
+class _AffineLayer(torch.nn.Module):
+    """``x -> W x + b`` of a `NetworkLayer` on batches of tensors."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.W = OperatorLayer(layer.W)
+        self.register_buffer('b', as_tensor(layer.b).clone())
+
+    def forward(self, x):
+        return self.W(x) + self.b
+
+
+def lifted_network(layers):
+    """Feed-forward `NetworkLayer` s as a
+    `odl_genprior.bregman.lifted.LiftedNetwork` on tensors.
+
+    Each affine map runs ``W`` through `odl_genprior.bridge.OperatorLayer`
+    (autograd by ``W``'s adjoint), so the network can be evaluated,
+    differentiated and fed to `odl_genprior.bregman.lifted.lifted_objective`
+    on batches.
+
+    Examples
+    --------
+    >>> p = multilayer_problem([3, 5, 4], seed=0)
+    >>> net = lifted_network(p.info['layers'])
+    >>> x = torch.from_numpy(p.ground_truth.asarray())[None]
+    >>> bool(torch.allclose(net(x)[0], torch.from_numpy(
+    ...     p.operator(p.ground_truth).asarray())))
+    True
+    """
+    layers, _ = _check_layers(layers, residual=False, who='lifted_network')
+    return lifted.LiftedNetwork([_AffineLayer(layer) for layer in layers],
+                                [layer.activation for layer in layers])
+
+
+def network_layers(network, dtype='float64'):
+    """A dense `odl_genprior.bregman.lifted.LiftedNetwork` (for example
+    from `odl_genprior.bregman.lifted_training.train_lifted`) as
+    `NetworkLayer` s on ``rn`` spaces, to invert it.
+
+    The multilayer methods take the network itself as ``layers`` and
+    convert it with this function.
+
+    Parameters
+    ----------
+    network : LiftedNetwork
+        Built from sizes (``torch.nn.Linear`` layers).
+    dtype : str
+        Data type of the ODL spaces.
+
+    Examples
+    --------
+    >>> net = lifted.LiftedNetwork([3, 4, 2], ['relu', 'identity']).double()
+    >>> layers = network_layers(net)
+    >>> N = multilayer_network_operator(layers)
+    >>> u = N.domain.element([0.5, -1.0, 2.0])
+    >>> bool(np.allclose(N(u).asarray(), net(torch.from_numpy(
+    ...     u.asarray())[None]).detach().numpy()[0]))
+    True
+    """
+    if not isinstance(network, lifted.LiftedNetwork) or network.sizes is None:
+        raise TypeError(f'network_layers needs a dense LiftedNetwork (built '
+                        f'from sizes), got {network!r}')
+    dom = odl.rn(network.sizes[0], dtype=dtype)
+    layers = []
+    for lin, act in zip(network.affine, network.activations):
+        ran = odl.rn(lin.out_features, dtype=dtype)
+        W = odl.MatrixOperator(to_numpy(lin.weight).astype(dtype),
+                               domain=dom, range=ran)
+        layers.append(NetworkLayer(W, ran.element(to_numpy(lin.bias)), act))
+        dom = ran
+    return layers
