@@ -42,8 +42,9 @@ import torch
 from odl_genprior.bridge import TorchOperator
 from odl_genprior.data import trig_signals
 from odl_genprior.generators import recipes
-from odl_genprior.generators.signals1d import (blur_operator, latent_deblur,
+from odl_genprior.generators.signals1d import (blur_operator,
                                                parameter_count, signal_space)
+from odl_genprior.recon.latent import latent_deblur
 
 TEST_SEED = 2 ** 20  # test signals: far from the train/validation seeds
 

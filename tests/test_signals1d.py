@@ -15,8 +15,9 @@ from odl_genprior.generators import recipes
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
                                                ConvEncoder1d, GaussianBlur1d,
-                                               blur_operator, latent_deblur,
+                                               blur_operator,
                                                parameter_count, signal_space)
+from odl_genprior.recon.latent import latent_deblur
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {'kind': 'cgnn', 'dataset': 'signals', 'size': 64, 'latent_dim': 3,
@@ -158,6 +159,12 @@ def test_latent_deblurring_reduces_misfit():
         assert fit.misfit < 0.5 * fit.misfit_start, (method, fit)
     with pytest.raises(ValueError, match='method'):
         latent_deblur(G, A, y, method='newton')
+    # the old place still resolves, with a warning
+    from odl_genprior.generators import signals1d
+    with pytest.warns(DeprecationWarning, match='recon.latent'):
+        assert signals1d.latent_deblur is latent_deblur
+    with pytest.raises(AttributeError, match='no attribute'):
+        signals1d.no_such_name
 
 
 # --- the command line --------------------------------------------------------

@@ -1,8 +1,12 @@
-"""Old module paths of odl_genprior, from before the layered layout.
+"""Old module paths and names of odl_genprior, from before the layered
+layout.
 
 ``import odl_genprior.ct_benchmark`` (and ``from odl_genprior import
 unrolled``) still work for one release: a finder on ``sys.meta_path`` gives
-the module at its new place, with a DeprecationWarning that names it.
+the module at its new place, with a DeprecationWarning that names it. A
+name that moved to a higher layer (``signals1d.latent_deblur``, now in
+``recon``) resolves through `moved_names`, the module's ``__getattr__``:
+the lower module never imports the higher one itself.
 
 Examples
 --------
@@ -38,6 +42,43 @@ MOVED = {f'odl_genprior.{old}': f'odl_genprior.{new}' for old, new in {
     'generators.score_unet': 'diffusion.score_unet',
     'generators.score_recipe': 'diffusion.score_recipe',
 }.items()}
+
+
+#: module -> {old name: module that now holds it}
+MOVED_NAMES = {
+    'odl_genprior.generators.signals1d': {
+        'latent_deblur': 'odl_genprior.recon.latent',
+        'LatentFit': 'odl_genprior.recon.latent',
+    },
+}
+
+
+def moved_names(module):
+    """A module ``__getattr__`` that finds the names of ``module`` that
+    moved (`MOVED_NAMES`), with a DeprecationWarning.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from odl_genprior.generators import signals1d
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter('always')
+    ...     f = signals1d.latent_deblur
+    >>> from odl_genprior.recon.latent import latent_deblur
+    >>> f is latent_deblur, 'recon.latent' in str(w[0].message)
+    (True, True)
+    """
+    moved = MOVED_NAMES.get(module, {})
+
+    def __getattr__(name):
+        if name not in moved:
+            raise AttributeError(f'module {module!r} has no attribute '
+                                 f'{name!r}')
+        warnings.warn(f'{module}.{name} moved to {moved[name]}; import it '
+                      'from there', DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(moved[name]), name)
+
+    return __getattr__
 
 
 class _Alias(importlib.abc.Loader):

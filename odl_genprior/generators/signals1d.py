@@ -13,8 +13,11 @@ The pieces of the 1D experiment of Alberti, Santacesaria and Sciutto
 * `GaussianBlur1d`, `blur_operator`: Gaussian convolution with zero
   boundary (FFT, exact linear convolution) as a torch module and as a linear
   ODL operator.
-* `latent_deblur`: :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2` with
-  ODL functionals and an ODL solver.
+
+Latent deblurring, :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2`, is
+`odl_genprior.recon.latent.latent_deblur` (`LatentHard` from one start);
+``signals1d.latent_deblur`` and ``signals1d.LatentFit`` still resolve there
+for one release, with a DeprecationWarning.
 """
 import math
 
@@ -23,14 +26,15 @@ import odl
 import torch
 from torch import nn
 
-from odl_genprior._compat.odl_fixes import LineSearchStall
-from odl_genprior.bridge import TorchOperator, as_element, space_dtype
+from odl_genprior._compat.moved import moved_names
+from odl_genprior.bridge import TorchOperator, space_dtype
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import base_size
 
 __all__ = ('ConvEncoder1d', 'ConvDecoder1d', 'CGNNDecoder', 'GaussianBlur1d',
-           'blur_operator', 'signal_space', 'latent_deblur', 'LatentFit',
-           'parameter_count')
+           'blur_operator', 'signal_space', 'parameter_count')
+
+__getattr__ = moved_names(__name__)
 
 
 def parameter_count(module):
@@ -356,137 +360,3 @@ def blur_operator(space, sigma=2.0, halfwidth=4.0):
         blur = blur.to(space.device)
     return TorchOperator(blur, space, space, in_shape=(1, 1) + space.shape,
                          linear=True)
-
-
-# --- latent deblurring -------------------------------------------------------
-
-class LatentFit:
-    """Result of `latent_deblur`.
-
-    Attributes
-    ----------
-    z : odl element of the latent space
-    x : odl element of the signal space
-        ``G(z)``.
-    objective_start, objective : float
-        The objective at ``z0`` and at ``z``.
-    misfit_start, misfit : float
-        ``||A G(z) - y||^2`` at ``z0`` and at ``z``.
-    stalled : bool
-        The line search found no decrease and the solver stopped early (at
-        the last accepted iterate; typically at rounding level near a
-        minimiser).
-
-    Examples
-    --------
-    >>> LatentFit(None, None, 2.0, 1.0, 2.0, 0.5)
-    LatentFit(misfit 2 -> 0.5, objective 2 -> 1)
-    """
-
-    def __init__(self, z, x, objective_start, objective, misfit_start,
-                 misfit, stalled=False):
-        self.z, self.x = z, x
-        self.objective_start, self.objective = objective_start, objective
-        self.misfit_start, self.misfit = misfit_start, misfit
-        self.stalled = bool(stalled)
-
-    def __repr__(self):
-        return (f'LatentFit(misfit {self.misfit_start:.4g} -> '
-                f'{self.misfit:.4g}, objective {self.objective_start:.4g} -> '
-                f'{self.objective:.4g})')
-
-
-def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
-                  step=0.05, tol=1e-15, num_store=None):
-    r"""Solve :math:`\min_z \|A G(z) - y\|^2 + \lambda \|z\|^2` with ODL.
-
-    The objective is built from ODL functionals,
-    ``L2NormSquared(A.range).translated(y) * (A * G)`` plus
-    ``lam * L2NormSquared(G.domain)``; its gradient comes from the
-    operators' derivatives (autograd for `TorchOperator`). Norms are those
-    of the spaces (the data norm on a ``uniform_discr`` space is the
-    :math:`L^2` norm).
-
-    Parameters
-    ----------
-    G : odl.Operator
-        Generator, latent space to signal space (e.g. a `TorchOperator` of
-        a decoder).
-    A : odl.Operator
-        Forward operator on ``G.range``.
-    y : array-like or odl element of ``A.range``
-        Data.
-    z0 : array-like or odl element of ``G.domain``, optional
-        Start (default zero).
-    lam : float
-    niter : int
-        Iterations of the solver.
-    method : {'bfgs', 'steepest_descent', 'adam'}
-        ``odl.solvers.bfgs_method`` and ``steepest_descent`` (both with a
-        backtracking line search) or ``odl.solvers.adam`` (``step`` is its
-        learning rate).
-    step : float
-        Adam learning rate.
-    tol : float
-        Tolerance of ODL's BFGS and steepest descent. BFGS resets its Hessian
-        estimate whenever :math:`|\langle \Delta\nabla, \Delta z\rangle|`
-        falls below it, so keep it tiny (it is not scale-free, and
-        :math:`L^2` objectives on fine grids are small numbers).
-    num_store : int, optional
-        BFGS memory: ``None`` for full BFGS, an int for limited-memory BFGS
-        (each iteration then costs O(num_store) vector operations instead of
-        O(iteration)).
-
-    Returns
-    -------
-    LatentFit
-
-    Examples
-    --------
-    >>> space = signal_space(32, dtype='float64')
-    >>> latent = odl.rn(2, dtype='float64')
-    >>> basis = torch.stack([torch.ones(32), torch.linspace(0, 1, 32)]
-    ...                     ).double()
-    >>> lin = torch.nn.Linear(2, 32, bias=False).double()
-    >>> _ = lin.weight.data.copy_(basis.T)
-    >>> G = TorchOperator(lin, latent, space)
-    >>> A = blur_operator(space)
-    >>> y = A(G(latent.element([1.0, 2.0])))
-    >>> fit = latent_deblur(G, A, y, niter=50)
-    >>> bool(np.allclose(fit.z.asarray(), [1.0, 2.0], atol=1e-4))
-    True
-    """
-    if A.domain != G.range:
-        raise ValueError(f'the forward operator acts on {A.domain!r} but the'
-                         f' generator maps into {G.range!r}')
-    y = y if y in A.range else as_element(y, A.range)
-    data_fit = odl.functionals.L2NormSquared(A.range).translated(y) * (A * G)
-    objective = data_fit
-    if lam:
-        objective = objective + float(lam) * odl.functionals.L2NormSquared(
-            G.domain)
-    if z0 is None:
-        z = G.domain.zero()
-    else:  # a copy: the solvers update z in place
-        z = (z0 if z0 in G.domain else as_element(z0, G.domain)).copy()
-    if method not in ('bfgs', 'steepest_descent', 'adam'):
-        raise ValueError("method must be 'bfgs', 'steepest_descent' or "
-                         f"'adam', got {method!r}")
-    obj0, mis0 = float(objective(z)), float(data_fit(z))
-    with LineSearchStall() as run:
-        if method == 'adam':
-            odl.solvers.adam(objective, z, learning_rate=float(step),
-                             maxiter=int(niter))
-        else:
-            ls = odl.solvers.BacktrackingLineSearch(objective)
-            if method == 'bfgs':
-                odl.solvers.bfgs_method(objective, z, line_search=ls,
-                                        maxiter=int(niter), tol=float(tol),
-                                        num_store=num_store)
-            else:
-                odl.solvers.steepest_descent(objective, z, line_search=ls,
-                                             maxiter=int(niter),
-                                             tol=float(tol))
-    stalled = run.stalled
-    return LatentFit(z, G(z), obj0, float(objective(z)), mis0,
-                     float(data_fit(z)), stalled)

@@ -9,12 +9,15 @@ Three formulations, each a `Reconstructor` (options in the constructor,
   sparse, ``min_{z,u} ||A (G(z) + u) - y||^2 + lam ||z||^2 + mu ||u||_1``.
 * `LatentSoft` (Duff, Campbell, Ehrhardt 2022): a free image ``x`` near the
   range, ``min_{x,z} ||A x - y||^2 + lam ||G(z) - x||^2 + mu ||z||^2``.
+* `latent_deblur`: `LatentHard` as a function of ``(G, A, y)`` from one
+  start ``z0`` (the 1D deblurring experiment of the CGNN seed), returning a
+  `LatentFit`.
 
 The generator ``G`` is an ODL operator from a latent space to
 ``problem.space``: a `TorchOperator` built here from a torch module (or any
 ODL operator with a derivative). Every objective is an ODL functional
 composed with ODL operators, and every step is one of ODL's solvers
-(``adam`` or ``bfgs_method`` in ``z``, ``proximal_gradient`` in ``u``,
+(``adam``, ``bfgs_method`` or ``steepest_descent`` in ``z``, ``proximal_gradient`` in ``u``,
 ``conjugate_gradient`` in ``x``); nothing here is a new optimiser. Norms are
 ODL's norms on the operator's spaces (weighted by the cell volume on
 ``uniform_discr`` spaces). All three run several seeded random restarts and
@@ -28,13 +31,14 @@ import torch
 
 from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
+from odl_genprior.problems import ForwardProblem
 from odl_genprior.recon.base import (NonFiniteResultError, Reconstructor,
                                      check_choice, check_option)
 
 __all__ = ('LatentResult', 'LatentHard', 'LatentSparseDeviation',
-           'LatentSoft', 'generator_operator')
+           'LatentSoft', 'generator_operator', 'latent_deblur', 'LatentFit')
 
-_SOLVERS = ('adam', 'bfgs')
+_SOLVERS = ('adam', 'bfgs', 'steepest_descent')
 _SELECT = ('data_fit', 'objective')
 
 
@@ -141,7 +145,8 @@ class _LatentReconstructor(Reconstructor):
     divergence_hint = 'learning_rate (or init_std)'
 
     def __init__(self, generator, latent_dim, restarts, seed, init_std,
-                 solver, learning_rate, select, callback):
+                 solver, learning_rate, select, callback, z0=None,
+                 num_store=10, tol=1e-15):
         if not isinstance(generator, (torch.nn.Module, odl.Operator)):
             raise TypeError(f'generator must be a torch.nn.Module or an '
                             f'odl.Operator, got {type(generator).__name__}')
@@ -161,6 +166,10 @@ class _LatentReconstructor(Reconstructor):
                                           open_minimum=True)
         self.select = select
         self.callback = callback
+        self.z0 = z0
+        self.num_store = None if num_store is None else check_option(
+            name, 'num_store', num_store, minimum=1, integer=True)
+        self.tol = check_option(name, 'tol', tol, minimum=0)
         self._result = None
         self._stalls = 0
 
@@ -188,7 +197,8 @@ class _LatentReconstructor(Reconstructor):
 
     # -- pieces used by the subclasses --
     def _minimize_z(self, f, z, niter, bar):
-        """Run ODL's adam or BFGS on the latent functional ``f`` from ``z``."""
+        """Run ODL's adam, BFGS or steepest descent on the latent
+        functional ``f`` from ``z``."""
         user = self.callback
         if user is not None:  # the contract: called with the image G(z)
             G = self._generator_op
@@ -202,9 +212,15 @@ class _LatentReconstructor(Reconstructor):
             return
         line_search = odl.solvers.BacktrackingLineSearch(f)
         with LineSearchStall() as run:
-            odl.solvers.bfgs_method(f, z, line_search=line_search,
-                                    maxiter=niter, num_store=10,
-                                    callback=callback)
+            if self.solver == 'bfgs':
+                odl.solvers.bfgs_method(f, z, line_search=line_search,
+                                        maxiter=niter, tol=self.tol,
+                                        num_store=self.num_store,
+                                        callback=callback)
+            else:
+                odl.solvers.steepest_descent(f, z, line_search=line_search,
+                                             maxiter=niter, tol=self.tol,
+                                             callback=callback)
         if run.stalled:
             self._stalls += 1
             if bar is not None:
@@ -234,11 +250,14 @@ class _LatentReconstructor(Reconstructor):
         runs, fits, objectives = [], [], []
         self._stalls = 0
         try:
-            for _ in range(self.restarts):
+            for k in range(self.restarts):
                 # Drawn in sequence: restart k starts from the same point
-                # whatever the number of restarts.
+                # whatever the number of restarts (and whether z0 is given).
                 start = self.init_std * rng.standard_normal(G.domain.size)
-                z = as_element(start, G.domain)
+                if k == 0 and self.z0 is not None:
+                    start = self.z0
+                # a copy: the solvers update z in place, z0 is the user's
+                z = as_element(start, G.domain).copy()
                 run = self._run(problem, G, z, state, bar)
                 fit = float(data(A(run[0])))
                 runs.append(run)
@@ -311,10 +330,11 @@ class LatentHard(_LatentReconstructor):
         Weight of ``||z||^2`` (Bora et al. use 0.1 with a VAE).
     niter : int
         Solver iterations per restart.
-    solver : {'adam', 'bfgs'}
-        ODL's ``adam`` or ``bfgs_method``.
+    solver : {'adam', 'bfgs', 'steepest_descent'}
+        ODL's ``adam``, ``bfgs_method`` or ``steepest_descent`` (the last
+        two with ODL's backtracking line search).
     learning_rate : float
-        Adam's step length (ignored by BFGS).
+        Adam's step length (ignored by the others).
     restarts : int
         Random restarts; the best data fit is kept.
     seed : int
@@ -326,6 +346,15 @@ class LatentHard(_LatentReconstructor):
     callback : callable, optional
         Called after every latent step with the image ``G(z)`` of the
         latent iterate (an element of the problem space).
+    z0 : array-like or latent element, optional
+        Start of the first restart (e.g. an encoder's code); the later
+        restarts stay random. It is copied, never updated in place.
+    num_store : int or None
+        BFGS memory (limited-memory BFGS); None for full BFGS.
+    tol : float
+        Tolerance of BFGS and steepest descent. BFGS resets its Hessian
+        estimate whenever ``|<grad change, step>|`` falls below it, so keep
+        it tiny (it is not scale-free).
 
     Examples
     --------
@@ -345,18 +374,129 @@ class LatentHard(_LatentReconstructor):
 
     def __init__(self, generator, latent_dim=None, lam=0.1, niter=500,
                  solver='adam', learning_rate=0.05, restarts=10, seed=0,
-                 init_std=1.0, select='data_fit', callback=None):
+                 init_std=1.0, select='data_fit', callback=None, z0=None,
+                 num_store=10, tol=1e-15):
         super().__init__(generator, latent_dim, restarts, seed, init_std,
-                         solver, learning_rate, select, callback)
+                         solver, learning_rate, select, callback, z0=z0,
+                         num_store=num_store, tol=tol)
         self._set_iterations(niter, lam=lam)
 
-    def _run(self, problem, G, z, state, bar):
+    def objective(self, problem, G):
+        """``||A G(.) - y||^2 + lam ||.||^2`` as an ODL functional on the
+        latent space of ``G``."""
         A, y = problem.operator, problem.data
-        Z = G.domain
-        f = (odl.functionals.L2NormSquared(A.range).translated(y) * (A * G)
-             + self.lam * odl.functionals.L2NormSquared(Z))
+        return (odl.functionals.L2NormSquared(A.range).translated(y)
+                * (A * G) + self.lam * odl.functionals.L2NormSquared(
+                    G.domain))
+
+    def _run(self, problem, G, z, state, bar):
+        f = self.objective(problem, G)
         self._minimize_z(f, z, self.niter, bar)
         return G(z), z, None, f(z)
+
+
+class LatentFit:
+    """Result of `latent_deblur`.
+
+    Attributes
+    ----------
+    z : odl element of the latent space
+    x : odl element of the signal space
+        ``G(z)``.
+    objective_start, objective : float
+        The objective at ``z0`` and at ``z``.
+    misfit_start, misfit : float
+        ``||A G(z) - y||^2`` at ``z0`` and at ``z``.
+    stalled : bool
+        The line search found no decrease and the solver stopped early (at
+        the last accepted iterate; typically at rounding level near a
+        minimiser).
+
+    Examples
+    --------
+    >>> LatentFit(None, None, 2.0, 1.0, 2.0, 0.5)
+    LatentFit(misfit 2 -> 0.5, objective 2 -> 1)
+    """
+
+    def __init__(self, z, x, objective_start, objective, misfit_start,
+                 misfit, stalled=False):
+        self.z, self.x = z, x
+        self.objective_start, self.objective = objective_start, objective
+        self.misfit_start, self.misfit = misfit_start, misfit
+        self.stalled = bool(stalled)
+
+    def __repr__(self):
+        return (f'LatentFit(misfit {self.misfit_start:.4g} -> '
+                f'{self.misfit:.4g}, objective {self.objective_start:.4g} -> '
+                f'{self.objective:.4g})')
+
+
+def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
+                  step=0.05, tol=1e-15, num_store=None):
+    r"""``min_z ||A G(z) - y||^2 + lam ||z||^2`` from one start: `LatentHard`
+    with ``restarts=1`` on the problem ``(A, y)``.
+
+    The objective is ODL's ``L2NormSquared(A.range).translated(y) * (A *
+    G) + lam * L2NormSquared(G.domain)``; its gradient comes from the
+    operators' derivatives (autograd for `TorchOperator`). Norms are those
+    of the spaces (the data norm on a ``uniform_discr`` space is the
+    ``L^2`` norm).
+
+    Parameters
+    ----------
+    G : odl.Operator
+        Generator, latent space to signal space (e.g. a `TorchOperator` of
+        a decoder).
+    A : odl.Operator
+        Forward operator on ``G.range``.
+    y : array-like or odl element of ``A.range``
+        Data.
+    z0 : array-like or odl element of ``G.domain``, optional
+        Start (default zero); copied, never updated in place.
+    lam : float
+    niter : int
+        Iterations of the solver.
+    method : {'bfgs', 'steepest_descent', 'adam'}
+        `LatentHard`'s ``solver``.
+    step : float
+        Adam's learning rate.
+    tol, num_store
+        As in `LatentHard` (``num_store=None``: full BFGS).
+
+    Returns
+    -------
+    LatentFit
+
+    Examples
+    --------
+    >>> latent = odl.rn(2)
+    >>> space = odl.uniform_discr(0, 1, 32)
+    >>> basis = torch.stack([torch.ones(32), torch.linspace(0, 1, 32)])
+    >>> lin = torch.nn.Linear(2, 32, bias=False).double()
+    >>> _ = lin.weight.data.copy_(basis.T)
+    >>> G = TorchOperator(lin, latent, space)
+    >>> A = odl.ScalingOperator(space, 0.5)
+    >>> fit = latent_deblur(G, A, A(G(latent.element([1.0, 2.0]))), niter=50)
+    >>> bool(np.allclose(fit.z.asarray(), [1.0, 2.0], atol=1e-4))
+    True
+    """
+    check_choice('latent_deblur', 'method', method, _SOLVERS)
+    if A.domain != G.range:
+        raise ValueError(f'the forward operator acts on {A.domain!r} but the'
+                         f' generator maps into {G.range!r}')
+    y = y if y in A.range else as_element(y, A.range)
+    problem = ForwardProblem(A, y, name='latent deblurring')
+    method = LatentHard(G, lam=lam, niter=niter, solver=method,
+                        learning_rate=step, restarts=1, init_std=0.0, z0=z0,
+                        num_store=num_store, tol=tol)
+    start = G.domain.zero() if z0 is None else as_element(z0, G.domain)
+    objective_start = float(method.objective(problem, G)(start))
+    misfit_start = float(odl.functionals.L2NormSquared(A.range).translated(
+        y)(A(G(start))))
+    method(problem, progress=False)
+    r = method.result
+    return LatentFit(r.z, r.x, objective_start, r.objective, misfit_start,
+                     r.data_fit, r.stalls > 0)
 
 
 class _PartialMinimum(odl.functionals.Functional):
