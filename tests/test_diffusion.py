@@ -31,6 +31,7 @@ from odl_genprior.problems import (ForwardProblem, GaussianBlur,
                                    image_space, ray_transform)
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.recon.diffusion import (BatchedLinearOperator,
+                                          batched_operator,
                                           DiffusionPosteriorSampling,
                                           ScoreProjection, batched_cg)
 from odl_genprior.diffusion.samplers import (euler_maruyama, predictor_corrector,
@@ -315,8 +316,10 @@ def test_batched_operator_matches_odl_and_is_the_transpose(name):
     x = torch.randn((3,) + op.domain.shape)
     y = torch.randn((3,) + op.range.shape)
     for batched in (True, False):
-        b = BatchedLinearOperator(op, batched_module=batched)
-        ax = b.forward(x)
+        b = batched_operator(op, batched_module=batched)
+        assert b.batching in (('module', 'auto-matrix', 'loop') if batched
+                              else ('loop',))
+        ax = b(x)
         for i in range(3):
             ref = op(op.domain.element(x[i].numpy())).asarray()
             assert np.allclose(ax[i].numpy(), ref, atol=1e-5)
@@ -334,12 +337,12 @@ def test_assembled_matrix_matches_the_operator_path(name):
     g = torch.Generator().manual_seed(1)
     x = torch.randn((3,) + op.domain.shape, generator=g)
     y = torch.randn((3,) + op.range.shape, generator=g)
-    ref = BatchedLinearOperator(op, batched_module=False)
-    mat = BatchedLinearOperator(op, matrix=True)
-    assert mat.matrix.layout == torch.sparse_csr
-    assert mat.matrix.shape == (int(np.prod(op.range.shape)),
-                                int(np.prod(op.domain.shape)))
-    assert torch.allclose(mat.forward(x), ref.forward(x), atol=1e-5)
+    ref = batched_operator(op, batched_module=False)
+    mat = batched_operator(op, matrix=True)
+    assert mat.batching == 'matrix'
+    assert mat.matrix().shape == (int(np.prod(op.range.shape)),
+                                  int(np.prod(op.domain.shape)))
+    assert torch.allclose(mat(x), ref(x), atol=1e-5)
     assert torch.allclose(mat.transpose(y), ref.transpose(y), atol=1e-5)
 
 
@@ -356,7 +359,7 @@ def test_matrix_option_gives_the_same_samples_and_is_kept():
         runs[matrix] = m.samples
     assert np.allclose(runs[False], runs[True], atol=1e-4)
     op = m._op_cache[2]
-    assert op.matrix is not None
+    assert op.batching == 'matrix' and op._matrix is not None
     m(problem, progress=False)
     assert m._op_cache[2] is op  # same operator: not assembled again
     m2 = ScoreProjection(net, sde, niter=3, n_samples=2, matrix=True)
@@ -382,7 +385,7 @@ def test_dps_guidance_per_step_moves_by_zeta():
     for t in (0.9, 0.2):
         tt = torch.full((3,), t)
         a = float(sde.mean_coeff(torch.tensor(t)))
-        r = y - op.forward(x / a)
+        r = y - op(x / a)
         direction = op.transpose(r / r.norm(dim=1, keepdim=True)) / a
         dt = (1 - eps) / steps
         move = score(x, tt) * (sde.diffusion(tt)[:, None] ** 2 * dt)
@@ -391,10 +394,15 @@ def test_dps_guidance_per_step_moves_by_zeta():
 
 def test_batched_operator_errors():
     with pytest.raises(ValueError, match='linear'):
-        BatchedLinearOperator(odl.PowerOperator(odl.rn(3), 2))
-    b = BatchedLinearOperator(odl.IdentityOperator(odl.rn(3)))
-    with pytest.raises(ValueError, match='expected'):
-        b.forward(torch.zeros(2, 4, dtype=torch.float64))
+        batched_operator(odl.PowerOperator(odl.rn(3), 2))
+    b = batched_operator(odl.IdentityOperator(odl.rn(3)))
+    with pytest.raises(ValueError, match=r'shape \(2, 4\).*rn\(3\)'):
+        b(torch.zeros(2, 4, dtype=torch.float64))
+    # the former name: the same layer, with a warning
+    with pytest.warns(DeprecationWarning, match='batched_operator'):
+        old = BatchedLinearOperator(odl.IdentityOperator(odl.rn(3)))
+    x = torch.randn(2, 3, dtype=torch.float64)
+    assert torch.equal(old.forward(x), x) and torch.equal(old.transpose(x), x)
 
 
 def test_batched_cg_solves_per_sample():

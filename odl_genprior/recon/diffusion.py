@@ -43,12 +43,14 @@ the orthogonal projection for ``lambda = 1, delta = 0`` (for Song's
 ``A = P(Lambda) T`` with orthogonal ``T`` it is their mixing step).
 """
 import numbers
+import warnings
 
 import numpy as np
+import odl  # noqa: F401  (the doctests use it)
 import torch
 
 from odl_genprior.diffusion import samplers as _samplers
-from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
+from odl_genprior.bridge import (OperatorLayer, as_element,
                                  as_tensor, module_device, space_device,
                                  space_dtype)
 from odl_genprior.recon.base import (Reconstructor, check_choice,
@@ -57,80 +59,66 @@ from odl_genprior.recon.base import (Reconstructor, check_choice,
 from odl_genprior.diffusion.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
-           'BatchedLinearOperator', 'batched_cg')
+           'batched_operator', 'BatchedLinearOperator', 'batched_cg')
 
 _SAMPLERS = {'em': _samplers.euler_maruyama,
              'pc': _samplers.predictor_corrector,
              'ode': _samplers.probability_flow}
 
 
-class BatchedLinearOperator:
-    """A linear ODL operator and its Euclidean transpose on tensor batches.
+def batched_operator(operator, batched_module=True, matrix=False):
+    """The linear forward operator of a diffusion method on tensor batches:
+    an `odl_genprior.bridge.OperatorLayer`.
 
-    A thin view of `odl_genprior.bridge.OperatorLayer`, the one batched
-    operator path: ``forward(x)`` maps ``(B, *domain.shape)`` to ``(B,
-    *range.shape)``; ``transpose(y)`` is ``A^T y`` in the plain Euclidean
-    inner products of the arrays (``W_dom A*(W_ran^{-1} y)``).
+    ``layer(x)`` maps ``(B, *domain.shape)`` to ``(B, *range.shape)``;
+    ``layer.transpose(y)`` is ``A^T y`` in the plain Euclidean inner
+    products of the arrays (``W_dom A*(W_ran^{-1} y)``).
 
     Parameters
     ----------
     operator : odl.Operator
         Linear, real.
     batched_module : bool
-        For a linear `TorchOperator` whose ``in_shape`` starts with a batch
-        axis of one, run its module on the whole batch (``batching=
-        'module'``).
+        Let the layer batch where it can (``batching='auto'``: the module of
+        a batch-capable linear `TorchOperator`, ASTRA on CUDA, the matrix
+        once it pays); False: one ODL call per sample (``'loop'``).
     matrix : bool
         Apply the operator's exact sparse matrix (``batching='matrix'``,
-        assembled once and cached; see `OperatorLayer`).
+        assembled once and cached).
 
     Examples
     --------
     >>> A = odl.MatrixOperator(np.array([[1.0, 2.0], [0.0, 1.0]]))
-    >>> op = BatchedLinearOperator(A)
     >>> x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
-    >>> op.forward(x).tolist(), op.transpose(x).tolist()
-    ([[3.0, 1.0]], [[1.0, 3.0]])
-    >>> mat = BatchedLinearOperator(A, matrix=True)
-    >>> mat.forward(x).tolist(), mat.transpose(x).tolist()
-    ([[3.0, 1.0]], [[1.0, 3.0]])
+    >>> op = batched_operator(A, matrix=True)
+    >>> op(x).tolist(), op.transpose(x).tolist(), op.batching
+    ([[3.0, 1.0]], [[1.0, 3.0]], 'matrix')
     """
+    if not getattr(operator, 'is_linear', False):
+        raise ValueError(f'the forward operator must be a linear ODL '
+                         f'operator, got {operator!r}')
+    batching = ('matrix' if matrix else 'auto' if batched_module
+                else 'loop')
+    return OperatorLayer(operator, batching=batching)
 
-    def __init__(self, operator, batched_module=True, matrix=False):
-        if not getattr(operator, 'is_linear', False):
-            raise ValueError(f'the forward operator must be a linear ODL '
-                             f'operator, got {operator!r}')
-        self.operator = operator
-        self.domain_shape = tuple(operator.domain.shape)
-        self.range_shape = tuple(operator.range.shape)
-        if matrix:
-            batching = 'matrix'
-        elif (batched_module and isinstance(operator, TorchOperator)
-              and operator.in_shape[0] == 1):
-            batching = 'module'
-        else:
-            batching = 'loop'
-        self.layer = OperatorLayer(operator, batching=batching)
-        self.matrix = None
-        if matrix:
-            m = self.layer.matrix()
-            dtype = getattr(torch, m.dtype.name)
-            self.matrix = self.layer._matmul_matrix('cpu', dtype)
 
-    def _check(self, x, shape, what):
-        if tuple(x.shape[1:]) != shape:
-            raise ValueError(f'{what} of shape {tuple(x.shape)}: expected '
-                             f'(B, *{shape})')
+def BatchedLinearOperator(operator, batched_module=True, matrix=False):
+    """Deprecated: `batched_operator` (an `OperatorLayer`; ``forward`` and
+    ``transpose`` as before).
 
-    def forward(self, x):
-        """``A x`` for every sample of the batch ``x``."""
-        self._check(x, self.domain_shape, 'input')
-        return self.layer(x)
-
-    def transpose(self, y):
-        """``A^T y`` (Euclidean) for every sample of the batch ``y``."""
-        self._check(y, self.range_shape, 'input')
-        return self.layer.transpose(y)
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter('ignore')
+    ...     op = BatchedLinearOperator(odl.IdentityOperator(odl.rn(2)))
+    >>> type(op).__name__
+    'OperatorLayer'
+    """
+    warnings.warn('BatchedLinearOperator is deprecated; use '
+                  'batched_operator, an OperatorLayer', DeprecationWarning,
+                  stacklevel=2)
+    return batched_operator(operator, batched_module, matrix)
 
 
 def batched_cg(apply, b, niter=50, tol=1e-6):
@@ -250,8 +238,8 @@ class _DiffusionSampling(Reconstructor):
                 self.batched_module, self.matrix):
             op = cache[2]  # e.g. the assembled matrix of the same operator
         else:
-            op = BatchedLinearOperator(problem.operator, self.batched_module,
-                                       self.matrix)
+            op = batched_operator(problem.operator, self.batched_module,
+                                  self.matrix)
             self._op_cache = (problem.operator,
                               (self.batched_module, self.matrix), op)
         y = as_tensor(problem.data, device=device, dtype=dtype)[None]
@@ -369,7 +357,7 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     sampler_options : dict, optional
         Passed on to the sampler (``snr``, ``n_corrector``, ``method``).
     batched_module, matrix : bool
-        See `BatchedLinearOperator` (``matrix=True``: assemble ``A`` once
+        See `batched_operator` (``matrix=True``: assemble ``A`` once
         as a sparse matrix, kept for later calls with the same operator).
     callback : callable, optional
         ``callback(x)`` after every time step, ``x`` the current sample
@@ -436,14 +424,14 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
                 s = prior_score(xg, t)
                 x0 = tweedie_denoiser(lambda *_: s, sde, xg, t)
             with torch.no_grad():
-                res = y - op.forward(x0.detach())
+                res = y - op(x0.detach())
                 b = res.shape[0]
                 if covariance:
                     q2 = (sde.marginal_std(t) / sde.mean_coeff(t)) ** 2
                     r2 = (s2 * q2 / (s2 + q2)).reshape(
                         (-1,) + (1,) * (res.ndim - 1))
                     w = batched_cg(
-                        lambda v: r2 * op.forward(op.transpose(v))
+                        lambda v: r2 * op(op.transpose(v))
                         + sigma2 * v, res, self.cg_niter, self.cg_tol)
                 else:
                     norm = res.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
@@ -527,9 +515,9 @@ batched_module, matrix, callback
             sd = sde.marginal_std(tt).reshape((-1,) + (1,) * (y.ndim - 1))
             z = torch.randn(x.shape, generator=state['gen'], device=x.device,
                             dtype=x.dtype)
-            y_t = a * y + sd * op.forward(z)
-            res = y_t - op.forward(x)
-            v = batched_cg(lambda w: op.forward(op.transpose(w)) + delta * w,
+            y_t = a * y + sd * op(z)
+            res = y_t - op(x)
+            v = batched_cg(lambda w: op(op.transpose(w)) + delta * w,
                            res, self.cg_niter, self.cg_tol)
             return x + lam * op.transpose(v)
 
