@@ -21,7 +21,6 @@ for one release, with a DeprecationWarning.
 """
 import math
 
-import numpy as np
 import odl
 import torch
 from torch import nn

@@ -21,7 +21,7 @@ from odl_genprior.bridge import to_numpy
 
 __all__ = ('Reconstructor', 'Result', 'NonFiniteResultError', 'check_option',
            'check_flag', 'check_choice', 'renamed_options',
-           'progress_callback')
+           'progress_callback', 'progress_bar', 'combine_callbacks')
 
 
 @dataclasses.dataclass
@@ -258,11 +258,62 @@ def check_choice(owner, name, value, choices):
     return value
 
 
+def combine_callbacks(*callbacks):
+    """One ODL callback calling each given one in turn (None if all are
+    None).
+
+    Examples
+    --------
+    >>> seen = []
+    >>> cb = combine_callbacks(None, seen.append, lambda x: seen.append(-x))
+    >>> cb(2)
+    >>> seen
+    [2, -2]
+    >>> combine_callbacks(None, None) is None
+    True
+    """
+    given = [cb for cb in callbacks if cb is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
+
+    def combined(x):
+        for cb in given:
+            cb(x)
+    return combined
+
+
+@contextlib.contextmanager
+def progress_bar(progress, niter, desc):
+    """ODL's ``CallbackProgressBar`` over ``niter`` steps, closed when the
+    block ends (also on an error); None without ``progress``. Methods that
+    report more than the count (the best restart, a line-search stall) set
+    the bar's postfix.
+
+    Examples
+    --------
+    >>> with progress_bar(False, 3, 'demo') as bar:
+    ...     bar is None
+    True
+    """
+    if not progress:
+        yield None
+        return
+    import odl
+
+    bar = odl.solvers.CallbackProgressBar(niter=niter, desc=desc)
+    try:
+        yield bar
+    finally:
+        bar.pbar.close()
+
+
 @contextlib.contextmanager
 def progress_callback(progress, niter, desc, callback=None):
     """The ODL callback of an iterative method: a progress bar (if
-    ``progress``) combined with the user's ``callback``; the bar is closed
-    when the block ends, also on an error.
+    ``progress``, see `progress_bar`) combined with the user's
+    ``callback``.
 
     Examples
     --------
@@ -272,13 +323,5 @@ def progress_callback(progress, niter, desc, callback=None):
     >>> seen
     [1]
     """
-    if not progress:
-        yield callback
-        return
-    import odl
-
-    bar = odl.solvers.CallbackProgressBar(niter=niter, desc=desc)
-    try:
-        yield bar if callback is None else bar & callback
-    finally:
-        bar.pbar.close()
+    with progress_bar(progress, niter, desc) as bar:
+        yield combine_callbacks(bar, callback)

@@ -33,7 +33,8 @@ from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import TorchOperator, as_element, as_tensor
 from odl_genprior.problems import ForwardProblem
 from odl_genprior.recon.base import (NonFiniteResultError, Reconstructor,
-                                     check_choice, check_option)
+                                     check_choice, check_option,
+                                     combine_callbacks, progress_bar)
 
 __all__ = ('LatentResult', 'LatentHard', 'LatentSparseDeviation',
            'LatentSoft', 'generator_operator', 'latent_deblur', 'LatentFit')
@@ -205,7 +206,7 @@ class _LatentReconstructor(Reconstructor):
 
             def user(z, callback=self.callback):
                 callback(G(z))
-        callback = _combine(bar, user)
+        callback = combine_callbacks(bar, user)
         if self.solver == 'adam':
             odl.solvers.adam(f, z, learning_rate=self.learning_rate,
                              maxiter=niter, callback=callback)
@@ -242,14 +243,10 @@ class _LatentReconstructor(Reconstructor):
         data = odl.functionals.L2NormSquared(A.range).translated(y)
         state = self._prepare(problem, G)
         rng = np.random.default_rng(self.seed)
-        bar = None
-        if progress:
-            bar = odl.solvers.CallbackProgressBar(
-                niter=self.restarts * self._units_per_restart(),
-                desc=self.name)
         runs, fits, objectives = [], [], []
         self._stalls = 0
-        try:
+        with progress_bar(progress, self.restarts * self._units_per_restart(),
+                          self.name) as bar:
             for k in range(self.restarts):
                 # Drawn in sequence: restart k starts from the same point
                 # whatever the number of restarts (and whether z0 is given).
@@ -265,9 +262,6 @@ class _LatentReconstructor(Reconstructor):
                 objectives.append(float(run[3]))
                 if bar is not None:
                     bar.pbar.set_postfix(best_data_fit=f'{min(fits):.4g}')
-        finally:
-            if bar is not None:
-                bar.pbar.close()
         scores = np.array(fits if self.select == 'data_fit' else objectives)
         finite = np.isfinite(scores)
         if not finite.any():
@@ -290,12 +284,6 @@ class _LatentReconstructor(Reconstructor):
     def _prepare(self, problem, G):
         """Per-problem constants (e.g. ``||A||``), shared by all restarts."""
         return None
-
-
-def _combine(bar, callback):
-    if bar is None:
-        return callback
-    return bar if callback is None else bar & callback
 
 
 def _opnorm(A):

@@ -27,9 +27,10 @@ import torch
 from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.recon.base import (Reconstructor, check_option,
+                                     combine_callbacks, progress_bar,
                                      renamed_options)
 from odl_genprior.problems.forward import AbsMatrixMultiply
-from odl_genprior.recon.latent import _LatentReconstructor, _combine
+from odl_genprior.recon.latent import _LatentReconstructor
 
 __all__ = ('AbsMatrixMultiply', 'GenerativePhaseRetrieval', 'WirtingerFlow',
            'relative_error_up_to_sign')
@@ -372,28 +373,20 @@ class WirtingerFlow(Reconstructor):
         self._stalled = False
         if self.niter == 0 or not norm0 > 0:
             return x
-        bar = None
-        if progress:
-            bar = odl.solvers.CallbackProgressBar(niter=self.niter,
-                                                  desc=self.name)
         # Scaled by step_size / ||x0||^2 so that the unit step of the line search is
         # WF's step; it is halved only where it would not decrease the loss
         # (the constant step diverges from poor starts, e.g. at m = n).
         scaled = (self.step_size / norm0 ** 2) * loss
         line_search = odl.solvers.BacktrackingLineSearch(
             scaled, tau=0.5, discount=1e-4, max_num_iter=40)
-        callback = _combine(bar, self.callback)
-        try:
+        with progress_bar(progress, self.niter, self.name) as bar:
             with LineSearchStall() as run:
                 odl.solvers.steepest_descent(
                     scaled, x, line_search=line_search, maxiter=self.niter,
-                    tol=0.0, callback=callback)
+                    tol=0.0, callback=combine_callbacks(bar, self.callback))
             self._stalled = run.stalled
             if run.stalled and bar is not None:
                 bar.pbar.set_postfix_str('line search stalled (converged)')
-        finally:
-            if bar is not None:
-                bar.pbar.close()
         return x
 
     def _extras(self):
