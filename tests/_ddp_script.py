@@ -2,7 +2,9 @@
 
     torchrun --standalone --nproc_per_node=2 tests/_ddp_script.py OUT_DIR
 
-Trains twice: with ``loss_fn`` (train initializes the gloo process group)
+Trains three times: with ``loss_fn`` calling the model (train initializes
+the gloo process group; DistributedDataParallel reduces the gradients),
+with a ``loss_fn`` that calls only the model's layers (averaged gradients)
 and with ``step_fn`` and two models (reusing that group). Every process
 saves what it ends with to
 ``OUT_DIR/rank{r}.pt``; the test compares the processes with each other and
@@ -52,6 +54,20 @@ def run_loss_fn(out_dir):
     return model, result
 
 
+def mse_by_layers(model, batch):
+    # never calls the model itself: DDP cannot see it, the loop averages
+    x, y = batch
+    return torch.nn.functional.mse_loss(model[2](model[1](model[0](x))), y)
+
+
+def run_loss_by_layers(out_dir):
+    model = make_model()
+    result = train(model, mse_by_layers, make_data(), out_dir=out_dir,
+                   epochs=EPOCHS, batch_size=BATCH, seed=4, lr=0.05,
+                   progress=False)
+    return model, result
+
+
 def two_model_step(models, opts, batch, step):
     # A GAN-shaped step: 'a' every step, 'b' every other step, each with its
     # own optimizer; the gradient averaging happens inside opt.step().
@@ -88,12 +104,16 @@ def main():
     rank = int(os.environ['RANK'])
     model, r1 = run_loss_fn(os.path.join(out, 'loss_fn'))
     assert dist.is_initialized() and dist.get_world_size() == 2
+    layered, r3 = run_loss_by_layers(os.path.join(out, 'loss_by_layers'))
     models, r2 = run_step_fn(os.path.join(out, 'step_fn'))
     dist.destroy_process_group()
     torch.save({'loss_fn': params(model), 'step_fn_a': params(models['a']),
                 'step_fn_b': params(models['b']),
+                'loss_by_layers': params(layered),
                 'val_history': r1.val_history, 'losses': r1.losses,
-                'step': r1.step},
+                'step': r1.step,
+                'data_parallel': [r1.data_parallel, r3.data_parallel,
+                                  r2.data_parallel]},
                os.path.join(out, f'rank{rank}.pt'))
 
 

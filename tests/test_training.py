@@ -435,6 +435,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     (dict(val_every=2), ValueError, 'without `val_metric`'),
     (dict(scheduler={'other': None}), ValueError, 'models are'),
     (dict(distributed=True), RuntimeError, 'torchrun'),
+    (dict(data_parallel='ddp'), ValueError, "one of \\('auto', 'average'\\)"),
     (dict(loss_fn=lambda m, b: {'val': mse(m, b), 'loss': mse(m, b)}),
      ValueError, 'rename'),
     (dict(loss_fn=lambda m, b: m(b[0])), TypeError, 'scalar tensor'),
@@ -488,8 +489,11 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     r1 = torch.load(tmp_path / 'rank1.pt', weights_only=True)
-    for key in ('loss_fn', 'step_fn_a', 'step_fn_b'):
+    for key in ('loss_fn', 'step_fn_a', 'step_fn_b', 'loss_by_layers'):
         assert_equal_params(r0[key], r1[key])  # the processes agree exactly
+    # loss_fn calling the model: DDP; only its layers, or step_fn: averaged
+    assert r0['data_parallel'] == ['DistributedDataParallel', 'averaged',
+                                   'averaged']
     assert r0['val_history'] == r1['val_history'] and r0['step'] == 8
     assert r0['losses'] == r1['losses']
     cfg = json.loads((tmp_path / 'loss_fn' / 'config.json').read_text())
@@ -507,6 +511,10 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     np.testing.assert_allclose([row['loss'] for row in ddp_rows],
                                [row['loss'] for row in single_rows],
                                rtol=1e-5)
+    layered, r = _ddp_script.run_loss_by_layers(tmp_path / 'single_layers')
+    assert r.data_parallel == 'none'
+    for a, b in zip(params(layered), r0['loss_by_layers']):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     models, _ = _ddp_script.run_step_fn(tmp_path / 'single_step_fn')
     for name in 'ab':
         for a, b in zip(params(models[name]), r0['step_fn_' + name]):
@@ -592,3 +600,19 @@ def test_cut_corrupt_or_foreign_weight_files_are_refused_by_name(tmp_path):
     with pytest.raises(training.UnreadableFileError, match='checkpoint.pt'):
         train(net, mse, (torch.randn(8, 2), torch.randn(8, 1)),
               out_dir=tmp_path, batch_size=4, epochs=2, progress=False)
+
+
+def test_call_through_view_is_the_model_except_for_calls():
+    """What loss_fn sees under DDP: calls go to the wrapper and are
+    counted; attributes, isinstance and indexing are the model's."""
+    from odl_genprior.training.loop import _CallThrough
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh())
+    seen = []
+    view = _CallThrough(model, lambda x: seen.append(x) or model(x))
+    x = torch.randn(3, 2)
+    assert torch.equal(view(x), model(x)) and view.calls == 1 and seen
+    assert isinstance(view, torch.nn.Sequential)
+    assert view[0] is model[0] and len(view) == 2
+    assert list(view) == list(model)
+    view.flag = 'set'
+    assert model.flag == 'set'

@@ -1,5 +1,6 @@
-"""Data parallel training under ``torchrun``: process group, gradient
-averaging, broadcast and gather (used by the loop)."""
+"""Data parallel training under ``torchrun``: process group,
+DistributedDataParallel, gradient averaging, broadcast and gather (used by
+the loop)."""
 import os
 
 import torch
@@ -48,8 +49,22 @@ class _Dist:
         self.dist.all_reduce(t)
         return (t / self.world).tolist()
 
+    def data_parallel(self, module):
+        """``module`` in ``torch.nn.parallel.DistributedDataParallel``
+        (parameters and buffers copied from rank 0; the loop broadcasts
+        buffers itself after each step).
+
+        DDP needs one call of the wrapper per backward pass; the loop falls
+        back to `sync_grads` for a loss that never calls it.
+        """
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.device.index] if self.device.type == 'cuda' else None
+        return DistributedDataParallel(module, device_ids=ids,
+                                       broadcast_buffers=False)
+
     def sync_grads(self, params):
-        """Average ``.grad`` over processes (in place)."""
+        """Average ``.grad`` over processes (in place): for ``step_fn``,
+        dicts of models and losses that DDP does not cover."""
         params = list(params)
         if self.world == 1 or not params:
             return

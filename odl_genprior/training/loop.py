@@ -62,6 +62,8 @@ _RUN_KEYS = ('format', 'mode', 'seed', 'batch_size', 'shuffle', 'n_train',
 
 #: Lower-precision autocast of the loss (``None``: float32 throughout).
 AUTOCAST = (None, 'bfloat16')
+#: how processes share gradients (`train`'s ``data_parallel``)
+DATA_PARALLEL = ('auto', 'average')
 
 
 # --- data --------------------------------------------------------------------
@@ -144,6 +146,9 @@ class TrainResult:
     history : list of dict
         The rows this call logged (as in ``metrics.csv``).
     out_dir : Path or None
+    data_parallel : str
+        How gradients were shared: ``'none'`` (one process),
+        ``'DistributedDataParallel'`` or ``'averaged'`` (see `train`).
 
     Examples
     --------
@@ -161,6 +166,7 @@ class TrainResult:
     val_history: list = field(default_factory=list)
     history: list = field(default_factory=list)
     out_dir: Path = None
+    data_parallel: str = 'none'
 
 
 def _models_dict(model):
@@ -228,7 +234,8 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
           shuffle=True, val_data=None, val_metric=None, val_every=None,
           log_every=1, checkpoint_every=None, clip_grad_norm=None,
           extra_state=None, callback=None, config=None, resume=True,
-          progress=True, device='cpu', distributed=None, autocast=None):
+          progress=True, device='cpu', distributed=None, autocast=None,
+          data_parallel='auto'):
     """Train ``model`` on ``data``: seeded, logged, checkpointed, resumable.
 
     Each step takes ``batch_size`` samples (the epoch's permutation, drawn
@@ -327,6 +334,18 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
         initializes stays initialized (later calls reuse it; re-creating
         one under torchrun can hang): call
         ``torch.distributed.destroy_process_group()`` at the end.
+    data_parallel : {'auto', 'average'}, optional
+        How processes share gradients. ``'auto'``: a single model trained
+        with ``loss_fn`` is wrapped in
+        ``torch.nn.parallel.DistributedDataParallel`` (gradients
+        all-reduced in buckets while the backward pass runs) and
+        ``loss_fn`` gets a view of it whose call runs the wrapper (its other
+        attributes are the model's); a step whose ``loss_fn`` never calls
+        the model (only its methods, e.g. ``model.loss(batch)``), a dict of
+        models and ``step_fn`` average the gradients inside
+        ``optimizer.step()`` instead. ``'average'``: always the latter (for
+        a ``loss_fn`` that calls the model twice or leaves parameters
+        unused, which the wrapper refuses).
     autocast : {None, 'bfloat16'}, optional
         Run ``loss_fn`` under ``torch.autocast`` in this precision
         (convolutions in bfloat16, weights, optimizer and accumulations in
@@ -396,6 +415,9 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
                 value, (int, np.integer)) or value < 1:
             raise ValueError(f'`{name}` must be a positive int, got {value!r}')
     seed = _check_seed(seed)
+    if data_parallel not in DATA_PARALLEL:
+        raise ValueError(f'data_parallel must be one of {DATA_PARALLEL}, got '
+                         f'{data_parallel!r}')
     device = torch.device(device)
     train_data = _Data(data)
     if batch_size > train_data.n:
@@ -415,6 +437,44 @@ def _train(**options):
     return _Run(**options).run()
 
 
+class _CallThrough:
+    """The model as ``loss_fn`` sees it under DistributedDataParallel:
+    calling it runs the wrapper (counted in ``calls``); every other
+    attribute, ``isinstance`` included, is the model's."""
+
+    def __init__(self, model, wrapper):
+        object.__setattr__(self, '_model', model)
+        object.__setattr__(self, '_wrapper', wrapper)
+        object.__setattr__(self, 'calls', 0)
+
+    def __call__(self, *args, **kwargs):
+        object.__setattr__(self, 'calls', self.calls + 1)
+        return self._wrapper(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    # looked up on the type, not through __getattr__
+    def __getitem__(self, key):
+        return self._model[key]
+
+    def __len__(self):
+        return len(self._model)
+
+    def __iter__(self):
+        return iter(self._model)
+
+    def __setattr__(self, name, value):
+        if name == 'calls':
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._model, name, value)
+
+    @property
+    def __class__(self):
+        return type(self._model)
+
+
 class _Run:
     """The state of one `train` call and its pieces: the run folder, the
     restore, one optimisation step, the evaluation, the checkpoint, the log
@@ -424,7 +484,8 @@ class _Run:
                  epochs, batch_size, lr, optimizer, scheduler, step_fn, seed,
                  shuffle, val_data, val_metric, val_every, log_every,
                  checkpoint_every, clip_grad_norm, extra_state, callback,
-                 config, resume, progress, names, ddp, autocast, **_):
+                 config, resume, progress, names, ddp, autocast,
+                 data_parallel, **_):
         self.rank, self.world, self.device = ddp.rank, ddp.world, ddp.device
         if autocast not in AUTOCAST:
             raise ValueError(f'autocast must be one of {AUTOCAST}, got '
@@ -454,6 +515,13 @@ class _Run:
         for m in models.values():
             m.to(self.device)
             m.train()
+        # loss_fn sees the model, or under DDP a view that calls the wrapper
+        self.loss_model = model
+        self.wrapper = None
+        if (self.world > 1 and loss_fn is not None and len(models) == 1
+                and not isinstance(model, dict) and data_parallel == 'auto'):
+            self.wrapper = ddp.data_parallel(model)
+            self.loss_model = _CallThrough(model, self.wrapper)
         self.opts = self._optimizers(optimizer, lr)
         self.params = [p for o in self.opts.values() for g in o.param_groups
                        for p in g['params']]  # for clip_grad_norm
@@ -462,6 +530,7 @@ class _Run:
         self.out = None if out_dir is None else Path(out_dir)
         self.config = self._run_config(config)
         self.checked = False  # the first checkpoint is read back once
+        self.by_ddp = False  # some step's gradients were reduced by DDP
         # set by restore()
         self.start, self.val_history, self.elapsed0 = 0, [], 0.0
         self.log = None
@@ -602,21 +671,36 @@ class _Run:
         opts = self.opts.values()
         for o in opts:
             o.zero_grad(set_to_none=True)
+        if self.wrapper is not None:
+            self.loss_model.calls = 0
         with torch.autocast(torch.device(self.device).type,
                             dtype=getattr(torch, self.autocast or 'float32'),
                             enabled=self.autocast is not None):
-            out_ = self.loss_fn(self.model, batch)
+            out_ = self.loss_fn(self.loss_model, batch)
         loss = out_['loss'] if isinstance(out_, dict) else out_
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError('loss_fn must return a scalar tensor (or a dict '
                             "with one under 'loss'), got "
                             f'{type(loss).__name__}')
-        loss.backward()
+        # DDP reduces during backward only if loss_fn called the wrapper
+        by_ddp = self.wrapper is not None and self.loss_model.calls > 0
+        try:
+            loss.backward()
+        except RuntimeError as err:
+            if not by_ddp:
+                raise
+            raise RuntimeError(
+                f'DistributedDataParallel could not reduce the gradients '
+                f'({err}); if loss_fn calls the model more than once or '
+                "leaves parameters unused, pass data_parallel='average' to "
+                'train') from err
         if self.world > 1:
             for o in opts:
-                self.ddp.sync_grads(p for g in o.param_groups
-                                    for p in g['params'])
+                if not by_ddp:
+                    self.ddp.sync_grads(p for g in o.param_groups
+                                        for p in g['params'])
                 self.synced.add(id(o))
+        self.by_ddp = self.by_ddp or by_ddp
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
         for o in opts:
@@ -790,7 +874,10 @@ class _Run:
         # Process 0 alone validated; share its history so all return it.
         if self.world > 1 and self.val_metric is not None:
             val_history = self.ddp.gather(val_history)[0]
+        shared = ('none' if self.world == 1 else 'DistributedDataParallel'
+                  if self.by_ddp else 'averaged')
         return TrainResult(step=step, epoch=step // self.steps_per_epoch,
                            resumed_from=self.start, losses=last_losses,
                            val_history=[tuple(v) for v in val_history],
-                           history=self.history, out_dir=out)
+                           history=self.history, out_dir=out,
+                           data_parallel=shared)
