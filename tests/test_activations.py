@@ -20,17 +20,19 @@ from odl_genprior.bridge import to_numpy
 
 ALPHA, SLOPE = 0.7, 0.2
 ACTS = {'relu': {}, 'soft_threshold': {'alpha': ALPHA}, 'tanh': {},
-        'hardtanh': {}, 'leaky_relu': {'slope': SLOPE}, 'identity': {}}
+        'hardtanh': {'bound': ALPHA}, 'leaky_relu': {'slope': SLOPE},
+        'identity': {}}
 # What each activation must be, as torch computes it.
 REFERENCE = {'relu': torch.relu,
              'soft_threshold': lambda z: F.softshrink(z, ALPHA),
-             'tanh': torch.tanh, 'hardtanh': F.hardtanh,
+             'tanh': torch.tanh,
+             'hardtanh': lambda z: F.hardtanh(z, -ALPHA, ALPHA),
              'leaky_relu': lambda z: F.leaky_relu(z, SLOPE),
              'identity': lambda z: z}
 # Interval holding the minimiser of 1/2 (u - z)^2 + sigma psi(u), and of the
 # conjugate's problem (B stands for |z| + 1).
 DOMAIN = {'relu': (0, 'B'), 'soft_threshold': ('-B', 'B'), 'tanh': (-1, 1),
-          'hardtanh': (-1, 1), 'leaky_relu': ('-B', 'B'),
+          'hardtanh': (-ALPHA, ALPHA), 'leaky_relu': ('-B', 'B'),
           'identity': ('-B', 'B')}
 CONJ_DOMAIN = {'relu': ('-B', 0), 'soft_threshold': (-ALPHA, ALPHA),
                'tanh': ('-B', 'B'), 'hardtanh': ('-B', 'B'),

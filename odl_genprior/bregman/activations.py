@@ -70,6 +70,14 @@ def _checked_step(sigma):
     return float(sigma)
 
 
+def _positive(name, value):
+    """A positive, finite parameter of an activation, as a float."""
+    if not isinstance(value, numbers.Real) or not 0 < value < _INF:
+        raise ValueError(f'`{name}` must be a positive number, got '
+                         f'{value!r}')
+    return float(value)
+
+
 def _is_one(sigma):
     return isinstance(sigma, numbers.Real) and float(sigma) == 1.0
 
@@ -630,10 +638,7 @@ class SoftThreshold(ProximalActivation):
 
     def __init__(self, alpha=1.0):
         super().__init__()
-        if not isinstance(alpha, numbers.Real) or not 0 < alpha < _INF:
-            raise ValueError(f'`alpha` must be a positive number, got '
-                             f'{alpha!r}')
-        self.alpha = float(alpha)
+        self.alpha = _positive('alpha', alpha)
 
     def prox(self, z, sigma=1.0):
         return torch.sign(z) * torch.relu(torch.abs(z) - sigma * self.alpha)
@@ -710,10 +715,7 @@ class HardTanh(ProximalActivation):
 
     def __init__(self, bound=1.0):
         super().__init__()
-        if not isinstance(bound, numbers.Real) or not 0 < bound < _INF:
-            raise ValueError(f'`bound` must be a positive number, got '
-                             f'{bound!r}')
-        self.bound = float(bound)
+        self.bound = _positive('bound', bound)
 
     def prox(self, z, sigma=1.0):
         return torch.clamp(z, -self.bound, self.bound)
