@@ -261,6 +261,16 @@ def bregman_inversion_net(impl, multilayer):
     return network_operator(W, np.full(5, 0.1), 'tanh')
 
 
+def lifted_network_operator(impl):
+    """A dense LiftedNetwork (the lifted training type) as ODL layers."""
+    from odl_genprior.bregman.lifted import LiftedNetwork
+    from odl_genprior.recon.bregman_inversion import (
+        multilayer_network_operator, network_layers)
+    torch.manual_seed(5)
+    net = LiftedNetwork([4, 6, 3], ['tanh', 'leaky_relu'])
+    return multilayer_network_operator(network_layers(net))
+
+
 def least_squares_fit(impl):
     from odl_genprior.recon.bregman_inversion import _LeastSquaresFit
     rng = np.random.default_rng(3)
@@ -412,6 +422,7 @@ OPERATORS = {
         bregman_inversion_net, multilayer=False), impls=NUMPY),
     'multilayer_network_operator': Entry(functools.partial(
         bregman_inversion_net, multilayer=True), impls=NUMPY),
+    'lifted_network_operator': Entry(lifted_network_operator, impls=NUMPY),
     'network_least_squares_fit': Entry(least_squares_fit, impls=NUMPY,
                                        functional=True),
     'wirtinger_loss': Entry(wirtinger_loss, functional=True),
