@@ -159,6 +159,10 @@ def test_latent_deblurring_reduces_misfit():
         assert fit.misfit < 0.5 * fit.misfit_start, (method, fit)
     with pytest.raises(ValueError, match='method'):
         latent_deblur(G, A, y, method='newton')
+    with pytest.raises(ValueError, match=r'z0 has 2 entries.*rn\(3'):
+        latent_deblur(G, A, y, z0=[0.0, 1.0])
+    with pytest.raises(ValueError, match='z0 must be a latent code'):
+        latent_deblur(G, A, y, z0=[0.0, float('nan'), 1.0])
     # the old place still resolves, with a warning
     from odl_genprior.generators import signals1d
     with pytest.warns(DeprecationWarning, match='recon.latent'):

@@ -21,10 +21,12 @@ Repetti, MLSP 2024),
     k = 0, ..., k^* - 1,   u_0 = 0,
     x_{k^*} = z - L_{k^*}^* u_{k^*}.
 
-Each layer is a proximal activation (`odl_genprior.bregman.activations.HardTanh`
-with ``bound=alpha``) of an affine map of ``u_k``: the network is a
+Each layer is a proximal activation
+(`odl_genprior.bregman.activations.HardTanh` with ``bound=alpha``) of an
+affine map of ``u_k``: the network is a
 `odl_genprior.bregman.lifted.LiftedNetwork` whose pre-activations take the
-input ``z`` as context, so it can be trained by backpropagation or by the lifted Bregman objective of the seed,
+input ``z`` as context, so it can be trained by backpropagation or by the
+lifted Bregman objective of the seed,
 
     sum_i [ l(z^i - L_{k^*}^* u_{k^*}^i, xbar^i)
             + sum_k B_{tau_k g^*}(u_{k+1}^i, u_k^i - tau_k L_k (L_k^* u_k^i
@@ -64,9 +66,10 @@ __all__ = ('ConvAnalysis', 'DenseAnalysis', 'ProximalNeuralNetwork',
 #: ``tau_k ||L_k||^2`` stays below this (< 2, the stability limit)
 MAX_STEP = 1.99
 
+
 def box_prox(v, alpha):
     """``prox_{tau g^*}(v)`` for ``g = alpha ||.||_1``: the clip to
-    ``[-alpha, alpha]`` (any ``tau``), ``alpha * hardtanh(v / alpha)``.
+    ``[-alpha, alpha]`` (any ``tau``), ``HardTanh(bound=alpha)``.
 
     Examples
     --------

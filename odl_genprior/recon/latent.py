@@ -17,11 +17,12 @@ The generator ``G`` is an ODL operator from a latent space to
 ``problem.space``: a `TorchOperator` built here from a torch module (or any
 ODL operator with a derivative). Every objective is an ODL functional
 composed with ODL operators, and every step is one of ODL's solvers
-(``adam``, ``bfgs_method`` or ``steepest_descent`` in ``z``, ``proximal_gradient`` in ``u``,
-``conjugate_gradient`` in ``x``); nothing here is a new optimiser. Norms are
-ODL's norms on the operator's spaces (weighted by the cell volume on
-``uniform_discr`` spaces). All three run several seeded random restarts and
-keep the one with the best data fit ``||A x - y||^2``.
+(``adam``, ``bfgs_method`` or ``steepest_descent`` in ``z``,
+``proximal_gradient`` in ``u``, ``conjugate_gradient`` in ``x``); nothing
+here is a new optimiser. Norms are ODL's norms on the operator's spaces
+(weighted by the cell volume on ``uniform_discr`` spaces). All three run
+several seeded random restarts and keep the one with the best data fit
+``||A x - y||^2``.
 """
 import dataclasses
 
@@ -30,7 +31,8 @@ import odl
 import torch
 
 from odl_genprior._compat.odl_fixes import LineSearchStall
-from odl_genprior.bridge import TorchOperator, as_element, as_tensor
+from odl_genprior.bridge import (TorchOperator, as_element, as_tensor,
+                                 to_numpy)
 from odl_genprior.problems import ForwardProblem
 from odl_genprior.recon.base import (NonFiniteResultError, Reconstructor,
                                      check_choice, check_option,
@@ -167,6 +169,12 @@ class _LatentReconstructor(Reconstructor):
                                           open_minimum=True)
         self.select = select
         self.callback = callback
+        if z0 is not None:
+            code = to_numpy(z0)
+            if not np.issubdtype(code.dtype, np.number) or not np.all(
+                    np.isfinite(code)):
+                raise ValueError(f'{name}: z0 must be a latent code (finite '
+                                 f'numbers), got {z0!r}')
         self.z0 = z0
         self.num_store = None if num_store is None else check_option(
             name, 'num_store', num_store, minimum=1, integer=True)
@@ -253,6 +261,11 @@ class _LatentReconstructor(Reconstructor):
                 start = self.init_std * rng.standard_normal(G.domain.size)
                 if k == 0 and self.z0 is not None:
                     start = self.z0
+                    if to_numpy(start).size != G.domain.size:
+                        raise ValueError(
+                            f'{self.name}: z0 has {to_numpy(start).size} '
+                            f'entries, the latent space {G.domain!r} '
+                            f'{G.domain.size}')
                 # a copy: the solvers update z in place, z0 is the user's
                 z = as_element(start, G.domain).copy()
                 run = self._run(problem, G, z, state, bar)
@@ -477,12 +490,12 @@ def latent_deblur(G, A, y, z0=None, lam=0.0, niter=100, method='bfgs',
     method = LatentHard(G, lam=lam, niter=niter, solver=method,
                         learning_rate=step, restarts=1, init_std=0.0, z0=z0,
                         num_store=num_store, tol=tol)
+    method(problem, progress=False)  # checks z0 against the latent space
+    r = method.result
     start = G.domain.zero() if z0 is None else as_element(z0, G.domain)
     objective_start = float(method.objective(problem, G)(start))
     misfit_start = float(odl.functionals.L2NormSquared(A.range).translated(
         y)(A(G(start))))
-    method(problem, progress=False)
-    r = method.result
     return LatentFit(r.z, r.x, objective_start, r.objective, misfit_start,
                      r.data_fit, r.stalls > 0)
 
