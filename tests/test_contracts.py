@@ -272,12 +272,14 @@ def lifted_network_operator(impl):
 
 
 def least_squares_fit(impl):
-    from odl_genprior.recon.bregman_inversion import _LeastSquaresFit
+    """NetworkLeastSquares' objective: 1/2 ||sigma(W u + b) - f||^2."""
+    from odl_genprior.recon.bregman_inversion import NetworkLayer
     rng = np.random.default_rng(3)
     W = odl.MatrixOperator(rng.standard_normal((6, 4)))
-    return _LeastSquaresFit(W, W.range.element(0.1 * rng.standard_normal(6)),
-                            get_activation('tanh'),
-                            W.range.element(0.5 * rng.standard_normal(6)))
+    N = NetworkLayer(W, W.range.element(0.1 * rng.standard_normal(6)),
+                     'tanh').operator()
+    f = W.range.element(0.5 * rng.standard_normal(6))
+    return (0.5 * odl.functionals.L2NormSquared(W.range).translated(f)) * N
 
 
 def phase_retrieval(impl, complex_matrix):

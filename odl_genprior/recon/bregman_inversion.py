@@ -464,41 +464,6 @@ class LiftedBregmanInversion(Reconstructor):
                 sigma=[step], niter=self.niter, callback=callback)
 
 
-class _LeastSquaresFit(odl.functionals.Functional):
-    """``u -> 1/2 ||sigma(W u + b) - f||^2`` with gradient ``W^T
-    (sigma'(z) (sigma(z) - f))``, ``z = W u + b``; ``sigma'`` by torch
-    autograd of the activation module (ODL's ReLU, the box prox, has no
-    derivative)."""
-
-    def __init__(self, W, b, act, f):
-        super().__init__(W.domain, linear=False)
-        self.W, self.b, self.act, self.f = W, b, act, f
-
-    def _residual(self, u):
-        z = torch.from_numpy(np.asarray((self.W(u) + self.b).asarray()))
-        z.requires_grad_(True)
-        s = self.act(z)
-        return z, s, s.detach().numpy() - np.asarray(self.f.asarray())
-
-    def _call(self, u):
-        return 0.5 * float(np.sum(self._residual(u)[2] ** 2))
-
-    @property
-    def gradient(self):
-        fit = self
-
-        class _Grad(odl.Operator):
-            def __init__(self):
-                super().__init__(fit.domain, fit.domain, linear=False)
-
-            def _call(self, u):
-                z, s, r = fit._residual(u)
-                (g,) = torch.autograd.grad(s, z, torch.from_numpy(r))
-                return fit.W.adjoint(fit.W.range.element(g.numpy()))
-
-        return _Grad()
-
-
 class NetworkLeastSquares(Reconstructor):
     r"""Least-squares inversion ``min_u 1/2 ||N(u) - f||^2`` of the network.
 
@@ -568,13 +533,11 @@ class NetworkLeastSquares(Reconstructor):
     def _reconstruct(self, problem, progress):
         info = getattr(problem, 'info', None) or {}
         if self.W is None and 'layers' in info:
-            fit, step = self._fit_multilayer(problem, info['layers'])
-            x = problem.space.zero()
-        else:
-            W, b, act = self._parts(problem)
-            fit = _LeastSquaresFit(W, b, act, problem.data)
-            step = 1.0 / _opnorm(W) ** 2
-            x = W.domain.zero()
+            layers = info['layers']
+        else:  # one layer: the same fit, ODL's chain rule
+            layers = [NetworkLayer(*self._parts(problem))]
+        fit, step = self._fit_multilayer(problem, layers)
+        x = fit.domain.zero()
         with progress_callback(progress, self.niter, 'least squares',
                                self.callback) as callback:
             odl.solvers.steepest_descent(

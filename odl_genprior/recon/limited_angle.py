@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from odl_genprior.bridge import as_element, space_dtype, to_numpy
+from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.problems import htc2022, htc2022_protocol, htc2022_sim
 from odl_genprior.problems.cache import cached_arrays
 from odl_genprior.recon.base import Reconstructor
@@ -278,5 +278,4 @@ class LimitedAngleCT(Reconstructor):
         image = htc2022.resample(out[0].float().cpu().numpy(),
                                  problem.space.shape)
         image = htc2022_sim.rotate_image(image, start)
-        return as_element(torch.from_numpy(image).to(
-            space_dtype(problem.space)), problem.space)
+        return as_element(image, problem.space)
