@@ -616,3 +616,21 @@ def test_call_through_view_is_the_model_except_for_calls():
     assert list(view) == list(model)
     view.flag = 'set'
     assert model.flag == 'set'
+
+
+def test_call_through_names_the_fallback_for_unused_parameters():
+    from odl_genprior.training.loop import _CallThrough
+    model = torch.nn.Linear(2, 2)
+
+    def unfinished(x):
+        raise RuntimeError('Expected to have finished reduction in the '
+                           'prior iteration before starting a new one')
+
+    def other(x):
+        raise RuntimeError('mat1 and mat2 shapes cannot be multiplied')
+
+    with pytest.raises(RuntimeError, match="data_parallel='average'"):
+        _CallThrough(model, unfinished)(torch.zeros(1, 2))
+    with pytest.raises(RuntimeError, match='shapes') as info:
+        _CallThrough(model, other)(torch.zeros(1, 2))
+    assert 'data_parallel' not in str(info.value)

@@ -449,7 +449,16 @@ class _CallThrough:
 
     def __call__(self, *args, **kwargs):
         object.__setattr__(self, 'calls', self.calls + 1)
-        return self._wrapper(*args, **kwargs)
+        try:
+            return self._wrapper(*args, **kwargs)
+        except RuntimeError as err:
+            # DDP names unused parameters of the last step only here
+            if 'reduction' not in str(err):
+                raise
+            raise RuntimeError(
+                f"{err}\nDistributedDataParallel: pass data_parallel="
+                "'average' to train for a loss_fn that leaves parameters "
+                'unused') from err
 
     def __getattr__(self, name):
         return getattr(self._model, name)
