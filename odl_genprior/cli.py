@@ -410,7 +410,6 @@ def _htc2022(args):
     from PIL import Image
     # The organisers' arrays lie like ours: row i of the PNG is x[i].
     Image.fromarray((255 * seg).astype(np.uint8)).save(out / f'{path.stem}.png')
-    span = angles[-1] - angles[0]
     print(f'{path.name}: {angles.size} angles over {span:g} deg from '
           f'{angles[0]:g}; {method.name}; wrote {out / (path.stem + ".png")} '
           f'(512x512 segmentation) and {path.stem}_recon.npy')

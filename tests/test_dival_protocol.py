@@ -90,6 +90,36 @@ def test_cached_pairs_round_trip(small, tmp_path, monkeypatch):
     assert torch.equal(y1, y3)
 
 
+def test_cached_arrays_remakes_a_file_of_another_length(tmp_path,
+                                                       monkeypatch):
+    from odl_genprior.problems.cache import MIN_CACHED, cached_arrays
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path))
+    rng = np.random.default_rng(0)
+    n = MIN_CACHED
+    calls = []
+
+    def make(m):
+        calls.append(m)
+        return rng.random((m, 3)), rng.random(m)
+
+    a, b = cached_arrays(['t', 1], lambda: make(n), ('a', 'b'), length=n)
+    a2, _ = cached_arrays(['t', 1], lambda: make(n), ('a', 'b'), length=n)
+    assert np.array_equal(a, a2) and calls == [n]  # read back
+    # the same key holding another number of samples: made again, kept
+    a3, b3 = cached_arrays(['t', 1], lambda: make(n + 1), ('a', 'b'),
+                           length=n + 1)
+    assert len(a3) == len(b3) == n + 1 and calls == [n, n + 1]
+    a4, _ = cached_arrays(['t', 1], lambda: make(n + 1), ('a', 'b'),
+                          length=n + 1)
+    assert np.array_equal(a3, a4) and calls == [n, n + 1]
+    # a small set is made every time and never written
+    before = sorted((tmp_path / 'datasets').iterdir())
+    cached_arrays(['small'], lambda: make(4), ('a', 'b'), length=4)
+    cached_arrays(['small'], lambda: make(4), ('a', 'b'), length=4)
+    assert calls[-2:] == [4, 4]
+    assert sorted((tmp_path / 'datasets').iterdir()) == before
+
+
 def test_train_unrolled_on_dival_protocol(tmp_path):
     from odl_genprior.recon.learned import load_unrolled, train_unrolled
     cfg = {'scheme': 'lpd', 'hidden_channels': 4, 'n_iter': 2,

@@ -368,14 +368,12 @@ def cached_pairs(bench, n, split='train', progress=False, cache=True):
     (2, 4, 25)
     """
     kwargs = {'progress': progress} if isinstance(bench, DivalEllipses) else {}
-    if not cache or n < 256:
+    if not cache:
         return bench.pairs(n, split, **kwargs)
     y, x = cached_arrays(
         [type(bench).__name__, bench.config(), split, n, 'v1'],
         lambda: [t.numpy() for t in bench.pairs(n, split, **kwargs)],
-        ('y', 'x'))
-    if len(y) != n:  # a foreign file under the same key
-        y, x = (t.numpy() for t in bench.pairs(n, split, **kwargs))
+        ('y', 'x'), length=n)
     return torch.from_numpy(y), torch.from_numpy(x)
 
 

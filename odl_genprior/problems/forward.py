@@ -23,7 +23,7 @@ from odl.applications import tomo
 
 from odl_genprior import data as _data
 from odl_genprior.bridge import (OperatorLayer, TorchOperator, as_element,
-                                 to_numpy)
+                                 as_tensor, to_numpy)
 
 __all__ = ('ForwardProblem', 'image_space', 'ray_transform', 'ct',
            'compressed_sensing', 'deblurring', 'inpainting', 'denoising',
@@ -92,8 +92,7 @@ def measurement_pairs(operator, images, noise_level=0.05, seed=0,
     >>> y.shape, x.shape
     (torch.Size([3, 4, 25]), torch.Size([3, 16, 16]))
     """
-    x = torch.as_tensor(np.asarray(images) if not isinstance(
-        images, torch.Tensor) else images).to(torch.float32).cpu()
+    x = as_tensor(images, dtype=torch.float32).cpu()
     shape = tuple(operator.domain.shape)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise ValueError(f'images of shape {tuple(x.shape)} are not a batch '

@@ -35,7 +35,8 @@ import numpy as np
 from odl_genprior.problems import htc2022
 
 __all__ = ('ScannerModel', 'SCANNER', 'fit_scanner_model', 'htc_phantom',
-           'limited_angle_operator', 'limited_angle_pairs', 'range_mask',
+           'operator_angles', 'limited_angle_operator',
+           'limited_angle_pairs', 'range_mask',
            'simulate_measurement',
            'to_model_frame', 'rotate_image')
 
@@ -190,6 +191,18 @@ def _voronoi_holes(xs, ys, inner, rng):
         (np.hypot(xs, ys) <= inner - wall / 2)
 
 
+def operator_angles(max_range=90.0, angle_step=1.0):
+    """The angles (degrees) of `limited_angle_operator`: ``0, angle_step,
+    ..., max_range``.
+
+    Examples
+    --------
+    >>> operator_angles(10, 5).tolist()
+    [0.0, 5.0, 10.0]
+    """
+    return np.arange(0, max_range + angle_step / 2, angle_step)
+
+
 def limited_angle_operator(size=128, max_range=90.0, angle_step=1.0,
                            det_binning=4, space_impl='numpy'):
     """The fixed operator of the learned limited-angle methods.
@@ -203,9 +216,10 @@ def limited_angle_operator(size=128, max_range=90.0, angle_step=1.0,
     >>> limited_angle_operator(64, max_range=30, angle_step=2).range.shape
     (16, 140)
     """
-    angles = np.arange(0, max_range + angle_step / 2, angle_step)
     space = htc2022.htc2022_space(size, impl=space_impl)
-    return htc2022.htc2022_ray_transform(space, angles,
+    return htc2022.htc2022_ray_transform(space,
+                                         operator_angles(max_range,
+                                                         angle_step),
                                          det_binning=det_binning)
 
 
@@ -248,7 +262,7 @@ def limited_angle_pairs(n, seed, size=128, max_range=90.0, min_range=30.0,
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng([int(seed), 2022])
-    angles = np.arange(0, max_range + angle_step / 2, angle_step)
+    angles = operator_angles(max_range, angle_step)
     fine = htc2022.htc2022_ray_transform(htc2022.htc2022_space(2 * size),
                                          angles)
     b = htc2022._check_binning(det_binning)
@@ -327,7 +341,7 @@ def to_model_frame(sinogram, angles_deg, max_range=90.0, angle_step=1.0,
                          f'not a multiple of {pixels}')
     sino = htc2022.bin_detector(sino, sino.shape[1] // pixels)
     rows = sino[::int(round(stride))]
-    num = int(round(max_range / angle_step)) + 1
+    num = operator_angles(max_range, angle_step).size
     rows = rows[:num]
     y = np.zeros((num, pixels), np.float32)
     y[:rows.shape[0]] = rows / scanner.attenuation

@@ -261,11 +261,11 @@ class _LatentReconstructor(Reconstructor):
                 start = self.init_std * rng.standard_normal(G.domain.size)
                 if k == 0 and self.z0 is not None:
                     start = self.z0
-                    if to_numpy(start).size != G.domain.size:
+                    size = to_numpy(start).size
+                    if size != G.domain.size:
                         raise ValueError(
-                            f'{self.name}: z0 has {to_numpy(start).size} '
-                            f'entries, the latent space {G.domain!r} '
-                            f'{G.domain.size}')
+                            f'{self.name}: z0 has {size} entries, the '
+                            f'latent space {G.domain!r} {G.domain.size}')
                 # a copy: the solvers update z in place, z0 is the user's
                 z = as_element(start, G.domain).copy()
                 run = self._run(problem, G, z, state, bar)

@@ -28,8 +28,8 @@ from odl_genprior.problems import htc2022, htc2022_protocol, htc2022_sim
 from odl_genprior.problems.cache import cached_arrays
 from odl_genprior.recon.base import Reconstructor
 from odl_genprior.recon.classical import FBP, TV
-from odl_genprior.recon.learned import (_fit_unrolled, _load_network,
-                                        build_unrolled)
+from odl_genprior.recon.learned import (_display_name, _fit_unrolled,
+                                        _load_network, build_unrolled)
 from odl_genprior.training import complete_runs, seed_all
 
 __all__ = ('LimitedAngleCT', 'LIMITED_ANGLE_GEOMETRY', 'DEFAULT_NETWORK',
@@ -97,7 +97,8 @@ def _val_metric(model, val):
     y, mask, x = val
     out = torch.cat([model(y[i:i + 8], mask[i:i + 8])
                      for i in range(0, len(y), 8)])
-    scores = [htc2022.mcc(a.numpy() > 0.5, b.numpy() > 0.5) for a, b in zip(out, x)]
+    scores = [htc2022.mcc(a.numpy() > 0.5, b.numpy() > 0.5)
+              for a, b in zip(out, x)]
     return {'mcc': float(np.mean(scores)),
             'mse': torch.mean((out - x) ** 2).item()}
 
@@ -108,10 +109,8 @@ def _pairs(geometry, n, seed, progress):
         n, seed, geometry['size'], geometry['max_range'],
         geometry['min_range'], geometry['angle_step'],
         geometry['det_binning'], progress=progress))
-    if n < 256:
-        return tuple(map(torch.from_numpy, make()))
-    return tuple(map(torch.from_numpy, cached_arrays(key, make,
-                                                     ('y', 'mask', 'x'))))
+    return tuple(map(torch.from_numpy, cached_arrays(
+        key, make, ('y', 'mask', 'x'), length=n)))
 
 
 def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
@@ -216,6 +215,8 @@ class LimitedAngleCT(Reconstructor):
     name : str, optional
         Default: the scheme and the folder or shipped name, e.g. 'learned
         PD (htc-lpd-128)'.
+    device : str, optional
+        Where a network given by name or folder is loaded.
 
     Examples
     --------
@@ -232,27 +233,22 @@ class LimitedAngleCT(Reconstructor):
 
     threshold = 0.5
 
-    def __init__(self, model, name=None):
+    def __init__(self, model, name=None, device='cpu'):
         source = None
         if isinstance(model, (str, Path)):
             source = Path(model).name  # a shipped name or a run folder
-            model = load_limited_angle(model)
+            model = load_limited_angle(model, device=device)
         if not hasattr(model, 'config') or 'htc2022' not in model.config:
             raise TypeError(f'LimitedAngleCT needs a network of '
                             f'build_limited_angle, got {type(model).__name__}')
         self.model = model.eval()
-        scheme = {'lpd': 'learned PD', 'lfb': 'learned FB'}.get(
-            model.config['scheme'], model.config['scheme'])
-        group = model.config.get('group')
-        self.name = name or (f'{scheme}{" " + group if group else ""} '
+        self.name = name or (f'{_display_name(model.config)} '
                              f'({source or "limited angle"})')
 
     @classmethod
     def pretrained(cls, name, device='cpu'):
         """A shipped network by name (`list_pretrained_limited_angle`)."""
-        method = cls(load_limited_angle(name, device=device))
-        method.name = method.name.replace('limited angle', name)
-        return method
+        return cls(name, device=device)
 
     def __repr__(self):
         return f'LimitedAngleCT(name={self.name!r})'
