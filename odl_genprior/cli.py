@@ -340,7 +340,8 @@ def _train_limited_angle(args, command):
     # would be silently ignored.
     given = [f'--{name.replace("_", "-")}' for name, unset in (
         ('angles', None), ('noise', None), ('geometry', 'parallel'),
-        ('data_seed', 0), ('start', None), ('init', None))
+        ('data_seed', 0), ('start', None), ('init', None),
+        ('init_resize', False))
         if getattr(args, name) != unset]
     if given:
         print(f'odl-genprior train: error: --protocol htc2022 has its own '
@@ -365,7 +366,8 @@ def _train_limited_angle(args, command):
                         seed=args.seed, progress=not args.quiet,
                         command=command,
                         checkpoint_every=args.checkpoint_every,
-                        autocast=args.autocast)
+                        autocast=args.autocast, steps=args.steps,
+                        warmup=args.warmup, compile=args.compile)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior htc2022 FILE.mat --method '
           f'{args.out}')
@@ -458,7 +460,9 @@ def _train_unrolled(args, command):
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    seed=args.seed, progress=not args.quiet,
                    command=command, checkpoint_every=args.checkpoint_every,
-                   init=args.init, autocast=args.autocast)
+                   init=args.init, init_resize=args.init_resize,
+                   autocast=args.autocast, steps=args.steps,
+                   warmup=args.warmup, compile=args.compile)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior reconstruct learned --model '
           f'{args.out}')
@@ -906,6 +910,17 @@ def _add_train_parser(sub):
         help='start from the weights of this run folder or shipped network '
              '(same scheme, architecture and benchmark): fine-tuning, or '
              'more steps after a finished schedule, in a new --out')
+    add('--init-resize', action='store_true',
+        help='--init may come from another grid size of the same protocol '
+             '(progressive training: coarse grid first)')
+    add('--steps', type=_positive_int, default=None,
+        help='budget in optimizer steps (replaces --epochs; the cosine '
+             'schedule ends there); may be raised to go on')
+    add('--warmup', type=_nonnegative_int, default=0,
+        help='steps of linear learning-rate warm-up before the cosine '
+             'schedule (default 0)')
+    add('--compile', action='store_true',
+        help='run the learned blocks through torch.compile')
 
     add = kind('learned-svd', 'Train a learned SVD (Boink and Brune) on '
                               'pairs (image, noisy parallel-beam sinogram) '

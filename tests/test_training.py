@@ -325,6 +325,45 @@ def test_finished_run_is_kept_and_can_be_extended(tmp_path):
         train(b, mse, data, out_dir=tmp_path / 'short', epochs=2, **kw)
 
 
+def test_a_budget_of_steps_ends_mid_epoch_and_can_be_raised(tmp_path):
+    kw = dict(batch_size=8, lr=0.01, progress=False, seed=2)
+    a, data = small_problem()  # 3 steps per epoch
+    train(a, mse, data, out_dir=tmp_path / 'long', epochs=3, **kw)
+    b, _ = small_problem()
+    r = train(b, mse, data, out_dir=tmp_path / 'budget', steps=5,
+              epochs=99, **kw)  # epochs is ignored
+    assert (r.step, r.epoch) == (5, 1)
+    cfg = json.loads((tmp_path / 'budget' / 'config.json').read_text())
+    assert (cfg['steps'], cfg['steps_done'], cfg['epochs']) == (5, 5, 2)
+    assert losses_of(read_metrics(tmp_path / 'budget'), 'loss') == losses_of(
+        read_metrics(tmp_path / 'long'), 'loss')[:5]
+    # A raised budget goes on from step 5 and ends where 3 epochs end.
+    r = train(b, mse, data, out_dir=tmp_path / 'budget', steps=9, **kw)
+    assert r.resumed_from == 5 and r.step == 9
+    assert_equal_params(params(b), params(a))
+    with pytest.raises(ValueError, match='`steps` must be a positive int'):
+        train(b, mse, data, out_dir=None, steps=0, **kw)
+
+
+def test_config_records_each_session_machine_threads_and_wall_time(
+        tmp_path):
+    kw = dict(batch_size=8, lr=0.01, progress=False, seed=2)
+    a, data = small_problem()
+    train(a, mse, data, out_dir=tmp_path, steps=2, **kw)
+    torch.set_num_threads(1)
+    try:
+        train(a, mse, data, out_dir=tmp_path, steps=4, **kw)
+    finally:
+        torch.set_num_threads(2)
+    cfg = json.loads((tmp_path / 'config.json').read_text())
+    first, second = cfg['sessions']
+    assert (first['from_step'], first['to_step']) == (0, 2)
+    assert (second['from_step'], second['to_step']) == (2, 4)
+    assert second['threads'] == 1 and second['processes'] == 1
+    assert first['machine'] and first['started'].endswith('Z')
+    assert cfg['steps_done'] == 4 and cfg['wall_seconds'] >= 0
+
+
 def test_bfloat16_autocast_trains_and_may_change_on_resume(tmp_path):
     kw = dict(batch_size=8, lr=0.01, progress=False, seed=2)
     a, data = small_problem()

@@ -1,4 +1,6 @@
 """Unrolled schemes over ODL operators; training, reloading, the contract."""
+import json
+
 import numpy as np
 import odl
 import pytest
@@ -103,6 +105,73 @@ def test_training_beats_the_zero_image_and_reloads(tmp_path, bench):
                           batch_size=4, lr=3e-3, progress=False)
     assert not torch.equal(more.blocks[0].head.weight,
                            again.blocks[0].head.weight)
+
+
+def test_lr_schedule_warms_up_then_follows_the_cosine():
+    from odl_genprior.recon.learned import lr_schedule
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=2.0)
+    sched = lr_schedule(20, warmup=4)(opt)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs[:4], [0.5, 1.0, 1.5, 2.0])
+    cosine = [1 + np.cos(np.pi * k / 16) for k in range(16)]
+    np.testing.assert_allclose(lrs[4:], cosine, rtol=1e-6)
+    with pytest.raises(ValueError, match='warmup must be'):
+        lr_schedule(5, warmup=5)
+
+
+def test_step_budget_warmup_and_compile_are_recorded_and_resume(tmp_path):
+    from odl_genprior.training import read_run_config
+
+    cfg = {'scheme': 'lpd', 'hidden_channels': 4, 'n_iter': 1,
+           'benchmark': SMALL}
+    net = train_unrolled(cfg, tmp_path, n_train=8, n_val=2, steps=3,
+                         batch_size=4, warmup=2, compile=True,
+                         autocast='bfloat16', progress=False)
+    record = read_run_config(tmp_path, 'options', '')
+    assert record['options']['warmup'] == 2
+    assert record['options']['compile'] is True
+    run = json.loads((tmp_path / 'config.json').read_text())
+    assert run['steps'] == run['steps_done'] == 3
+    assert run['schedulers'] == {'model': 'SequentialLR'}
+    # compiled in place: the weights file loads into a plain network
+    again = load_unrolled(tmp_path)
+    y, _ = EllipseCT(**SMALL).pairs(2, 'test')
+    with torch.no_grad():
+        torch.testing.assert_close(again(y), net(y))
+
+
+def test_progressive_init_from_a_coarser_grid(tmp_path):
+    from odl_genprior.training import read_run_config
+
+    coarse = {'scheme': 'lfb', 'hidden_channels': 4, 'n_iter': 1,
+              'benchmark': {'protocol': 'dival', 'size': 16,
+                            'num_angles': 6, 'sim_size': 24}}
+    fine = {**coarse, 'benchmark': {**coarse['benchmark'], 'size': 24,
+                                    'sim_size': 32}}
+    first = train_unrolled(coarse, tmp_path / 'a', n_train=4, n_val=2,
+                           steps=2, batch_size=2, progress=False)
+    with pytest.raises(ValueError, match='benchmark'):
+        train_unrolled(fine, tmp_path / 'b', n_train=2, n_val=2, steps=1,
+                       batch_size=2, progress=False, init=tmp_path / 'a')
+    tuned = train_unrolled(fine, tmp_path / 'c', n_train=2, n_val=2, steps=1,
+                           batch_size=2, lr=1e-12, progress=False,
+                           init=tmp_path / 'a', init_resize=True)
+    torch.testing.assert_close(next(tuned.parameters()),
+                               next(first.parameters()))
+    assert read_run_config(tmp_path / 'c', 'options', '')['options'][
+        'init']['resized'] is True
+    # the grid alone may differ: another noise level is refused
+    other = {**fine, 'benchmark': {**fine['benchmark'], 'noise_level': 0.1}}
+    with pytest.raises(ValueError, match='benchmark'):
+        train_unrolled(other, tmp_path / 'd', n_train=2, n_val=2, steps=1,
+                       batch_size=2, progress=False, init=tmp_path / 'a',
+                       init_resize=True)
 
 
 def test_init_starts_from_a_trained_network_and_checks_it(tmp_path, bench):

@@ -27,7 +27,7 @@ from odl_genprior.training import (complete_runs, load_weights,
 from odl_genprior.nn.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
-           'train_unrolled', 'load_unrolled', 'list_pretrained_unrolled',
+           'train_unrolled', 'lr_schedule', 'training_layout', 'load_unrolled', 'list_pretrained_unrolled',
            'pretrained_unrolled', 'PRETRAINED_DIR')
 
 #: Trained unrolled networks shipped with the package, one run folder each
@@ -174,9 +174,10 @@ def _mse_loss(model, batch):
 
 
 def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
-                   batch_size=4, lr=1e-3, seed=0, progress=True, resume=True,
-                   command=None, checkpoint_every=None, log_every=10,
-                   init=None, autocast=None):
+                   steps=None, batch_size=4, lr=1e-3, warmup=0, seed=0,
+                   progress=True, resume=True, command=None,
+                   checkpoint_every=None, log_every=10, init=None,
+                   init_resize=False, autocast=None, compile=False):
     """Train an unrolled network on the ellipse CT benchmark.
 
     Mean squared error on ``n_train`` training pairs of
@@ -188,9 +189,17 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     ``init`` (a run folder or a shipped name) starts from that network's
     weights instead of a random draw: fine-tuning, or a longer schedule
     after a finished one (a new run folder, fresh Adam and cosine schedule;
-    the architecture and benchmark must be the same). ``autocast='bfloat16'``
-    trains in mixed precision (`odl_genprior.training.train`). Networks
-    with ordinary blocks train in the ``channels_last`` memory format.
+    the architecture and benchmark must be the same; with
+    ``init_resize=True`` the benchmark may differ in its grid, ``size`` and
+    ``sim_size``: progressive training, the same blocks first on a coarser
+    grid). ``autocast='bfloat16'`` trains in mixed precision
+    (`odl_genprior.training.train`). Networks with ordinary blocks train in
+    the ``channels_last`` memory format.
+
+    ``steps`` sets the budget in steps (``epochs`` is then ignored; the
+    cosine schedule ends there); ``warmup`` steps of linear warm-up from
+    ``lr / warmup`` come first. ``compile=True`` runs the learned blocks
+    through ``torch.compile`` (the weights are the same parameters).
 
     Returns
     -------
@@ -216,58 +225,121 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     val_data = cached_pairs(bench, n_val, 'validation', progress=progress)
     options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
                'lr': lr, 'seed': seed}
+    if warmup:
+        options['warmup'] = warmup
+    if compile:
+        options['compile'] = True
     if init is not None:
-        options['init'] = _init_weights(model, init)
+        options['init'] = _init_weights(model, init, init_resize)
     return _fit_unrolled(
         model, _mse_loss, _psnr_metric, train_data, val_data,
         {'unrolled': config, 'options': options}, out_dir, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-        resume=resume, command=command, checkpoint_every=checkpoint_every,
-        log_every=log_every, autocast=autocast)
+        steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
+        progress=progress, resume=resume, command=command,
+        checkpoint_every=checkpoint_every, log_every=log_every,
+        autocast=autocast, compile=compile)
+
+
+def lr_schedule(steps, warmup=0):
+    """The unrolled networks' schedule: ``warmup`` linear steps, then
+    cosine to zero at ``steps`` (a factory for `training.train`).
+
+    Examples
+    --------
+    >>> opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = lr_schedule(10, warmup=2)(opt)
+    >>> lrs = []
+    >>> for _ in range(10):
+    ...     lrs.append(round(opt.param_groups[0]['lr'], 3)); opt.step()
+    ...     sched.step()
+    >>> lrs[:4], lrs[-1]
+    ([0.5, 1.0, 1.0, 0.962], 0.038)
+    """
+    if not isinstance(warmup, int) or not 0 <= warmup < steps:
+        raise ValueError(f'warmup must be an int in [0, steps={steps}), got '
+                         f'{warmup!r}')
+
+    def make(opt):
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=steps - warmup)
+        if not warmup:
+            return cosine
+        ramp = torch.optim.lr_scheduler.LinearLR(
+            opt, start_factor=1 / warmup, total_iters=warmup - 1)
+        return torch.optim.lr_scheduler.SequentialLR(
+            opt, [ramp, cosine], milestones=[warmup])
+    return make
+
+
+def training_layout(model, compile=False):
+    """``model`` as the unrolled recipe trains it (in place).
+
+    Ordinary blocks in the ``channels_last`` memory format (NHWC
+    convolutions: 0.8x the CPU step, 0.4-0.5x with bfloat16,
+    ``benchmarks/train_step.py``; e2cnn blocks gain nothing); with
+    ``compile``, every learned block through ``torch.compile`` (in place,
+    so the state_dict keys and weights files stay the same).
+
+    Examples
+    --------
+    >>> cfg = {'scheme': 'lgd', 'hidden_channels': 4, 'n_iter': 1,
+    ...        'benchmark': {'size': 8, 'num_angles': 4}}
+    >>> net = training_layout(build_unrolled(cfg))
+    >>> net.blocks[0][0].weight.is_contiguous(
+    ...     memory_format=torch.channels_last)
+    True
+    """
+    if not getattr(model, 'group', None):
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        # forward, not Module.compile(): in torch 2.13 the latter leaves
+        # these blocks uncompiled (no frame reaches dynamo)
+        for blocks in ('blocks', 'primal', 'dual'):
+            for block in getattr(model, blocks, ()):
+                block.forward = torch.compile(block.forward)
+    return model
 
 
 def _fit_unrolled(model, loss_fn, val_metric, train_data, val_data,
                   run_config, out_dir, *, epochs, batch_size, lr, seed,
                   progress, resume, command, checkpoint_every, log_every,
-                  autocast):
+                  autocast, steps=None, warmup=0, compile=False):
     """The training recipe of every unrolled network (ellipses, HTC2022).
 
     Adam with a cosine schedule over all steps (Adler and Oktem's choice),
-    validation every checkpoint, ordinary blocks in ``channels_last``, the
-    command recorded in ``run_config``; returns the model in eval mode.
+    after ``warmup`` linear steps; validation every checkpoint, ordinary
+    blocks in ``channels_last``, the command recorded in ``run_config``;
+    returns the model in eval mode.
     """
-    if not getattr(model, 'group', None):
-        # NHWC convolutions: 0.8x the step of ordinary blocks on the CPU,
-        # 0.4-0.5x with bfloat16 (benchmarks/train_step.py); e2cnn blocks
-        # gain nothing. The same parameters, in another memory layout.
-        model = model.to(memory_format=torch.channels_last)
+    model = training_layout(model, compile)
     n_train = len(train_data[0])
-    steps = epochs * (n_train // batch_size)
-    if steps < 1:
-        raise ValueError(f'no training step: n_train={n_train} < '
-                         f'batch_size={batch_size}')
+    total = epochs * (n_train // batch_size) if steps is None else steps
+    if n_train < batch_size or total < 1:
+        raise ValueError(f'no training step: n_train={n_train}, batch_size='
+                         f'{batch_size}, steps={total}')
     # Not the epochs in run_config: raising them continues a finished run.
-    # (The cosine schedule's length is fixed by the first call's epochs.)
+    # (The cosine schedule's length is fixed by the first call's budget.)
     if command is not None:
         run_config = {**run_config, 'command': recorded_command(
             out_dir, run_config, command)}
     train(model, loss_fn, train_data, out_dir=out_dir, epochs=epochs,
-          batch_size=batch_size, lr=lr,
-          scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(
-              opt, T_max=steps),
-          seed=seed, val_data=val_data, val_metric=val_metric,
-          config=run_config, resume=resume, progress=progress,
+          steps=steps, batch_size=batch_size, lr=lr,
+          scheduler=lr_schedule(total, warmup), seed=seed,
+          val_data=val_data, val_metric=val_metric, config=run_config,
+          resume=resume, progress=progress,
           checkpoint_every=checkpoint_every, val_every=checkpoint_every,
           log_every=log_every, autocast=autocast)
     return model.eval()
 
 
-def _init_weights(model, init):
+def _init_weights(model, init, resize=False):
     """Load the weights of ``init`` into ``model``; what config.json keeps.
 
-    The source's architecture and benchmark must be the model's; the record
-    names the source and the SHA-256 of its weights file (a later change of
-    the source is seen when the run resumes: another configuration).
+    The source's architecture and benchmark must be the model's (with
+    ``resize``, but for the benchmark's ``size`` and ``sim_size``); the
+    record names the source and the SHA-256 of its weights file (a later
+    change of the source is seen when the run resumes: another
+    configuration).
     """
     run = Path(init)
     if not run.is_dir():
@@ -284,6 +356,13 @@ def _init_weights(model, init):
     for k, v in UNROLLED_DEFAULTS.get(model.config['scheme'], {}).items():
         ours[k] = v if ours[k] is None else ours[k]
         theirs[k] = v if theirs[k] is None else theirs[k]
+    if resize:  # the grid may differ, nothing else
+        grid = ('size', 'sim_size')
+        ours['benchmark'] = {k: v for k, v in (ours['benchmark'] or {}).items()
+                             if k not in grid}
+        theirs['benchmark'] = {k: v for k, v in
+                               (theirs['benchmark'] or {}).items()
+                               if k not in grid}
     if ours != theirs:
         diff = [f'{k}: {theirs[k]!r} != {ours[k]!r}' for k in keys
                 if ours[k] != theirs[k]]
@@ -291,7 +370,8 @@ def _init_weights(model, init):
                          + '; '.join(diff))
     load_weights(model, run / 'weights.pt')
     digest = hashlib.sha256((run / 'weights.pt').read_bytes()).hexdigest()
-    return {'from': str(init), 'weights_sha256': digest}
+    record = {'from': str(init), 'weights_sha256': digest}
+    return {**record, 'resized': True} if resize else record
 
 
 def load_unrolled(run_dir, device='cpu'):

@@ -116,7 +116,8 @@ def _pairs(geometry, n, seed, progress):
 def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
                         batch_size=4, lr=1e-3, seed=0, progress=True,
                         resume=True, command=None, checkpoint_every=None,
-                        log_every=10, autocast=None):
+                        log_every=10, autocast=None, steps=None, warmup=0,
+                        compile=False):
     """Train a limited-angle network on simulated HTC-like data.
 
     ``n_train`` training and ``n_val`` validation triples of
@@ -146,13 +147,18 @@ def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
                'lr': lr, 'seed': seed,
                'scanner': htc2022_sim.scanner_dict(),
                'loss': {'bce_weight': _BCE_WEIGHT, 'slope': _SLOPE}}
+    if warmup:
+        options['warmup'] = warmup
+    if compile:
+        options['compile'] = True
     return _fit_unrolled(
         model, _loss, _val_metric, _pairs(geometry, n_train, seed, progress),
         _pairs(geometry, n_val, seed + 1, progress),
         {'unrolled': config, 'options': options}, out_dir, epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, progress=progress,
         resume=resume, command=command, checkpoint_every=checkpoint_every,
-        log_every=log_every, autocast=autocast)
+        log_every=log_every, autocast=autocast, steps=steps, warmup=warmup,
+        compile=compile)
 
 
 def list_pretrained_limited_angle():

@@ -200,6 +200,24 @@ def _per_model(value, names, what):
     return {n: value for n in names}
 
 
+def _session(world, device, from_step):
+    """Who trains now: CPU model, threads, processes, device, start step."""
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    if torch.device(device).type == 'cuda':
+        cpu += ' + ' + torch.cuda.get_device_name(torch.device(device))
+    return {'machine': cpu, 'threads': torch.get_num_threads(),
+            'processes': world, 'device': str(device),
+            'from_step': int(from_step), 'to_step': int(from_step),
+            'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+
+
 def _config_diff(old, new):
     return [f'{k}: {old.get(k)!r} (saved) != {new.get(k)!r} (now)'
             for k in _RUN_KEYS if old.get(k) != new.get(k)]
@@ -230,7 +248,8 @@ def _losses_of(out, step_fn):
 
 
 def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
-          lr=None, optimizer=None, scheduler=None, step_fn=None, seed=0,
+          steps=None, lr=None, optimizer=None, scheduler=None,
+          step_fn=None, seed=0,
           shuffle=True, val_data=None, val_metric=None, val_every=None,
           log_every=1, checkpoint_every=None, clip_grad_norm=None,
           extra_state=None, callback=None, config=None, resume=True,
@@ -277,6 +296,10 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
         Passes over ``data``. May be raised to continue a finished run.
     batch_size : int, optional
         Samples per step over all processes (divisible by their number).
+    steps : int, optional
+        Stop after this many steps in all, mid-epoch if need be (a budget
+        of steps, not passes); ``epochs`` is then ignored. May be raised to
+        continue a finished run.
     lr : float, optional
         Learning rate of the default optimizer, ``torch.optim.Adam``
         (default ``1e-3``). Give ``lr`` or ``optimizer``, not both.
@@ -406,10 +429,12 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
     if val_metric is None and val_every is not None:
         raise ValueError('`val_every` given without `val_metric`')
     for name, value in (('epochs', epochs), ('batch_size', batch_size),
+                        ('steps', steps),
                         ('log_every', log_every),
                         ('checkpoint_every', checkpoint_every),
                         ('val_every', val_every)):
-        if value is None and name in ('checkpoint_every', 'val_every'):
+        if value is None and name in ('checkpoint_every', 'val_every',
+                                      'steps'):
             continue
         if isinstance(value, bool) or not isinstance(
                 value, (int, np.integer)) or value < 1:
@@ -490,7 +515,8 @@ class _Run:
     row and the loop that calls them."""
 
     def __init__(self, *, models, model, loss_fn, train_data, out_dir,
-                 epochs, batch_size, lr, optimizer, scheduler, step_fn, seed,
+                 epochs, steps, batch_size, lr, optimizer, scheduler, step_fn,
+                 seed,
                  shuffle, val_data, val_metric, val_every, log_every,
                  checkpoint_every, clip_grad_norm, extra_state, callback,
                  config, resume, progress, names, ddp, autocast,
@@ -510,7 +536,10 @@ class _Run:
         self.epochs, self.batch_size = epochs, batch_size
         self.local = batch_size // self.world
         self.steps_per_epoch = train_data.n // batch_size
-        self.total = epochs * self.steps_per_epoch
+        self.total = (epochs * self.steps_per_epoch if steps is None
+                      else int(steps))
+        if steps is not None:  # the passes the budget takes, last one cut
+            self.epochs = epochs = -(-self.total // self.steps_per_epoch)
         self.checkpoint_every = checkpoint_every or self.steps_per_epoch
         self.val_every = val_every or self.steps_per_epoch
         self.log_every, self.clip_grad_norm = log_every, clip_grad_norm
@@ -567,6 +596,7 @@ class _Run:
             'mode': 'step_fn' if self.step_fn else 'loss_fn',
             'seed': self.seed, 'batch_size': self.batch_size,
             'shuffle': bool(self.shuffle), 'epochs': self.epochs,
+            'steps': self.total,
             'steps_per_epoch': self.steps_per_epoch,
             'n_train': self.train_data.n, 'n_val': _length(self.val_data),
             'val_every': self.val_every if self.val_metric else None,
@@ -625,8 +655,22 @@ class _Run:
             for f in (CONFIG, METRICS, CHECKPOINT, WEIGHTS):
                 for tmp in out.glob(f'.{f}.tmp-*'):  # left by a killed run
                     tmp.unlink()
+            previous = (_read_config_file(cfg_path).get('sessions', [])
+                        if cfg_path.exists() else [])
+            self.config['sessions'] = previous + [_session(
+                self.world, self.device,
+                0 if ckpt is None else ckpt['step'])]
             _write_json(out / CONFIG, self.config)
         return ckpt
+
+    def record_session(self, step, elapsed):
+        """This call's steps and the run's wall time in ``config.json``
+        (where the run went, machine by machine, across sessions)."""
+        if self.out is None or self.rank != 0:
+            return
+        self.config['sessions'][-1].update(to_step=step)
+        self.config.update(steps_done=step, wall_seconds=round(elapsed, 1))
+        _write_json(self.out / CONFIG, self.config)
 
     # -- state: fresh or from the checkpoint --
     def restore(self, ckpt):
@@ -752,6 +796,7 @@ class _Run:
         }
         path = self.out / CHECKPOINT
         _atomic_write(path, lambda f: torch.save(state, f))
+        self.record_session(step, elapsed)
         if not self.checked:  # fail now, not when resuming
             try:
                 _load(path)
@@ -863,6 +908,8 @@ class _Run:
                     if step % self.checkpoint_every == 0 or step == total:
                         self.checkpoint(step, elapsed)
                         last_saved = step
+                    if step >= total:  # a budget of steps ends mid-epoch
+                        break
             self.write_weights(step)
             self.ddp.barrier()  # the files exist when any process returns
         finally:
