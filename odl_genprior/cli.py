@@ -112,6 +112,66 @@ def _diffusion_method(args, space, options):
                       options=kw)
 
 
+#: The largest problem the command line builds: one image, or one data
+#: array, of at most this many bytes (float32); methods hold several.
+MAX_ARRAY_BYTES = 2 ** 30
+#: Smallest image side the problems are defined on.
+MIN_SIZE = 8
+
+
+def _check_problem_size(args):
+    """Refuse sizes no method can run, or that would exhaust memory,
+    before anything is computed (one line, naming the options)."""
+    size = args.size
+    if size < MIN_SIZE:
+        raise ValueError(f'--size {size}: images have at least {MIN_SIZE}x'
+                         f'{MIN_SIZE} pixels')
+    arrays = {'image': size * size}
+    if args.problem in ('ct', 'fan-ct'):
+        # detector: about sqrt(2) size pixels (fan beam: a little more)
+        arrays['data'] = args.angles * (2 * size + 2)
+    if args.problem == 'cs':
+        arrays['matrix'] = args.measurements * size * size
+    name, n = max(arrays.items(), key=lambda kv: kv[1])
+    if 4 * n > MAX_ARRAY_BYTES:
+        other = {'data': 'angles', 'matrix': 'measurements'}.get(name)
+        given = f'--size {size}' + (f', --{other} {getattr(args, other)}'
+                                    if other else '')
+        raise ValueError(f'{given}: the {name} would take '
+                         f'{4 * n / 2 ** 30:.1f} GiB; this command builds '
+                         f'arrays of at most {MAX_ARRAY_BYTES / 2 ** 30:g} '
+                         'GiB')
+
+
+def _check_writable(folder, option):
+    """``folder`` exists (made) and takes a file: checked before the work,
+    so that a result is never computed and then lost."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f'{option} {folder}: cannot write there '
+                         f'({err.strerror or type(err).__name__})') from None
+
+
+def _check_out_file(path, option, suffixes):
+    from pathlib import Path
+
+    p = Path(path)
+    if not str(path).strip() or p.name in ('', '.', '..') or \
+            p.suffix.lower() not in suffixes or p.stem == '':
+        raise ValueError(f'{option} {str(path)!r}: give a file name ending in '
+                         f'{" or ".join(suffixes)}')
+    if p.is_dir():
+        raise ValueError(f'{option} {path}: is a folder, not a file')
+    _check_writable(p.parent, option)
+
+
 def _problem(args):
     from odl_genprior import problems
 
@@ -176,6 +236,26 @@ def _reconstruct(args):
     # --prior and --model exist only on the methods that read them
     prior = getattr(args, 'prior', None)
     model_arg = getattr(args, 'model', None)
+    # the learned methods make their own problem: these options would be
+    # silently ignored
+    ignored = {'learned': ('problem', 'size', 'angles', 'measurements',
+                           'noise', 'phantom', 'impl'),
+               'learned-svd': ('problem', 'size', 'angles', 'measurements',
+                               'impl')}.get(args.method, ())
+    defaults = _problem_options().parse_args([])
+    given = [f'--{k}' for k in ignored
+             if getattr(args, k) != getattr(defaults, k)]
+    if given:
+        raise ValueError(
+            f'{", ".join(given)}: not used by {args.method}, whose problem '
+            + ('is test sample --seed of the network\'s own benchmark'
+               if args.method == 'learned' else
+               'is CT of the trained size and angles, with --noise, --seed '
+               'and --phantom'))
+    if args.method not in ('learned', 'learned-svd'):
+        _check_problem_size(args)
+    if args.out:
+        _check_out_file(args.out, '--out', ('.npy',))
     if args.method == 'learned':
         from odl_genprior.problems.ellipse_ct import make_benchmark
         from odl_genprior.recon.learned import (LearnedReconstructor,
@@ -293,6 +373,7 @@ def _demo(args):
     from odl_genprior import metrics
     from odl_genprior.bridge import to_numpy
 
+    _check_out_file(args.out, '--out', ('.png', '.pdf', '.svg', '.jpg'))
     problem, line = _demo_problem(args)
     print(line)
     methods = _demo_methods(args, problem)
@@ -382,14 +463,25 @@ def _htc2022(args):
 
     from odl_genprior.problems import htc2022
     from odl_genprior.recon.limited_angle import (
-        DEFAULT_NETWORK, LimitedAngleCT, htc2022_baselines,
-        list_pretrained_limited_angle)
+        DEFAULT_NETWORK, LIMITED_ANGLE_GEOMETRY, LimitedAngleCT,
+        htc2022_baselines, list_pretrained_limited_angle)
 
     path = Path(args.file)
     if path.suffix.lower() != '.mat':
         raise ValueError(f'{path} is not a .mat file (the challenge\'s '
                          'format: a struct with sinogram and parameters)')
+    # everything that can be checked is checked before the work
+    truth = (htc2022.read_segmentation(args.reference) if args.reference
+             else None)
+    shipped = list_pretrained_limited_angle()
+    baselines = htc2022_baselines()
+    if args.method is not None and args.method not in baselines and (
+            args.method not in shipped and not Path(args.method).is_dir()):
+        raise ValueError(f'--method {args.method}: not fbp, tv, a shipped '
+                         f'network ({", ".join(shipped)}) or a run folder')
     sino, angles, geometry = htc2022.read_challenge_file(path)
+    out = Path(args.out)
+    _check_writable(out, '--out')
     step = float(angles[1] - angles[0]) if angles.size > 1 else 1.0
     problem = htc2022.measured_problem(
         sino, angles, geometry, size=args.size,
@@ -398,16 +490,23 @@ def _htc2022(args):
     # The networks see at most 90 degrees; with more data TV uses it all
     # (MCC 0.99 on the full teaching files).
     span = float(angles[-1] - angles[0])
-    shipped = DEFAULT_NETWORK in list_pretrained_limited_angle()
-    name = args.method or (DEFAULT_NETWORK if shipped and span <= 90
-                           else 'tv')
-    baselines = htc2022_baselines()
-    method = baselines[name] if name in baselines else LimitedAngleCT(name)
+    trained = (LIMITED_ANGLE_GEOMETRY['min_range'],
+               LIMITED_ANGLE_GEOMETRY['max_range'])
+    name = args.method or (
+        DEFAULT_NETWORK if DEFAULT_NETWORK in shipped
+        and trained[0] <= span <= trained[1] else 'tv')
+    if args.method is None and span < trained[0]:
+        print(f'{path.name}: {span:g} degrees of data, less than the '
+              f'{trained[0]:g}-{trained[1]:g} degrees the shipped network '
+              'was trained for: using TV')
+    if name in baselines:
+        method = baselines[name]
+    else:
+        method = LimitedAngleCT(name,
+                                allow_other_range=args.allow_other_range)
     x = method(problem, progress=not args.quiet).asarray()
     seg = htc2022.segment(htc2022.resample(x, (512, 512)),
                           getattr(method, 'threshold', None))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     np.save(out / f'{path.stem}_recon.npy', x)
     from PIL import Image
     # The organisers' arrays lie like ours: row i of the PNG is x[i].
@@ -415,8 +514,7 @@ def _htc2022(args):
     print(f'{path.name}: {angles.size} angles over {span:g} deg from '
           f'{angles[0]:g}; {method.name}; wrote {out / (path.stem + ".png")} '
           f'(512x512 segmentation) and {path.stem}_recon.npy')
-    if args.reference:
-        truth = htc2022.read_segmentation(args.reference)
+    if truth is not None:
         print(f'MCC against {Path(args.reference).name}: '
               f'{htc2022.mcc(seg, truth):.4f}')
     return 0
@@ -1120,6 +1218,9 @@ def build_parser():
                      help='reference segmentation (.mat or 512x512 .png)')
     htc.add_argument('--size', type=_positive_int, default=128,
                      help='reconstruction grid (default 128)')
+    htc.add_argument('--allow-other-range', action='store_true',
+                     help='run a network on data covering less than the '
+                          'range it was trained for (refused otherwise)')
     htc.add_argument('--quiet', action='store_true')
     htc.set_defaults(func=_htc2022)
 

@@ -361,7 +361,16 @@ def test_config_records_each_session_machine_threads_and_wall_time(
     assert (second['from_step'], second['to_step']) == (2, 4)
     assert second['threads'] == 1 and second['processes'] == 1
     assert first['machine'] and first['started'].endswith('Z')
+    assert first['versions']['torch'] == torch.__version__
     assert cfg['steps_done'] == 4 and cfg['wall_seconds'] >= 0
+    # provenance in the user config may be added to a run in flight; any
+    # other user entry is compared
+    r = train(a, mse, data, out_dir=tmp_path, steps=5, **kw,
+              config={'provenance': {'operator': 'matrix'}})
+    assert r.resumed_from == 4 and r.step == 5
+    with pytest.raises(ValueError, match='another configuration'):
+        train(a, mse, data, out_dir=tmp_path, steps=6, **kw,
+              config={'width': 3})
 
 
 def test_bfloat16_autocast_trains_and_may_change_on_resume(tmp_path):

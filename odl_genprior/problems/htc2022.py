@@ -274,6 +274,13 @@ def read_challenge_file(path):
     if geometry['pixels'] != NUM_DETECTORS:
         raise ValueError(f'{path}: {geometry["pixels"]} detector pixels; the '
                          f'HTC2022 scanner files have {NUM_DETECTORS}')
+    steps = np.diff(angles)
+    if not np.all(np.isfinite(angles)) or np.any(steps <= 0):
+        k = int(np.argmax(~(steps > 0))) if steps.size else 0
+        raise ValueError(f'{path}: parameters.angles must be finite and '
+                         f'increase; angles {k} and {k + 1} are '
+                         f'{angles[k]:g} and '
+                         f'{angles[min(k + 1, angles.size - 1)]:g}')
     return sino, angles, geometry
 
 
@@ -390,16 +397,34 @@ def read_segmentation(path, shape=(_REFERENCE_SIZE, _REFERENCE_SIZE)):
         raise FileNotFoundError(f'segmentation {path} not found')
     if path.suffix.lower() == '.png':
         from PIL import Image
-        arr = np.asarray(Image.open(path))
+        try:
+            with Image.open(path) as image:
+                # the size is in the header: refuse a huge image before
+                # decoding it (PIL's own bomb check fires at 2x its limit)
+                if image.size != tuple(shape)[::-1]:
+                    raise ValueError(f'segmentation {path} is a '
+                                     f'{image.size[0]}x{image.size[1]} '
+                                     f'image, not {shape[1]}x{shape[0]}')
+                arr = np.asarray(image)
+        except (OSError, Image.DecompressionBombError) as err:
+            raise ValueError(f'segmentation {path} is not a readable PNG '
+                             f'image ({type(err).__name__})') from None
     else:
         arrays = [v for k, v in _read_mat(path).items()
                   if not k.startswith('__') and np.ndim(v) == 2]
         if not arrays:
             raise ValueError(f'{path} holds no 2D array (a segmentation)')
         arr = np.asarray(arrays[0])
+    if arr.ndim == 3:  # an RGB(A) PNG: one channel
+        arr = arr[..., 0]
     if arr.shape != tuple(shape):
         raise ValueError(f'segmentation {path} has shape {arr.shape}, not '
                          f'{tuple(shape)}')
+    values = np.unique(arr)
+    if values.size > 2 or not np.all(np.isfinite(values.astype(float))):
+        raise ValueError(f'{path} is not a segmentation: it holds '
+                         f'{values.size} distinct values (a reconstruction?),'
+                         ' a segmentation holds two')
     return arr > 0
 
 

@@ -20,14 +20,15 @@ from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor, space_dtype
 from odl_genprior.nn.certified import CertifiedLearnedGradient
 from odl_genprior.problems.ellipse_ct import EllipseCT, cached_pairs, make_benchmark
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.problems.operator_match import operator_differences
+from odl_genprior.recon.base import Reconstructor, check_flag
 from odl_genprior.training import (complete_runs, load_weights,
                                    read_run_config, recorded_command,
                                    seed_all, train)
 from odl_genprior.nn.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
-           'train_unrolled', 'lr_schedule', 'training_layout', 'load_unrolled', 'list_pretrained_unrolled',
+           'train_unrolled', 'lr_schedule', 'training_layout', 'protocol_of', 'load_unrolled', 'list_pretrained_unrolled',
            'pretrained_unrolled', 'PRETRAINED_DIR')
 
 #: Trained unrolled networks shipped with the package, one run folder each
@@ -61,6 +62,13 @@ class LearnedReconstructor(Reconstructor):
         ``operator``, which must have the problem's shapes.
     name : str, optional
         Name in tables (default: the model's class name, plus its group).
+    allow_other_operator : bool, optional
+        A network that carries its operator (``model.operator``) refuses a
+        problem whose operator is another one (grid, angles, detector,
+        geometry: `odl_genprior.problems.operator_match`), naming what
+        differs. True runs its weights on the problem's operator instead
+        (the network is rebuilt over it from ``model.config``): a study of
+        how a network generalises, not a trained method.
 
     Examples
     --------
@@ -73,11 +81,15 @@ class LearnedReconstructor(Reconstructor):
     (16, 16)
     """
 
-    def __init__(self, model, name=None):
+    def __init__(self, model, name=None, allow_other_operator=False):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f'model must be a torch.nn.Module, got '
                             f'{type(model).__name__}')
         self.model = model
+        self.allow_other_operator = check_flag(
+            'LearnedReconstructor', 'allow_other_operator',
+            allow_other_operator)
+        self._rebuilt = (None, None)  # (operator, the network over it)
         if name is None:
             name = type(model).__name__
             group = getattr(model, 'group', None)
@@ -85,7 +97,7 @@ class LearnedReconstructor(Reconstructor):
         self.name = name
 
     @classmethod
-    def pretrained(cls, name, device='cpu'):
+    def pretrained(cls, name, device='cpu', allow_other_operator=False):
         """The method of a shipped network (`pretrained_unrolled`).
 
         Named after the network's scheme (``'learned PD'``, ...).
@@ -98,7 +110,8 @@ class LearnedReconstructor(Reconstructor):
         KeyError: "no shipped unrolled network 'no-such-model'; available: [...]"
         """
         model = pretrained_unrolled(name, device=device)
-        return cls(model, name=_display_name(model.config))
+        return cls(model, name=_display_name(model.config),
+                   allow_other_operator=allow_other_operator)
 
     def __repr__(self):
         m = self.model
@@ -107,22 +120,48 @@ class LearnedReconstructor(Reconstructor):
         return (f'LearnedReconstructor(model={type(m).__name__}({opts}), '
                 f'name={self.name!r})')
 
+    def _network_for(self, A):
+        """The model, or (``allow_other_operator``) the model over ``A``."""
+        op = getattr(self.model, 'operator', None)
+        if op is None or op is A:
+            return self.model
+        diff = operator_differences(op, A)
+        if not diff:
+            return self.model
+        if not self.allow_other_operator:
+            raise ValueError(
+                f'{self.name} was trained for another operator: '
+                + '; '.join(diff) + '. Reconstruct problems of its own '
+                'protocol, or pass allow_other_operator=True to run its '
+                'weights on this operator')
+        if self._rebuilt[0] is not A:  # the last operator's network is kept
+            config = getattr(self.model, 'config', None)
+            if config is None:
+                raise ValueError(f'{self.name} has no config: it cannot be '
+                                 'rebuilt over another operator')
+            net = build_unrolled(config, A)
+            net.load_state_dict(self.model.state_dict())
+            param = next(self.model.parameters())
+            self._rebuilt = (A, net.to(param.device))
+        return self._rebuilt[1]
+
     def _reconstruct(self, problem, progress):
         A = problem.operator
-        op = getattr(self.model, 'operator', None)
+        model = self._network_for(A)
+        op = getattr(model, 'operator', None)
         if op is not None and (op.domain.shape != A.domain.shape
                                or op.range.shape != A.range.shape):
             raise ValueError(
                 f'{self.name} was built for an operator {op.domain.shape} -> '
                 f'{op.range.shape}, the problem has {A.domain.shape} -> '
                 f'{A.range.shape}')
-        param = next(self.model.parameters(), None)
+        param = next(model.parameters(), None)
         device = param.device if param is not None else 'cpu'
         dtype = param.dtype if param is not None else torch.float32
         y = as_tensor(problem.data, device=device, dtype=dtype)[None]
-        self.model.eval()
+        model.eval()
         with torch.no_grad():
-            x = self.model(y)[0]
+            x = model(y)[0]
         if tuple(x.shape) != tuple(A.domain.shape):
             raise ValueError(f'{self.name} returned shape {tuple(x.shape)}, '
                              f'the problem space has {A.domain.shape}')
@@ -386,9 +425,64 @@ def load_unrolled(run_dir, device='cpu'):
     return _load_network(run_dir, build_unrolled, 'train_unrolled', device)
 
 
+#: Largest architecture and problem sizes a run folder may ask for: what
+#: this package trains, with room. A larger value is a damaged or foreign
+#: config.json, refused before anything is built (a shared folder must not
+#: make the loader allocate a 360 GB network or a 20000^2 problem).
+CONFIG_BOUNDS = {'hidden_channels': 1024, 'n_iter': 100, 'memory': 64,
+                 'n_primal': 64, 'n_dual': 64, 'n_layers': 16}
+PROBLEM_BOUNDS = {'size': 2048, 'num_angles': 4096, 'sim_size': 4096}
+
+
+def protocol_of(config):
+    """The protocol a network config was trained on: ``'htc2022'``,
+    ``'dival'`` or ``'ellipse'``.
+
+    Examples
+    --------
+    >>> protocol_of({'scheme': 'lpd', 'benchmark': {'protocol': 'dival'}})
+    'dival'
+    >>> protocol_of({'scheme': 'lpd', 'htc2022': {'size': 128}})
+    'htc2022'
+    """
+    if 'htc2022' in config:
+        return 'htc2022'
+    return (config.get('benchmark') or {}).get('protocol', 'ellipse')
+
+
+def _check_config(config, path, protocols):
+    """A run's network config: of one of ``protocols``, within bounds."""
+    if not isinstance(config, dict):
+        raise ValueError(f'{path}: the unrolled entry is a '
+                         f'{type(config).__name__}, not a mapping')
+    protocol = protocol_of(config)
+    if protocol not in protocols:
+        use = ('odl-genprior htc2022 FILE --method RUN (LimitedAngleCT)'
+               if protocol == 'htc2022' else
+               'odl-genprior reconstruct learned --model RUN '
+               '(load_unrolled)')
+        raise ValueError(f'{path} holds a network trained on the '
+                         f'{protocol!r} protocol, not {" or ".join(protocols)}'
+                         f'; it runs with {use}')
+    problem = {**(config.get('benchmark') or {}),
+               **(config.get('htc2022') or {})}
+    for where, bounds in ((config, CONFIG_BOUNDS), (problem, PROBLEM_BOUNDS)):
+        for key, bound in bounds.items():
+            v = where.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(
+                    v, int) or not 1 <= v <= bound):
+                raise ValueError(f'{path}: {key} = {v!r} is not a size this '
+                                 f'package trains (an integer in [1, '
+                                 f'{bound}]); refused before building')
+
+
 def _load_network(run_dir, build, made_by, device):
-    """``build(config['unrolled'])`` with the run's weights (eval mode)."""
+    """``build(config['unrolled'])`` with the run's weights (eval mode),
+    after the config is checked (protocol, sizes)."""
     user = read_run_config(run_dir, 'unrolled', made_by)
+    _check_config(user['unrolled'], Path(run_dir) / 'config.json',
+                  ('htc2022',) if made_by == 'train_limited_angle'
+                  else ('dival', 'ellipse'))
     model = build(user['unrolled'])
     load_weights(model, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()

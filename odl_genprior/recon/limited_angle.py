@@ -26,7 +26,7 @@ import torch
 from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.problems import htc2022, htc2022_protocol, htc2022_sim
 from odl_genprior.problems.cache import cached_arrays
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, check_flag
 from odl_genprior.recon.classical import FBP, TV
 from odl_genprior.recon.learned import (_display_name, _fit_unrolled,
                                         _load_network, build_unrolled)
@@ -223,6 +223,10 @@ class LimitedAngleCT(Reconstructor):
         PD (htc-lpd-128)'.
     device : str, optional
         Where a network given by name or folder is loaded.
+    allow_other_range : bool, optional
+        Data covering less than the network's ``min_range`` (30 degrees for
+        the shipped ones) are refused by name; True runs the network on
+        them anyway (outside its training).
 
     Examples
     --------
@@ -239,7 +243,11 @@ class LimitedAngleCT(Reconstructor):
 
     threshold = 0.5
 
-    def __init__(self, model, name=None, device='cpu'):
+    def __init__(self, model, name=None, device='cpu',
+                 allow_other_range=False):
+        self.allow_other_range = check_flag('LimitedAngleCT',
+                                            'allow_other_range',
+                                            allow_other_range)
         source = None
         if isinstance(model, (str, Path)):
             source = Path(model).name  # a shipped name or a run folder
@@ -270,6 +278,14 @@ class LimitedAngleCT(Reconstructor):
                              f'{problem.operator!r}')
         config = self.model.config['htc2022']
         angles = np.rad2deg(np.asarray(geometry.angles, dtype=np.float64))
+        span = float(angles.max() - angles.min()) if angles.size else 0.0
+        if span < config['min_range'] - 1e-6 and not self.allow_other_range:
+            raise ValueError(
+                f'{self.name} was trained for {config["min_range"]:g}-'
+                f'{config["max_range"]:g} degrees of data; these cover '
+                f'{span:g} degrees ({angles.size} angles). Use TV, or pass '
+                'allow_other_range=True (--allow-other-range) to run it '
+                'outside its training')
         y, mask, start = htc2022_sim.to_model_frame(
             to_numpy(problem.data), angles, config['max_range'],
             config['angle_step'], config['det_binning'])

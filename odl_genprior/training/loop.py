@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 
 from odl_genprior.training.distributed import _Dist
 from odl_genprior.training.runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS,
-                                        _FORMAT, RunLock, _atomic_write,
+                                        _FORMAT, RunLock,
+                                        UnreadableFileError, _atomic_write,
                                         _load, _MetricsLog, _plain,
                                         _read_config_file, _write_json,
                                         read_metrics)
@@ -78,6 +79,7 @@ class _Data:
             if data.ndim == 0:
                 raise ValueError('`data` is a 0-d tensor; samples run along '
                                  'its first axis')
+            _no_meta(data)
             self.kind, self.data, self.n = 'tensor', data, len(data)
         elif isinstance(data, tuple):
             parts = tuple(torch.from_numpy(d) if isinstance(d, np.ndarray)
@@ -88,6 +90,8 @@ class _Data:
                     'a tuple `data` must hold tensors (or arrays) that share '
                     'their first axis, got ' + repr(tuple(
                         type(p).__name__ for p in parts)))
+            for p in parts:
+                _no_meta(p)
             lengths = {len(p) for p in parts}
             if len(lengths) != 1:
                 raise ValueError('the tensors of tuple `data` differ in length'
@@ -111,6 +115,12 @@ class _Data:
             return tuple(p[idx] for p in self.data)
         return torch.utils.data.default_collate(
             [self.data[i] for i in idx.tolist()])
+
+
+def _no_meta(t):
+    if t.is_meta:
+        raise ValueError(f'`data` holds a tensor of shape {tuple(t.shape)} on '
+                         'the meta device (no values)')
 
 
 def _to_device(obj, device):
@@ -200,6 +210,30 @@ def _per_model(value, names, what):
     return {n: value for n in names}
 
 
+#: what every checkpoint of `train` holds
+_CHECKPOINT_KEYS = ('format', 'step', 'models', 'optimizers', 'schedulers',
+                    'extra', 'rng', 'val_history', 'elapsed')
+
+
+def _check_checkpoint(ckpt, path):
+    """A checkpoint with every entry `train` writes, or a clear refusal."""
+    if not isinstance(ckpt, dict):
+        raise UnreadableFileError(f'{path} holds a {type(ckpt).__name__}, not '
+                                  'a checkpoint of train')
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise UnreadableFileError(
+            f'{path} lacks {", ".join(missing)}: not a checkpoint of train, '
+            'or a damaged one; move it away to start the run afresh')
+
+
+def _check_device(device):
+    """A device that holds values: the CPU or a GPU."""
+    if device.type not in ('cpu', 'cuda', 'mps', 'xpu'):
+        raise ValueError(f'device {device} holds no values to train on; use '
+                         "'cpu' or 'cuda'")
+
+
 def _session(world, device, from_step):
     """Who trains now: CPU model, threads, processes, device, start step."""
     import platform
@@ -215,12 +249,52 @@ def _session(world, device, from_step):
     return {'machine': cpu, 'threads': torch.get_num_threads(),
             'processes': world, 'device': str(device),
             'from_step': int(from_step), 'to_step': int(from_step),
-            'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+            'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            'versions': _versions()}
+
+
+def _versions():
+    """The package (and its git commit, in a checkout) and the libraries
+    whose versions decide a run's numbers."""
+    from importlib import metadata
+    out = {}
+    for name in ('odl-genprior', 'torch', 'odl', 'astra-toolbox', 'numpy'):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    root = Path(__file__).resolve().parents[2]
+    if (root / '.git').exists():
+        import subprocess
+        try:
+            commit = subprocess.run(
+                ['git', '-C', str(root), 'rev-parse', 'HEAD'],
+                capture_output=True, text=True, timeout=5).stdout.strip()
+            dirty = subprocess.run(
+                ['git', '-C', str(root), 'status', '--porcelain',
+                 '--untracked-files=no'], capture_output=True, text=True,
+                timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit, dirty = '', ''
+        if commit:
+            out['commit'] = commit + ('+changes' if dirty else '')
+    return out
+
+
+def _compared(config, key):
+    """A config entry as resume compares it: the user config without its
+    ``provenance`` (facts about where and how a run was made, which may be
+    added to a run in flight)."""
+    v = config.get(key)
+    if key == 'user' and isinstance(v, dict):
+        v = {k: x for k, x in v.items() if k != 'provenance'}
+    return v
 
 
 def _config_diff(old, new):
-    return [f'{k}: {old.get(k)!r} (saved) != {new.get(k)!r} (now)'
-            for k in _RUN_KEYS if old.get(k) != new.get(k)]
+    return [f'{k}: {_compared(old, k)!r} (saved) != {_compared(new, k)!r} '
+            '(now)' for k in _RUN_KEYS
+            if _compared(old, k) != _compared(new, k)]
 
 
 def _losses_of(out, step_fn):
@@ -444,6 +518,13 @@ def train(model, loss_fn, data, *, out_dir, epochs=1, batch_size=32,
         raise ValueError(f'data_parallel must be one of {DATA_PARALLEL}, got '
                          f'{data_parallel!r}')
     device = torch.device(device)
+    _check_device(device)
+    for name, m in models.items():
+        meta = [n for n, p in m.named_parameters() if p.is_meta]
+        if meta:
+            raise ValueError(f'model {name!r} has parameters on the meta '
+                             f'device (no values), e.g. {meta[0]!r}: '
+                             'materialise it first (to_empty and init)')
     train_data = _Data(data)
     if batch_size > train_data.n:
         raise ValueError(f'batch_size {batch_size} is larger than the '
@@ -645,6 +726,7 @@ class _Run:
                     'delete this one). Differences: ' + '; '.join(diff))
             if (out / CHECKPOINT).exists():
                 ckpt = _load(out / CHECKPOINT)
+                _check_checkpoint(ckpt, out / CHECKPOINT)
                 if ckpt['step'] > self.total:
                     raise ValueError(
                         f'the checkpoint in {out} is at step {ckpt["step"]}, '
