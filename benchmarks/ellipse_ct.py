@@ -58,7 +58,8 @@ from odl_genprior.problems.ellipse_ct import (  # noqa: E402
     DivalEllipses, EllipseCT, evaluate)
 from odl_genprior.recon import FBP, TV  # noqa: E402
 from odl_genprior.recon.learned import (  # noqa: E402
-    PRETRAINED_DIR, LearnedReconstructor, list_pretrained_unrolled,
+    PRETRAINED_DIR, LearnedReconstructor,
+    pretrained_for,
     train_unrolled)
 from odl_genprior.training import read_metrics  # noqa: E402
 
@@ -121,8 +122,7 @@ def _dival(args, t_start):
     results = _baselines(args, tune, test)
     print(f'baselines done ({time.perf_counter() - t_start:.0f} s)',
           flush=True)
-    shipped = [n for n in list_pretrained_unrolled()
-               if n.startswith('dival-') and n.endswith(f'-{bench.size}')]
+    shipped = pretrained_for('dival', size=bench.size)
     for name in shipped:
         label, note, ref, method = _shipped_row(name)
         if method.model.operator.range.shape != bench.operator.range.shape:

@@ -48,7 +48,6 @@ without training.
 """
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -93,8 +92,8 @@ def options(name):
     return {**DEFAULTS, **VARIANTS[name][1]}
 
 
-def network_config(name, benchmark=DIVAL):
-    return {**VARIANTS[name][0], 'benchmark': benchmark}
+def network_config(name, benchmark=None):
+    return {**VARIANTS[name][0], 'benchmark': benchmark or DIVAL}
 
 
 # --- step times ----------------------------------------------------------------
@@ -200,7 +199,7 @@ def _keep(run, kept, finished):
                                               else ['checkpoint.pt'])
     for f in files:
         if (run / f).exists():
-            shutil.copy2(run / f, kept / f.name)
+            shutil.copy2(run / f, kept / f)
     if finished and (kept / 'checkpoint.pt').exists():
         (kept / 'checkpoint.pt').unlink()
 

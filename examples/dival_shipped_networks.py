@@ -21,7 +21,7 @@ from odl_genprior import metrics
 from odl_genprior.problems.ellipse_ct import DivalEllipses
 from odl_genprior.recon import FBP, TV
 from odl_genprior.recon.learned import (LearnedReconstructor,
-                                        list_pretrained_unrolled)
+                                        pretrained_for)
 
 
 def discrepancy(problem, x):
@@ -41,8 +41,7 @@ def main(argv=None):
     bench = DivalEllipses()
     test = bench.problems(args.n, 'test')
     methods = [FBP(), TV()] + [LearnedReconstructor.pretrained(name)
-                               for name in list_pretrained_unrolled()
-                               if name.startswith('dival-')]
+                               for name in pretrained_for('dival')]
     print(f"DIVal's ellipses, first {args.n} test images; "
           f'{len(methods) - 2} shipped network(s)')
     print(f'{"method":<14}{"PSNR [dB]":>10}{"SSIM":>8}{"||Ax-y||/||y||":>16}')

@@ -351,14 +351,13 @@ def _demo_methods(args, problem):
     """FBP, TV, and the learned rows that fit the problem."""
     from odl_genprior.recon import FBP, TV
     from odl_genprior.recon.learned import (LearnedReconstructor,
-                                            list_pretrained_unrolled)
+                                            pretrained_for)
 
     methods = [FBP(), TV(alpha=args.tv_alpha, niter=args.tv_iters)]
     if args.problem == 'dival' and not args.no_learned:
         # The networks shipped for this protocol, trained on its train split.
         methods += [LearnedReconstructor.pretrained(name)
-                    for name in list_pretrained_unrolled()
-                    if name.startswith('dival-')]
+                    for name in pretrained_for('dival')]
     if args.problem == 'ellipse' and not args.no_prior:
         methods.append(_ellipse_prior_method(problem.space))
     return methods

@@ -6,7 +6,7 @@ import pytest
 from odl_genprior.problems.ellipse_ct import DivalEllipses, evaluate
 from odl_genprior.recon import FBP, TV
 from odl_genprior.recon.learned import (PRETRAINED_DIR, LearnedReconstructor,
-                                        list_pretrained_unrolled,
+                                        list_pretrained_unrolled, pretrained_for,
                                         load_unrolled, pretrained_unrolled)
 from odl_genprior.training import read_metrics
 
@@ -46,8 +46,7 @@ def test_shipped_network_is_small_documented_and_loads(name):
     assert load_unrolled(name).config == net.config
 
 
-@pytest.mark.parametrize('name', [n for n in SHIPPED
-                                  if n.startswith('dival-')])
+@pytest.mark.parametrize('name', pretrained_for('dival'))
 def test_shipped_dival_network_beats_tv(name, dival_test, baselines):
     learned = evaluate(LearnedReconstructor.pretrained(name), dival_test)
     assert learned['psnr'] > baselines['FBP'] + 2

@@ -28,7 +28,8 @@ from odl_genprior.training import (complete_runs, load_weights,
 from odl_genprior.nn.unrolled import SCHEMES
 
 __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
-           'train_unrolled', 'lr_schedule', 'training_layout', 'protocol_of', 'load_unrolled', 'list_pretrained_unrolled',
+           'train_unrolled', 'lr_schedule', 'training_layout', 'protocol_of',
+           'pretrained_for', 'load_unrolled', 'list_pretrained_unrolled',
            'pretrained_unrolled', 'PRETRAINED_DIR')
 
 #: Trained unrolled networks shipped with the package, one run folder each
@@ -506,6 +507,28 @@ def list_pretrained_unrolled():
     True
     """
     return complete_runs(PRETRAINED_DIR)
+
+
+def pretrained_for(protocol, **benchmark):
+    """Names of the shipped networks trained on ``protocol`` (and the
+    given benchmark fields), as their ``config.json`` records it.
+
+    Examples
+    --------
+    >>> 'dival-lpd-128' in pretrained_for('dival', size=128)
+    True
+    >>> pretrained_for('dival', size=64)
+    []
+    """
+    names = []
+    for name in list_pretrained_unrolled():
+        config = read_run_config(PRETRAINED_DIR / name, 'unrolled',
+                                 'train_unrolled')['unrolled']
+        recorded = config.get('benchmark') or {}
+        if protocol_of(config) == protocol and all(
+                recorded.get(k) == v for k, v in benchmark.items()):
+            names.append(name)
+    return names
 
 
 def pretrained_unrolled(name, device='cpu'):
