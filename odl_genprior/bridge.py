@@ -13,12 +13,13 @@ cell volume), so the ODL adjoint of a module's Jacobian ``J`` is
 ``W_dom A*(W_ran^{-1} g)``. Both conversions live here.
 """
 import hashlib
+import json
 import numbers
 import os
 import tempfile
+import time
 import warnings
 import weakref
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ from odl.core.space.base_tensors import TensorSpace
 from odl.core.space.pspace import ProductSpaceElement
 
 __all__ = ('TorchOperator', 'OperatorLayer', 'BATCHING_MODES',
-           'operator_matrix', 'cache_dir', 'as_tensor', 'as_element',
+           'operator_matrix', 'MatrixAssemblyTooSlow', 'cache_dir',
+           'as_tensor', 'as_element',
            'module_state', 'to_numpy', 'space_device', 'space_dtype',
            'space_weight', 'module_device')
 
@@ -281,6 +283,13 @@ class TorchOperator(odl.Operator):
         Record the autograd graph on every evaluation (default) so that
         value and gradient at one point share a forward pass. Set False to
         evaluate under ``torch.no_grad()``.
+    batch_safe : bool, optional
+        For a linear module with ``in_shape[0] == 1``: whether it maps a
+        batch along that first axis sample by sample (a convolution with
+        ``in_shape=(1, C, H, W)``), so that `OperatorLayer` may run it on a
+        whole batch (``batching='module'``). ``None`` (default): unknown,
+        `OperatorLayer` checks it once on two random samples against the
+        per-sample loop; ``True``: declared, not checked; ``False``: never.
 
     Examples
     --------
@@ -297,10 +306,14 @@ class TorchOperator(odl.Operator):
     """
 
     def __init__(self, module, domain, range, in_shape=None, linear=False,
-                 cache_graph=True):
+                 cache_graph=True, batch_safe=None):
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f'`module` must be a torch.nn.Module, got '
                             f'{type(module).__name__}')
+        if batch_safe not in (None, True, False):
+            raise TypeError(f'`batch_safe` must be None, True or False, got '
+                            f'{batch_safe!r}')
+        self.batch_safe = batch_safe
         _check_space(domain, 'domain')
         _check_space(range, 'range')
         self.module = module
@@ -593,12 +606,27 @@ BATCHING_MODES = ('auto', 'matrix', 'loop', 'module', 'astra3d')
 # domain and range have at most this many entries each (256x256 images; a
 # 128x128, 30-angle ray transform has 1.4M nonzeros, 17 MB).
 AUTO_MATRIX_MAX_SIZE = 256 * 256
-# ... and whose matrix has at most this many nonzeros (about 0.8 GB).
+#: `operator_matrix` refuses a matrix of more nonzeros than this (about
+#: 0.5 GB as float32 CSR, twice that while it is assembled).
 MATRIX_MAX_NNZ = 2 ** 26
+#: ... or one whose assembly is estimated to take longer than this
+#: (seconds).
+MATRIX_MAX_SECONDS = 1800.0
+#: One dense block of unit vectors and their images stays under this many
+#: bytes (the chunk shrinks for large operators, down to one vector).
+MATRIX_BLOCK_BYTES = 64 * 2 ** 20
+#: A progress bar is shown for an assembly expected to take longer (s).
+MATRIX_PROGRESS_SECONDS = 5.0
+
+
+class MatrixAssemblyTooSlow(RuntimeError):
+    """`operator_matrix` estimates the assembly to take longer than
+    `MATRIX_MAX_SECONDS`: apply the operator with ``batching='loop'``."""
 
 
 def cache_dir():
-    """Folder of the package's on-disk caches (assembled operator matrices).
+    """Folder of the package's on-disk caches (assembled operator matrices,
+    simulated data sets).
 
     ``$ODL_GENPRIOR_CACHE`` if set, else ``~/.cache/odl_genprior``.
 
@@ -611,29 +639,198 @@ def cache_dir():
     return Path(env) if env else Path.home() / '.cache' / 'odl_genprior'
 
 
+# --- verified cache files ---------------------------------------------------
+# Every cache file carries the key that made it and the SHA-256 of its
+# arrays; a file that cannot be read, or was made for another key, or whose
+# arrays do not match their checksum, is reported, removed and made again.
+# Files are written whole or not at all (temporary file, fsync, os.replace).
+
+def _arrays_digest(key, arrays):
+    """SHA-256 (hex) of ``key`` and the ``(name, array)`` pairs ``arrays``:
+    names, dtypes, shapes and bytes.
+
+    The arrays' own memory is hashed (no copy of a contiguous array): a
+    2.8 GB data set costs about 1.6 s (measured), once per load.
+
+    Examples
+    --------
+    >>> a = np.arange(3.0)
+    >>> _arrays_digest('k', [('a', a)]) == _arrays_digest('k', [('a', a)])
+    True
+    >>> _arrays_digest('k', [('a', a)]) == _arrays_digest('j', [('a', a)])
+    False
+    """
+    h = hashlib.sha256(f'{len(key)}:{key}|'.encode())
+    for name, a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f'{name}|{a.dtype.str}|{a.shape}|'.encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _fsync_dir(folder):
+    """Make a rename in ``folder`` durable (where the OS allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not every OS or file system syncs a folder
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path, write):
+    """Write ``path`` whole or not at all.
+
+    ``write(file)`` fills a temporary file in the same folder, which is
+    flushed, fsynced and renamed over ``path`` (``os.replace``: a reader
+    sees the old file or the new one, never a cut one; concurrent writers
+    of one key each rename a complete file). The temporary file is removed
+    on every way out, also when ``write`` or the rename raise.
+    """
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='tmp',
+                               suffix=Path(path).suffix)
+    done = False
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        done = True
+    finally:
+        if not done:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # gone already; the original error matters
+    _fsync_dir(folder)
+
+
+def _discard_cache_file(path, why, seen=None):
+    """Warn that the cache file ``path`` is not used (``why``) and remove it.
+
+    ``seen``: its ``os.stat`` when it was read; a file another process has
+    since put in its place is left alone.
+    """
+    warnings.warn(f'cache file {path} is not used: {why}; it is removed '
+                  'and made again', stacklevel=3)
+    try:
+        now = os.stat(path)
+        if seen is None or (now.st_ino, now.st_size, now.st_mtime_ns) == (
+                seen.st_ino, seen.st_size, seen.st_mtime_ns):
+            os.unlink(path)
+    except OSError:
+        pass  # gone, or a read-only cache: it is overwritten when made
+
+
+def _read_cache_file(path, key, names, check=None):
+    """The arrays ``names`` of the ``.npz`` cache file ``path``, verified.
+
+    Returns None when there is no file. A file that cannot be read, carries
+    no key and checksum (an older format), carries another key than
+    ``key``, fails its checksum, or fails ``check(arrays)`` (a reason, or
+    None when fine) is reported (a warning naming it and why), removed and
+    None returned: it is never used.
+    """
+    path = Path(path)
+    try:
+        seen = os.stat(path)
+    except OSError:
+        return None
+    why = None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if '__key__' not in f.files or '__sha256__' not in f.files:
+                why = 'it carries no key and checksum (an older format)'
+            else:
+                stored = str(f['__key__'][()])
+                if stored != key:  # a foreign file: the arrays are not read
+                    why = (f'it was made for another key '
+                           f'({stored[:200]!r}, not {key[:200]!r})')
+                else:
+                    digest = str(f['__sha256__'][()])
+                    arrays = tuple(f[name] for name in names)
+    except MemoryError:
+        raise  # a big file on a full machine is no bad file
+    except Exception as e:  # noqa: BLE001  (any failure: not used)
+        why = f'it cannot be read ({type(e).__name__}: {e})'
+    if why is None and _arrays_digest(key, zip(names, arrays)) != digest:
+        why = 'its arrays do not match their SHA-256 checksum'
+    if why is None and check is not None:
+        why = check(arrays)
+    if why is not None:
+        _discard_cache_file(path, why, seen)
+        return None
+    return arrays
+
+
+def _write_cache_file(path, key, arrays):
+    """Keep the named ``arrays`` (a dict) in the ``.npz`` file ``path`` with
+    ``key`` and their checksum. Returns whether it was written: a cache
+    that cannot be written (read-only, full disk) is reported, not raised.
+    """
+    for name in arrays:
+        if name.startswith('__'):
+            raise ValueError(f'array name {name!r}: names starting with '
+                             '"__" are the cache file\'s own')
+    digest = _arrays_digest(key, arrays.items())
+    try:
+        _write_atomic(path, lambda f: np.savez(
+            f, __key__=np.array(key), __sha256__=np.array(digest),
+            **arrays))
+    except OSError as e:
+        warnings.warn(f'cache file {path} could not be written ({e}); the '
+                      'result is not kept', stacklevel=3)
+        return False
+    return True
+
+
+# --- assembled operator matrices --------------------------------------------
+
+def _floats(v):
+    return np.asarray(v, dtype=np.float64).ravel().tolist()
+
+
 def _operator_key(op):
-    """A key that names a ray transform by its geometry, or None.
+    """The key (a JSON string) that names a ray transform's matrix, or None.
 
     Only ray transforms (which carry a ``geometry``) are keyed: for them the
     spaces, the geometry's angles, detector and radii and the backend fix
-    the matrix. Other operators are cached in memory only.
+    the matrix. Other operators are cached in memory only. The whole key
+    is stored in the cache file and compared on reading; the file name is
+    its hash.
     """
     geom = getattr(op, 'geometry', None)
     if geom is None or not hasattr(geom, 'angles'):
         return None
-    h = hashlib.sha256()
-    parts = [type(op).__name__, repr(op.domain), repr(op.range),
-             str(getattr(op, 'impl', '')), type(geom).__name__,
-             repr(geom.det_partition), odl.__version__, 'v1']
+    key = {'format': 'odl_genprior operator matrix v2',
+           'operator': type(op).__name__, 'domain': repr(op.domain),
+           'range': repr(op.range), 'impl': str(getattr(op, 'impl', '')),
+           'geometry': type(geom).__name__,
+           'det_partition': repr(geom.det_partition),
+           'det_boundaries': [_floats(v) for v in
+                              geom.det_partition.cell_boundary_vecs],
+           'angles': _floats(geom.angles), 'odl': odl.__version__}
     for name in ('src_radius', 'det_radius', 'det_curvature_radius'):
-        parts.append(f'{name}={getattr(geom, name, None)!r}')
-    h.update('|'.join(parts).encode())
-    h.update(np.ascontiguousarray(geom.angles, dtype=np.float64).tobytes())
+        key[name] = repr(getattr(geom, name, None))
     for name in ('translation', 'det_axis_init', 'det_pos_init'):
         v = getattr(geom, name, None)
-        if v is not None:
-            h.update(np.ascontiguousarray(v, dtype=np.float64).tobytes())
-    return h.hexdigest()[:32]
+        key[name] = None if v is None else _floats(v)
+    return json.dumps(key, sort_keys=True)
+
+
+def _matrix_path(key):
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return cache_dir() / 'operators' / f'{digest}.npz'
+
+
+_CSR_PARTS = ('data', 'indices', 'indptr', 'shape')
 
 
 class _MatrixCache:
@@ -647,33 +844,35 @@ class _MatrixCache:
         if m is not None:
             return m
         key = _operator_key(op) if disk else None
-        if key is not None:
-            path = cache_dir() / 'operators' / f'{key}.npz'
-            if path.is_file():
-                try:
-                    m = scipy.sparse.load_npz(path).tocsr()
-                except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                    m = None  # a cut or foreign file: assemble again
-                if m is not None and m.shape == (op.range.size,
-                                                 op.domain.size):
-                    self.by_id[op] = m
-                    return m
-        return None
+        if key is None:
+            return None
+        shape = (op.range.size, op.domain.size)
+
+        def check(arrays):
+            data, indices, indptr, stored = arrays
+            if tuple(stored.tolist()) != shape:
+                return (f'it holds a {tuple(stored.tolist())} matrix, '
+                        f'not {shape}')
+            if len(indptr) != shape[0] + 1 or len(indices) != len(data) or (
+                    indptr[-1] != len(data)):
+                return 'its CSR arrays do not fit together'
+            return None
+
+        arrays = _read_cache_file(_matrix_path(key), key, _CSR_PARTS, check)
+        if arrays is None:
+            return None
+        data, indices, indptr, _ = arrays
+        m = scipy.sparse.csr_matrix((data, indices, indptr), shape=shape)
+        self.by_id[op] = m
+        return m
 
     def put(self, op, m, disk):
         self.by_id[op] = m
         key = _operator_key(op) if disk else None
-        if key is None:
-            return
-        folder = cache_dir() / 'operators'
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix='.npz')
-            os.close(fd)
-            scipy.sparse.save_npz(tmp, m)
-            os.replace(tmp, folder / f'{key}.npz')  # atomic: no cut file
-        except OSError:
-            pass  # a read-only home: the matrix stays in memory
+        if key is not None:  # a cache that cannot be written: memory only
+            _write_cache_file(_matrix_path(key), key, {
+                'data': m.data, 'indices': m.indices, 'indptr': m.indptr,
+                'shape': np.array(m.shape, dtype=np.int64)})
 
 
 _MATRICES = _MatrixCache()
@@ -685,9 +884,21 @@ def operator_matrix(operator, cache=True, chunk=256):
     ``M[i, j] = (A e_j)_i`` on the flattened arrays (float32 or float64 as
     the domain). Assembled with one batched application per chunk of unit
     vectors, through rows (``A^T e_i``) or columns (``A e_j``), whichever
-    are fewer; the dense matrix is never formed. Cached in memory per
-    operator and, for ray transforms (keyed by spaces and geometry), on
-    disk under `cache_dir`, so the next process does not assemble again.
+    are fewer; the dense matrix is never formed. A scaling (or identity)
+    operator is written down, not assembled. Cached in memory per operator
+    and, for ray transforms (keyed by spaces and geometry), on disk under
+    `cache_dir`, so the next process does not assemble again.
+
+    Limits (module attributes, so a caller may change them): one dense
+    block of unit vectors and their images stays under
+    `MATRIX_BLOCK_BYTES` (64 MB: the chunk shrinks, down to one vector).
+    The first chunk (vectors spread over the whole index range) gives
+    estimates of the nonzeros and the time; an assembly estimated at more
+    than `MATRIX_MAX_NNZ` nonzeros (a MemoryError) or more than
+    `MATRIX_MAX_SECONDS` (a `MatrixAssemblyTooSlow`) is refused at once,
+    naming the shapes, the estimate and the limit; a longer one than
+    `MATRIX_PROGRESS_SECONDS` shows a progress bar. The count is checked
+    again while assembling (an estimate can be low).
 
     Parameters
     ----------
@@ -696,7 +907,15 @@ def operator_matrix(operator, cache=True, chunk=256):
     cache : bool, optional
         Read and write the on-disk cache.
     chunk : int, optional
-        Unit vectors per batched application.
+        Most unit vectors per batched application.
+
+    Raises
+    ------
+    MemoryError
+        The matrix would have more than `MATRIX_MAX_NNZ` nonzeros: apply
+        the operator with ``batching='loop'``.
+    MatrixAssemblyTooSlow
+        The assembly would take more than `MATRIX_MAX_SECONDS`.
 
     Examples
     --------
@@ -711,33 +930,113 @@ def operator_matrix(operator, cache=True, chunk=256):
     m = _MATRICES.get(operator, cache)
     if m is not None:
         return m
+    m = _scaling_matrix(operator)
+    if m is None:
+        m = _assemble(operator, chunk)
+    _MATRICES.put(operator, m, cache)
+    return m
+
+
+def _scaling_matrix(op):
+    """``s I`` for an ``odl.ScalingOperator`` (identity included): known,
+    so a 2048x2048 identity costs no assembly."""
+    if not isinstance(op, odl.ScalingOperator) or op.domain != op.range:
+        return None
+    n = op.domain.size
+    dtype = np.dtype(_base(op.domain).dtype_identifier)
+    return scipy.sparse.identity(n, dtype=dtype, format='csr') * dtype.type(
+        op.scalar)
+
+
+def _describe(op):
+    """One line naming an operator by its class and shapes (the repr of a
+    ray transform spans several lines)."""
+    return (f'{type(op).__name__} (domain shape {tuple(op.domain.shape)}, '
+            f'range shape {tuple(op.range.shape)})')
+
+
+def _check_estimate(op, nnz, seconds, itemsize):
+    """Refuse an assembly whose estimate is over the limits, in one line."""
+    if nnz > MATRIX_MAX_NNZ:
+        gb = nnz * (itemsize + 4) / 1e9
+        raise MemoryError(
+            f'the matrix of {_describe(op)} would have about {nnz:.3g} '
+            f'nonzeros (~{gb:.2g} GB as CSR, twice that to assemble), over '
+            f'the limit MATRIX_MAX_NNZ = {MATRIX_MAX_NNZ}: use '
+            f"batching='loop' (or raise odl_genprior.bridge.MATRIX_MAX_NNZ)")
+    if seconds > MATRIX_MAX_SECONDS:
+        raise MatrixAssemblyTooSlow(
+            f'the matrix of {_describe(op)} would take about '
+            f'{seconds / 60:.3g} min to assemble (estimated from the first '
+            f'chunk), over the limit MATRIX_MAX_SECONDS = '
+            f"{MATRIX_MAX_SECONDS:g}: use batching='loop' (or raise "
+            'odl_genprior.bridge.MATRIX_MAX_SECONDS)')
+
+
+def _assemble(operator, chunk):
+    """Assemble the matrix from unit vectors, in bounded memory and time."""
+    from tqdm.auto import tqdm
     loop = OperatorLayer(operator, batching='loop')
     n_in, n_out = operator.domain.size, operator.range.size
     dtype = space_dtype(operator.domain)
+    itemsize = torch.empty((), dtype=dtype).element_size()
     rows = n_out <= n_in  # rows of A are A^T e_i
-    n, shape, apply = ((n_out, operator.range.shape, loop.transpose) if rows
-                       else (n_in, operator.domain.shape, loop))
-    parts, nnz = [], 0
-    with torch.no_grad():
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            e = torch.zeros((stop - start, n), dtype=dtype)
-            e[torch.arange(stop - start), torch.arange(start, stop)] = 1
-            block = apply(e.reshape((-1,) + tuple(shape)))
-            part = scipy.sparse.csr_matrix(
-                block.reshape(stop - start, -1).cpu().numpy())
-            nnz += part.nnz
-            if nnz > MATRIX_MAX_NNZ:
-                raise MemoryError(
-                    f'the matrix of {operator!r} has more than '
-                    f'{MATRIX_MAX_NNZ} nonzeros: use batching="loop"')
-            parts.append(part)
-    m = scipy.sparse.vstack(parts).tocsr()
+    n, m, shape, apply = ((n_out, n_in, operator.range.shape, loop.transpose)
+                          if rows else
+                          (n_in, n_out, operator.domain.shape, loop))
+    if n == 0:
+        return scipy.sparse.csr_matrix(
+            (n_out, n_in), dtype=_base(operator.domain).dtype_identifier)
+    # Bounded memory: one block of unit vectors (chunk, n) and of their
+    # images (chunk, m) under MATRIX_BLOCK_BYTES.
+    chunk = max(1, min(int(chunk), MATRIX_BLOCK_BYTES // ((n + m) * itemsize)))
+    n_chunks = -(-n // chunk)
+    # Chunk k holds vectors k, k + n_chunks, ...: spread over the whole
+    # index range, the first chunk is a fair sample for the estimates (the
+    # first rows of a sinogram are edge rays that miss the image).
+    parts, order, nnz, bar = [], [], 0, None
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            for k in range(n_chunks):
+                idx = np.arange(k, n, n_chunks)
+                e = torch.zeros((len(idx), n), dtype=dtype)
+                e[torch.arange(len(idx)), torch.from_numpy(idx)] = 1
+                block = apply(e.reshape((-1,) + tuple(shape)))
+                del e
+                part = scipy.sparse.csr_matrix(
+                    block.reshape(len(idx), -1).cpu().numpy())
+                del block
+                nnz += part.nnz
+                parts.append(part)
+                order.append(idx)
+                if k == 0 and n_chunks > 1:
+                    seconds = (time.perf_counter() - start) * n_chunks
+                    _check_estimate(operator, part.nnz / len(idx) * n,
+                                    seconds, itemsize)
+                    bar = tqdm(total=n, initial=len(idx),
+                               unit=' rows' if rows else ' columns',
+                               desc=f'matrix of {type(operator).__name__}',
+                               disable=seconds <= MATRIX_PROGRESS_SECONDS)
+                elif bar is not None:
+                    bar.update(len(idx))
+                if nnz > MATRIX_MAX_NNZ:
+                    raise MemoryError(
+                        f'the matrix of {_describe(operator)} has more than '
+                        f'{nnz} nonzeros after {k + 1} of {n_chunks} chunks, '
+                        f'over the limit MATRIX_MAX_NNZ = {MATRIX_MAX_NNZ}: '
+                        f"use batching='loop'")
+    finally:
+        if bar is not None:
+            bar.close()
+    mat = scipy.sparse.vstack(parts, format='csr')
+    del parts
+    if n_chunks > 1:  # back to index order
+        mat = mat[np.argsort(np.concatenate(order))]
     if not rows:
-        m = m.T.tocsr()
-    m.sort_indices()
-    _MATRICES.put(operator, m, cache)
-    return m
+        mat = mat.T.tocsr()
+    mat.sort_indices()
+    return mat
 
 
 def _torch_csr(m, device, dtype):
@@ -751,8 +1050,64 @@ def _torch_csr(m, device, dtype):
 
 
 def _is_batchable_module(op):
+    """A linear `TorchOperator` with a leading axis of 1 that may be a
+    batch axis (whether it is one: `_module_batch_problem`)."""
     return (isinstance(op, TorchOperator) and op.is_linear
-            and op.in_shape[0] == 1)
+            and op.in_shape[0] == 1 and op.batch_safe is not False)
+
+
+def _module_batch_problem(op, batch=2):
+    """Why running ``op.module`` on a batch is not the per-sample loop, or
+    None when it is.
+
+    ``batch_safe=True`` is taken at its word. Else the module runs once on
+    ``batch`` random samples stacked along ``in_shape[0]`` and once per
+    sample; they must agree to rounding (square root of the dtype's
+    epsilon, relative to the largest entry). A module that reads that axis
+    as channels (``in_shape=(1, H, W)`` for a ``Conv2d``) or that mixes
+    the samples (``x - x.mean(0)``) fails.
+    """
+    if op.batch_safe:
+        return None
+    gen = torch.Generator().manual_seed(0)  # the global RNG is not drawn
+    x = torch.randn((batch,) + tuple(op.in_shape[1:]), generator=gen,
+                    dtype=torch.float64).to(device=op.device, dtype=op.dtype)
+    try:
+        with torch.no_grad():
+            together = op.module(x)
+            alone = torch.stack([op.module(x[i:i + 1]).reshape(-1)
+                                 for i in range(batch)])
+    except Exception as e:  # noqa: BLE001  (any failure: not batchable)
+        return (f'the module fails on a batch of {batch} along in_shape[0] '
+                f'({type(e).__name__}: {str(e).splitlines()[0][:200]})')
+    if together.numel() != alone.numel():
+        return (f'the module maps a batch of {batch} to shape '
+                f'{tuple(together.shape)}, not {batch} outputs of '
+                f'{alone.shape[1]} entries')
+    together = together.reshape(alone.shape)
+    tol = float(torch.finfo(op.dtype).eps) ** 0.5
+    scale = float(alone.abs().max())
+    err = float((together - alone).abs().max())
+    if not err <= tol * max(scale, 1e-30):
+        return (f'on a batch of {batch} random samples it differs from the '
+                f'per-sample loop by {err:.3g} (largest entry {scale:.3g}): '
+                'it mixes the samples')
+    return None
+
+
+def _auto_mode(op):
+    """The mode ``batching='auto'`` chooses for ``op`` (`OperatorLayer`)."""
+    if not op.is_linear:
+        return 'loop'
+    if _is_batchable_module(op) and _module_batch_problem(op) is None:
+        return 'module'
+    if _astra3d_ok(op):
+        return 'astra3d'
+    if (space_device(op.domain).type == 'cpu'
+            and op.domain.size <= AUTO_MATRIX_MAX_SIZE
+            and op.range.size <= AUTO_MATRIX_MAX_SIZE):
+        return 'auto-matrix'
+    return 'loop'
 
 
 def _astra3d_ok(op):
@@ -783,21 +1138,34 @@ class OperatorLayer(torch.nn.Module):
       ``OperatorModule`` does);
     * ``'matrix'``: the exact sparse matrix of a linear operator
       (`operator_matrix`, assembled once, cached in memory and, for ray
-      transforms, on disk), one sparse product for the whole batch;
+      transforms, on disk), one sparse product for the whole batch; an
+      operator whose matrix is over `operator_matrix`'s limits
+      (`MATRIX_MAX_NNZ`, `MATRIX_MAX_SECONDS`) is refused at the first
+      batch;
     * ``'module'``: for a linear `TorchOperator` whose module takes a batch
-      axis, the module on the whole batch;
+      axis, the module on the whole batch. Only where that is exact: the
+      operator is declared ``batch_safe=True``, or (``batch_safe=None``)
+      the module gave the per-sample loop's result on two random samples
+      when the layer was made (a module that reads the first axis as
+      channels, or mixes the samples, fails that check: ``'auto'`` then
+      chooses as for any linear operator, ``'module'`` raises);
     * ``'astra3d'``: for a 2D parallel-beam ray transform on a CUDA pytorch
       space with ``astra_cuda``, one ASTRA call for the whole batch (the
       slices stacked as one 3D parallel geometry; tensors passed to ASTRA
       through DLPack, no host copy);
     * ``'auto'`` (default): ``'module'`` or ``'astra3d'`` where they apply;
       else ``'matrix'`` for a linear CPU operator with at most
-      ``AUTO_MATRIX_MAX_SIZE`` entries in domain and range, once the matrix
-      is cached or the layer (with its adjoint) has applied the operator to
-      as many samples as the assembly costs, so a layer used once never
-      pays for it; else ``'loop'``.
+      ``AUTO_MATRIX_MAX_SIZE`` entries in domain and range, once the layer
+      (with its adjoint) has applied the operator to as many samples as the
+      assembly costs, so a layer used once never pays for it (``'loop'``
+      where the matrix is refused); else ``'loop'``. The switch depends on
+      that count alone, never on what the caches hold, so a command gives
+      the same numbers with a cold cache and a warm one (a cached matrix
+      only makes the switch free). `plan` fixes the mode up front for a
+      known amount of work (a training run).
 
-    All modes agree to rounding.
+    All modes agree to rounding. An empty batch (``B = 0``) gives an empty
+    result, forward and backward, in every mode.
 
     Parameters
     ----------
@@ -840,10 +1208,18 @@ class OperatorLayer(torch.nn.Module):
         if batching in ('matrix', 'module', 'astra3d') and not linear:
             raise ValueError(f'batching={batching!r} needs a linear operator, '
                              f'got {operator!r}')
-        if batching == 'module' and not _is_batchable_module(operator):
-            raise ValueError(f'batching="module" needs a linear '
-                             f'TorchOperator whose in_shape starts with a '
-                             f'batch axis of 1, got {operator!r}')
+        if batching == 'module':
+            if not _is_batchable_module(operator):
+                raise ValueError(
+                    f'batching="module" needs a linear TorchOperator whose '
+                    f'in_shape starts with a batch axis of 1 and that is not '
+                    f'declared batch_safe=False, got {operator!r}')
+            why = _module_batch_problem(operator)
+            if why is not None:
+                raise ValueError(
+                    f'batching="module" is not exact for {operator!r}: {why}; '
+                    f"use batching='loop' (or a module that takes a batch "
+                    f'along in_shape[0])')
         if batching == 'astra3d' and not _astra3d_ok(operator):
             raise ValueError(f'batching="astra3d" needs a 2D parallel-beam '
                              f'RayTransform with impl="astra_cuda" on a CUDA '
@@ -852,23 +1228,13 @@ class OperatorLayer(torch.nn.Module):
         self.requested_batching = batching
         self.cache = bool(cache)
         if batching == 'auto':
-            if linear and _is_batchable_module(operator):
-                batching = 'module'
-            elif linear and _astra3d_ok(operator):
-                batching = 'astra3d'
-            elif (linear and space_device(operator.domain).type == 'cpu'
-                  and operator.domain.size <= AUTO_MATRIX_MAX_SIZE
-                  and operator.range.size <= AUTO_MATRIX_MAX_SIZE):
-                batching = 'auto-matrix'
-            else:
-                batching = 'loop'
+            batching = _auto_mode(operator)
         self._mode = batching
         self._adjoint_layer = None
         self._weights = {}
         self._matrix = None          # SciPy CSR once known
         self._torch_matrix = {}      # per (device, dtype)
         self._samples = [0]          # shared with the adjoint layer
-        self._asked_cache = False
         self._astra = None
 
     @property
@@ -877,6 +1243,40 @@ class OperatorLayer(torch.nn.Module):
         if self._mode == 'auto-matrix' and self._matrix is not None:
             return 'matrix'
         return self._mode
+
+    def plan(self, samples):
+        """Fix the batching now for ``samples`` applications to come.
+
+        In ``'auto'`` mode on a matrix-able operator: the matrix, assembled
+        now, when ``samples`` pay for it (at least as many as the assembly
+        costs) and its limits allow it, else the per-sample loop, for this
+        layer and its adjoint, from the first batch on. A training run calls
+        this at its start, so that its numbers do not depend on when a
+        switch happens or on the caches (bit-identical cold or warm). Other
+        modes are kept. Returns the mode.
+
+        Examples
+        --------
+        >>> A = odl.MatrixOperator(np.arange(6.0).reshape(2, 3))
+        >>> OperatorLayer(A).plan(1)
+        'loop'
+        >>> OperatorLayer(A).plan(10)
+        'matrix'
+        """
+        if self._mode != 'auto-matrix' or self._matrix is not None:
+            return self.batching
+        cost = min(self.operator.domain.size, self.operator.range.size)
+        mode = 'loop'
+        if samples >= cost:
+            try:
+                self.matrix()
+                mode = 'matrix'
+            except (MemoryError, MatrixAssemblyTooSlow):
+                pass
+        for layer in (self, self._adjoint_layer):
+            if layer is not None:
+                layer._mode = mode
+        return mode
 
     def weights(self, device, dtype):
         """Inner-product weights (domain, range) of the operator's spaces."""
@@ -933,6 +1333,10 @@ class OperatorLayer(torch.nn.Module):
     # -- the batched application, by mode --
     def _apply_batch(self, x):
         """``A`` on a flat batch ``(B, *domain.shape)`` (no autograd)."""
+        if x.shape[0] == 0:  # nothing to apply (and no assembly counted)
+            return torch.zeros((0,) + tuple(self.operator.range.shape),
+                               dtype=space_dtype(self.operator.range),
+                               device=x.device)
         mode = self._mode
         if mode == 'auto-matrix' and self._matrix is None:
             self._maybe_assemble(x.shape[0])
@@ -954,16 +1358,13 @@ class OperatorLayer(torch.nn.Module):
         self._samples[0] += batch
         cost = min(self.operator.domain.size, self.operator.range.size)
         adj = self._adjoint_layer
-        # The caches are asked once (hashing a geometry is not free), not
-        # on every batch until the switch.
-        cached = (not self._asked_cache
-                  and _MATRICES.get(self.operator, self.cache) is not None)
-        self._asked_cache = True
-        if (self._samples[0] >= cost or cached
+        # Not "or the matrix is cached": the results would then depend on
+        # the cache (the loop and the matrix agree to rounding only).
+        if (self._samples[0] >= cost
                 or (adj is not None and adj._matrix is not None)):
             try:
                 self.matrix()
-            except MemoryError:
+            except (MemoryError, MatrixAssemblyTooSlow):
                 self._mode = 'loop'
 
     def matrix(self):
@@ -991,7 +1392,7 @@ class OperatorLayer(torch.nn.Module):
     def _matmul(self, x):
         m = self._matmul_matrix(x.device, x.dtype)
         b = x.shape[0]
-        y = (m @ x.reshape(b, -1).T).T
+        y = (m @ x.reshape(b, self.operator.domain.size).T).T
         return y.reshape((b,) + tuple(self.operator.range.shape))
 
     def _astra3d(self, x):

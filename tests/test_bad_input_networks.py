@@ -251,3 +251,45 @@ def test_the_meta_device_is_refused_before_a_step(where):
     with pytest.raises(ValueError, match='meta device|device meta'):
         train(model, lambda m, x: m(x).sum(), data, out_dir=None,
               batch_size=2, progress=False, **kw)
+
+
+# --- group 4: results that do not depend on the cache -------------------------
+
+@pytest.mark.parametrize('steps, path', [(3, 'loop'), (20, 'matrix')])
+def test_training_is_bit_identical_cold_and_warm(tmp_path, monkeypatch,
+                                                 steps, path):
+    from odl_genprior.training import read_metrics, read_run_config
+
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path / 'cache'))
+    cfg = {'scheme': 'lgd', 'n_iter': 2, 'hidden_channels': 4,
+           'benchmark': {'size': 8, 'num_angles': 4}}
+    nets = []
+    for run in ('cold', 'warm'):  # the second finds the matrix on disk
+        from odl_genprior.recon.learned import train_unrolled
+        nets.append(train_unrolled(cfg, tmp_path / run, n_train=4, n_val=2,
+                                   steps=steps, batch_size=2, seed=1,
+                                   progress=False, checkpoint_every=2))
+        record = read_run_config(tmp_path / run, 'provenance', '')
+        assert record['provenance']['operator_batching'] == path
+    assert bool(list((tmp_path / 'cache').rglob('*.npz'))) == (
+        path == 'matrix')
+    for a, b in zip(nets[0].state_dict().values(),
+                    nets[1].state_dict().values()):
+        assert torch.equal(a, b)
+    strip = [{k: v for k, v in r.items() if k != 'time'}
+             for r in read_metrics(tmp_path / 'cold')]
+    assert strip == [{k: v for k, v in r.items() if k != 'time'}
+                     for r in read_metrics(tmp_path / 'warm')]
+
+
+def test_auto_batching_does_not_switch_on_a_warm_cache(tmp_path, monkeypatch):
+    from odl_genprior.bridge import OperatorLayer, operator_matrix
+
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', str(tmp_path))
+    A = EllipseCT(size=8, num_angles=4).operator
+    operator_matrix(A)  # warm: on disk and in memory
+    layer = OperatorLayer(A)
+    layer(torch.rand(1, 8, 8))
+    assert layer.batching == 'auto-matrix'  # still the loop's numbers
+    layer(torch.rand(60, 8, 8))  # past the assembly's cost
+    assert layer.batching == 'matrix'

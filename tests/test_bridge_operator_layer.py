@@ -284,3 +284,195 @@ def test_operator_runs_in_its_own_dtype_under_autocast(batching):
     # Outside autocast a wrong dtype is still an error.
     with pytest.raises(TypeError, match='dtype'):
         layer(x.detach().to(torch.bfloat16))
+
+
+# --- issue 25: caches and bounded assembly ---
+# Every test of this file gets a fresh cache folder: the user's own cache
+# (whose files of an older format would be made again) is never touched.
+
+@pytest.fixture(autouse=True)
+def _tmp_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE',
+                       str(tmp_path_factory.mktemp('cache')))
+
+
+def _count_batches(monkeypatch):
+    """Record the batch size of every ODL per-sample application."""
+    from odl_genprior import bridge
+    sizes, real = [], bridge._apply_per_sample
+    monkeypatch.setattr(bridge, '_apply_per_sample',
+                        lambda op, x: sizes.append(len(x)) or real(op, x))
+    return sizes
+
+
+@pytest.mark.parametrize('block_bytes', [1, 4096])
+def test_assembly_blocks_stay_under_the_memory_bound(block_bytes,
+                                                     monkeypatch):
+    from odl_genprior import bridge
+    grad = odl.Gradient(odl.uniform_discr([0, 0], [1, 1], (8, 9),
+                                          dtype='float32'))
+    full = bridge.operator_matrix(grad, cache=False)  # one chunk of 72
+    x = torch.randn(3, 8, 9)
+    dense = OperatorLayer(grad, batching='loop')(x).reshape(3, -1)
+    torch.testing.assert_close(
+        torch.from_numpy(full @ x.reshape(3, -1).numpy().T).T, dense)
+    monkeypatch.setattr(bridge, 'MATRIX_BLOCK_BYTES', block_bytes)
+    sizes = _count_batches(monkeypatch)
+    grad2 = odl.Gradient(odl.uniform_discr([0, 0], [1, 1], (8, 9),
+                                           dtype='float32'))
+    m = bridge.operator_matrix(grad2, cache=False)
+    # 72 columns of 72 + 144 float32: 864 bytes a vector
+    chunk = max(1, block_bytes // 864)
+    assert max(sizes) == chunk and sum(sizes) == 72
+    assert (m != full).nnz == 0 and m.has_sorted_indices
+
+
+def test_assembly_of_rows_in_chunks_is_exact(monkeypatch):
+    """Rows (A^T e_i) spread over the chunks come back in their order."""
+    from odl_genprior import bridge
+    ray = _batching_operators()['ray']
+    full = bridge.operator_matrix(ray, cache=False)
+    sizes = _count_batches(monkeypatch)
+    ray2 = _batching_operators()['ray']
+    m = bridge.operator_matrix(ray2, cache=False, chunk=10)
+    assert max(sizes) == 10 and sum(sizes) == ray.range.size
+    assert (m != full).nnz == 0
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn((2,) + ray.domain.shape, generator=g)
+    want = OperatorLayer(ray, batching='loop')(x).reshape(2, -1)
+    got = torch.from_numpy(m @ x.reshape(2, -1).numpy().T).T
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_assembly_refused_up_front_by_the_nonzero_estimate(monkeypatch):
+    from odl_genprior import bridge
+    ray = _batching_operators()['ray']
+    nnz = bridge.operator_matrix(ray, cache=False).nnz
+    monkeypatch.setattr(bridge, 'MATRIX_MAX_NNZ', nnz // 2)
+    sizes = _count_batches(monkeypatch)
+    with pytest.raises(MemoryError) as err:
+        bridge.operator_matrix(_batching_operators()['ray'], cache=False,
+                               chunk=8)
+    msg = str(err.value)
+    assert len(sizes) == 1  # refused after the first chunk
+    assert '\n' not in msg and 'RayTransform' in msg
+    assert f'domain shape {ray.domain.shape}' in msg
+    assert f'range shape {ray.range.shape}' in msg
+    assert f'MATRIX_MAX_NNZ = {nnz // 2}' in msg and 'GB' in msg
+    assert "batching='loop'" in msg
+    estimate = float(msg.split('about ')[1].split(' nonzeros')[0])
+    assert 0.7 * nnz < estimate < 1.3 * nnz  # the first chunk is fair
+    # 'auto' falls back to the loop, with the right result
+    layer = OperatorLayer(_batching_operators()['ray'])
+    x = torch.randn(ray.range.size + 1, *ray.domain.shape)
+    torch.testing.assert_close(layer(x), OperatorLayer(
+        ray, batching='loop')(x))
+    assert layer.batching == 'loop'
+
+
+def test_assembly_refused_up_front_by_the_time_estimate(monkeypatch):
+    from odl_genprior import bridge
+    monkeypatch.setattr(bridge, 'MATRIX_MAX_SECONDS', 1e-9)
+    sizes = _count_batches(monkeypatch)
+    grad = odl.Gradient(odl.uniform_discr([0, 0], [1, 1], (8, 9),
+                                          dtype='float32'))
+    with pytest.raises(bridge.MatrixAssemblyTooSlow) as err:
+        bridge.operator_matrix(grad, cache=False, chunk=4)
+    msg = str(err.value)
+    assert len(sizes) == 1 and '\n' not in msg
+    assert 'domain shape (8, 9)' in msg and 'range shape (2, 8, 9)' in msg
+    assert 'MATRIX_MAX_SECONDS' in msg and "batching='loop'" in msg
+    monkeypatch.setattr(bridge, 'MATRIX_BLOCK_BYTES', 4096)  # 4 a chunk
+    with pytest.raises(bridge.MatrixAssemblyTooSlow):
+        OperatorLayer(grad, batching='matrix')(torch.randn(2, 8, 9))
+
+
+def test_assembly_shows_progress_only_when_slow(monkeypatch, capsys):
+    from odl_genprior import bridge
+    bridge.operator_matrix(_batching_operators()['ray'], cache=False,
+                           chunk=8)
+    assert 'matrix of RayTransform' not in capsys.readouterr().err
+    monkeypatch.setattr(bridge, 'MATRIX_PROGRESS_SECONDS', 0.0)
+    bridge.operator_matrix(_batching_operators()['ray'], cache=False,
+                           chunk=8)
+    err = capsys.readouterr().err
+    assert 'matrix of RayTransform' in err and 'rows' in err
+
+
+def test_identity_matrix_is_written_down_not_assembled(monkeypatch):
+    from odl_genprior import bridge
+    sizes = _count_batches(monkeypatch)
+    space = odl.uniform_discr([0, 0], [1, 1], (2048, 2048), dtype='float32')
+    layer = OperatorLayer(odl.IdentityOperator(space), batching='matrix')
+    x = torch.rand(1, 2048, 2048, requires_grad=True)
+    y = layer(x)
+    torch.testing.assert_close(y, x.detach())
+    g = torch.randn(1, 2048, 2048)
+    (y * g).sum().backward()
+    torch.testing.assert_close(x.grad, g)
+    assert not sizes and layer.matrix().nnz == 2048 * 2048
+    small = odl.uniform_discr([0, 0], [2, 1], (4, 3), dtype='float64')
+    scale = odl.ScalingOperator(small, -2.5)
+    monkeypatch.undo()
+    generic = bridge._assemble(scale, chunk=5)
+    assert (bridge.operator_matrix(scale) != generic).nnz == 0
+    assert bridge.operator_matrix(scale).dtype == np.float64
+
+
+def _conv(in_shape, **kw):
+    space = odl.uniform_discr([0, 0], [1, 1], (6, 7), dtype='float32')
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    return TorchOperator(conv, space, space, in_shape=in_shape, linear=True,
+                         **kw)
+
+
+class _MixBatch(torch.nn.Module):
+    """Linear, but mixes the samples of a batch."""
+
+    def forward(self, x):
+        return x - x.mean(0)
+
+
+def test_auto_picks_module_only_where_it_is_exact():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 6, 7, generator=g)
+    # in_shape (1, H, W): a batch of 3 would be 3 channels of a Conv2d
+    op = _conv(None)
+    layer = OperatorLayer(op)
+    assert layer.batching != 'module'
+    torch.testing.assert_close(layer(x), OperatorLayer(
+        op, batching='loop')(x))
+    with pytest.raises(ValueError, match='fails on a batch'):
+        OperatorLayer(op, batching='module')
+    # in_shape (1, 1, H, W): the first axis is a batch axis
+    op = _conv((1, 1, 6, 7))
+    layer = OperatorLayer(op)
+    assert layer.batching == 'module'
+    torch.testing.assert_close(layer(x), OperatorLayer(
+        op, batching='loop')(x))
+    # a module that mixes the samples: found, and looped
+    space = odl.uniform_discr([0, 0], [1, 1], (6, 7), dtype='float32')
+    mix = TorchOperator(_MixBatch(), space, space, linear=True)
+    layer = OperatorLayer(mix)
+    assert layer.batching != 'module'
+    torch.testing.assert_close(layer(x), OperatorLayer(
+        mix, batching='loop')(x))  # was 0.57 off in 'module' mode
+    with pytest.raises(ValueError, match='mixes the samples'):
+        OperatorLayer(mix, batching='module')
+
+
+def test_batch_safe_declaration():
+    op = _conv((1, 1, 6, 7), batch_safe=True)
+    calls = []
+    op.module.register_forward_hook(lambda *a: calls.append(1))
+    layer = OperatorLayer(op)
+    assert layer.batching == 'module' and not calls  # taken at its word
+    x = torch.randn(4, 6, 7)
+    torch.testing.assert_close(layer(x), OperatorLayer(
+        op, batching='loop')(x))
+    assert len(calls) == 1 + 4  # one batched call; the loop's four
+    op = _conv((1, 1, 6, 7), batch_safe=False)
+    assert OperatorLayer(op).batching != 'module'
+    with pytest.raises(ValueError, match='batch_safe=False'):
+        OperatorLayer(op, batching='module')

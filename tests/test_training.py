@@ -361,6 +361,7 @@ def test_config_records_each_session_machine_threads_and_wall_time(
     assert (second['from_step'], second['to_step']) == (2, 4)
     assert second['threads'] == 1 and second['processes'] == 1
     assert first['machine'] and first['started'].endswith('Z')
+    assert first['wall_seconds'] >= 0 and second['wall_seconds'] >= 0
     assert first['versions']['torch'] == torch.__version__
     assert cfg['steps_done'] == 4 and cfg['wall_seconds'] >= 0
     # provenance in the user config may be added to a run in flight; any

@@ -258,6 +258,13 @@ class _Unrolled(torch.nn.Module):
             x = self._fbp(y * self.opnorm)  # FBP of the unscaled data
         return x.expand(shape).contiguous()
 
+    def plan_operator(self, samples):
+        """Fix how ``A`` and ``A^T`` apply batches for ``samples`` images to
+        come (`odl_genprior.bridge.OperatorLayer.plan`): the exact sparse
+        matrix from the first step when the work pays for assembling it,
+        else ODL's per-sample calls. Returns the mode."""
+        return self._A.plan(samples)
+
     def gradient(self, x, y):
         """``A^T (A x - y)`` with the scaled operator (``y`` scaled too)."""
         return self.At(self.A(x) - y)

@@ -33,6 +33,7 @@ with the package's training loop) and then runs DIP from those weights with
 """
 import collections
 import copy
+import json
 import math
 import os
 from pathlib import Path
@@ -44,8 +45,10 @@ from tqdm.auto import tqdm
 
 from odl_genprior import data as _data
 from odl_genprior import training
-from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
-                                 space_dtype, to_numpy)
+from odl_genprior.bridge import (OperatorLayer, _arrays_digest,
+                                 _discard_cache_file, _write_atomic,
+                                 as_element, as_tensor, space_dtype,
+                                 to_numpy)
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
 from odl_genprior.problems import measurement_pairs
@@ -511,6 +514,50 @@ def ellipse_fbp_pairs(operator, n, noise_level=0.05, seed=0,
             x.reshape(shape))
 
 
+def _pairs_digest(key, fbps, images):
+    return _arrays_digest(key, [('fbps', fbps.contiguous().numpy()),
+                                ('images', images.contiguous().numpy())])
+
+
+def _read_pairs(path, meta):
+    """The training pairs cached in ``path`` if they were made for ``meta``
+    and match their SHA-256; else None. A file that cannot be read, has no
+    key and checksum, was made for other settings or fails its checksum is
+    reported (a warning naming it and why) and removed, never used."""
+    try:
+        seen = os.stat(path)
+    except OSError:
+        return None
+    key = json.dumps(meta, sort_keys=True)
+    try:
+        stored = torch.load(path, map_location='cpu', weights_only=True)
+        if not isinstance(stored, dict) or 'sha256' not in stored:
+            why = 'it carries no key and checksum (an older format)'
+        elif stored.get('key') != key:
+            why = f'it was made for other settings ({stored.get("key")})'
+        elif _pairs_digest(key, stored['fbps'],
+                           stored['images']) != stored['sha256']:
+            why = 'its tensors do not match their SHA-256 checksum'
+        else:
+            return stored['fbps'], stored['images']
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001  (any failure: not used)
+        why = f'it cannot be read ({type(e).__name__}: {e})'
+    _discard_cache_file(path, why, seen)
+    return None
+
+
+def _write_pairs(path, meta, pairs):
+    """Keep ``pairs`` in ``path`` with their key and checksum, whole or not
+    at all (temporary file, fsync, ``os.replace``)."""
+    key = json.dumps(meta, sort_keys=True)
+    fbps, images = (t.detach().cpu().contiguous() for t in pairs)
+    stored = {'meta': meta, 'key': key, 'fbps': fbps, 'images': images,
+              'sha256': _pairs_digest(key, fbps, images)}
+    _write_atomic(path, lambda f: torch.save(stored, f))
+
+
 def pretrain_dip_network(operator, out_dir=None, network=None, n_train=1024,
                          noise_level=0.05, epochs=10, batch_size=16, lr=1e-3,
                          seed=0, fbp_filter='Hann', fbp_frequency_scaling=0.6,
@@ -565,19 +612,13 @@ def pretrain_dip_network(operator, out_dir=None, network=None, n_train=1024,
             'fbp': [fbp_filter, float(fbp_frequency_scaling)]}
     pairs = None
     cache = None if out_dir is None else Path(out_dir) / 'pairs.pt'
-    if cache is not None and cache.exists():
-        stored = torch.load(cache, map_location='cpu', weights_only=True)
-        if stored.get('meta') == meta:
-            pairs = (stored['fbps'], stored['images'])
+    if cache is not None:
+        pairs = _read_pairs(cache, meta)
     if pairs is None:
         pairs = ellipse_fbp_pairs(operator, n_train, noise_level, seed,
                                   fbp_filter, fbp_frequency_scaling)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f'.pairs.pt.tmp-{os.getpid()}')
-            torch.save({'meta': meta, 'fbps': pairs[0], 'images': pairs[1]},
-                       tmp)
-            os.replace(tmp, cache)
+            _write_pairs(cache, meta, pairs)
 
     def loss_fn(model, batch):
         fbps, images = batch

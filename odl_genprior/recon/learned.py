@@ -362,6 +362,14 @@ def _fit_unrolled(model, loss_fn, val_metric, train_data, val_data,
     if command is not None:
         run_config = {**run_config, 'command': recorded_command(
             out_dir, run_config, command)}
+    # The operator's path is fixed before the first step (each step applies
+    # A and A^T n_iter times per image): the run does not switch mid-way,
+    # and gives the same numbers whatever the caches hold.
+    if hasattr(model, 'plan_operator'):
+        path = model.plan_operator(
+            total * batch_size * getattr(model, 'n_iter', 1))
+        run_config = {**run_config, 'provenance': {
+            **run_config.get('provenance', {}), 'operator_batching': path}}
     train(model, loss_fn, train_data, out_dir=out_dir, epochs=epochs,
           steps=steps, batch_size=batch_size, lr=lr,
           scheduler=lr_schedule(total, warmup), seed=seed,

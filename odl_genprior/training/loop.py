@@ -750,7 +750,8 @@ class _Run:
         (where the run went, machine by machine, across sessions)."""
         if self.out is None or self.rank != 0:
             return
-        self.config['sessions'][-1].update(to_step=step)
+        self.config['sessions'][-1].update(
+            to_step=step, wall_seconds=round(elapsed - self.elapsed0, 1))
         self.config.update(steps_done=step, wall_seconds=round(elapsed, 1))
         _write_json(self.out / CONFIG, self.config)
 
