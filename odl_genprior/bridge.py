@@ -353,7 +353,16 @@ class TorchOperator(odl.Operator):
         return as_tensor(x, device=self.device, dtype=self.dtype)
 
     def _run(self, t):
-        y = self.module(t.reshape(self.in_shape))
+        try:
+            y = self.module(t.reshape(self.in_shape))
+        except RuntimeError as err:  # torch's words name no ODL space
+            first = str(err).strip().splitlines()[0][:300]
+            if isinstance(err, torch.OutOfMemoryError) or 'memory' in first:
+                raise
+            raise ValueError(
+                f'the module {type(self.module).__name__} cannot take an '
+                f'input of shape {tuple(self.in_shape)} (in_shape; domain '
+                f'{self.domain!r}): {first}') from None
         if y.numel() != self.range.size:
             raise ValueError(
                 f'module output has shape {tuple(y.shape)} '
@@ -399,6 +408,7 @@ class TorchOperator(odl.Operator):
     # -- derivative and adjoint --
     def derivative(self, x):
         """The Jacobian of the module at ``x`` as a linear ODL operator."""
+        _check_input(x, self.domain, 'TorchOperator.derivative')
         if self.is_linear:
             return self
         return TorchJacobian(self, self.linearization(x))

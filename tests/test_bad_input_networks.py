@@ -293,3 +293,23 @@ def test_auto_batching_does_not_switch_on_a_warm_cache(tmp_path, monkeypatch):
     assert layer.batching == 'auto-matrix'  # still the loop's numbers
     layer(torch.rand(60, 8, 8))  # past the assembly's cost
     assert layer.batching == 'matrix'
+
+
+# --- the bridge: elements of other spaces, modules that cannot run -----------
+
+def test_torch_operator_names_the_space_and_the_module():
+    import odl
+    from odl_genprior.bridge import TorchOperator
+
+    s = odl.uniform_discr([0, 0], [1, 1], (8, 8), dtype='float32')
+    small = odl.uniform_discr([0, 0], [1, 1], (4, 4), dtype='float32')
+    conv = TorchOperator(torch.nn.Conv2d(1, 1, 3, padding=1), s, s)
+    with pytest.raises(odl.OpDomainError, match=r'derivative expects an '
+                                                r'element of uniform_discr'):
+        conv.derivative(small.one())
+    for module, words in ((torch.nn.Linear(5, 3), 'mat1 and mat2'),
+                          (torch.nn.Conv2d(3, 1, 3), '3 channels')):
+        with pytest.raises(ValueError, match=r'module \w+ cannot take an '
+                                             rf'input of shape \(1, 8, 8\).*'
+                                             f'{words}'):
+            TorchOperator(module, s, s)(s.one())
