@@ -93,3 +93,29 @@ def test_an_unfinished_variant_is_kept_with_its_checkpoint_and_resumes(
     shutil.rmtree(runs)
     study['_restore'](runs / 'lpd-bf16', kept)
     assert (runs / 'lpd-bf16' / 'checkpoint.pt').is_file()
+
+
+def test_progress_points_grow_across_calls(tmp_path, capsys):
+    from odl_genprior.recon.learned import train_unrolled
+
+    progress = runpy.run_path(str(ROOT / 'benchmarks' / 'dival_progress.py'),
+                              run_name='dival_progress')['main']
+    cfg = {'scheme': 'lgd', 'n_iter': 1, 'hidden_channels': 4,
+           'start': 'fbp', 'benchmark': {'protocol': 'dival', 'size': 16,
+                                         'num_angles': 6, 'sim_size': 24}}
+    run = tmp_path / 'run'
+    train_unrolled(cfg, run, n_train=4, n_val=2, steps=2, batch_size=2,
+                   progress=False)
+    points = str(tmp_path / 'points.csv')
+    argv = [str(run), '--n-test', '2', '--points', points]
+    first = progress(argv)
+    assert [(p['run'], int(p['step'])) for p in first] == [('run', 2)]
+    assert float(first[0]['cpu_hours']) >= 0
+    # more steps: a second point; the same step again replaces its row
+    train_unrolled(cfg, run, n_train=4, n_val=2, steps=4, batch_size=2,
+                   progress=False)
+    progress(argv)
+    again = progress(argv + ['--out', str(tmp_path / 'p.png')])
+    assert [int(p['step']) for p in again] == [2, 4]
+    assert (tmp_path / 'p.png').is_file()
+    assert 'test PSNR against training CPU-hours' in capsys.readouterr().out

@@ -1,0 +1,161 @@
+"""Test PSNR of DIVal-ellipses networks against the CPU-hours that trained them.
+
+For each run folder or shipped network given: its weights (an unfinished
+run: the model of its last checkpoint) on DIVal's first ``--n-test`` test
+pairs (`odl_genprior.problems.ellipse_ct.DivalEllipses`), and the CPU-hours
+behind them from ``config.json`` (each session's wall time times its torch
+threads; a run trained before sessions were recorded: its logged wall time
+times ``--threads`` of its name, 1 by default). Each point is added to
+``--points`` (a CSV, one row per run and step, kept under ``checkpoints/``
+and committed), so the curve grows session by session; the figure draws
+every point with DIVal's published figures as marks (learned PD 32.27,
+learned GD 30.30, TV 27.96, FBP 24.18 dB; DIVal trained on a GPU, 50
+epochs of 32,000 pairs).
+
+    python benchmarks/dival_progress.py dival-lpd-128 dival-lfb-c4-128 \\
+        runs/dival-lpd-long --points checkpoints/dival_progress.csv \\
+        --out docs/figures/dival_progress.png
+
+The test pairs are for this curve and the final table only; every choice of
+recipe is made on validation (benchmarks/training_efficiency.py).
+"""
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table  # noqa: E402
+
+#: DIVal's published mean PSNR on its first 100 ellipses test pairs.
+DIVAL_MARKS = {'learned PD': 32.27, 'learned GD': 30.30, 'TV': 27.96,
+               'FBP': 24.18}
+FIELDS = ('run', 'step', 'cpu_hours', 'n_test', 'psnr', 'ssim')
+
+
+def _folder(name):
+    from odl_genprior.recon.learned import (PRETRAINED_DIR,
+                                            list_pretrained_unrolled)
+    if Path(name).is_dir():
+        return Path(name)
+    if name in list_pretrained_unrolled():
+        return PRETRAINED_DIR / name
+    raise SystemExit(f'{name}: neither a run folder nor a shipped network')
+
+
+def cpu_hours(folder, threads=1):
+    """CPU-hours of a run: sessions' wall time x threads, or the logged
+    wall time x ``threads`` for runs from before sessions were recorded."""
+    from odl_genprior.training import read_metrics
+
+    cfg = json.loads((folder / 'config.json').read_text())
+    sessions = cfg.get('sessions') or []
+    if sessions and all('wall_seconds' in s for s in sessions):
+        return sum(s['wall_seconds'] * s['threads'] for s in sessions) / 3600
+    rows = read_metrics(folder)
+    return (rows[-1]['time'] if rows else 0.0) * threads / 3600
+
+
+def network(folder):
+    """The run's network with its latest weights, and the step they are at."""
+    from odl_genprior.recon.learned import build_unrolled, load_unrolled
+    from odl_genprior.training import load_weights, read_run_config
+
+    ckpt = folder / 'checkpoint.pt'
+    weights = folder / 'weights.pt'
+    cfg = json.loads((folder / 'config.json').read_text())
+    if weights.exists() and (not ckpt.exists() or weights.stat().st_mtime
+                             >= ckpt.stat().st_mtime):
+        step = cfg.get('steps_done') or cfg['epochs'] * cfg['steps_per_epoch']
+        return load_unrolled(folder), step
+    user = read_run_config(folder, 'unrolled', 'train_unrolled')
+    net = build_unrolled(user['unrolled'])
+    load_weights(net, ckpt)
+    import torch
+    step = torch.load(ckpt, weights_only=True, map_location='cpu')['step']
+    return net.eval(), step
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('runs', nargs='*', help='run folders or shipped names')
+    parser.add_argument('--n-test', type=int, default=100)
+    parser.add_argument('--points', default='checkpoints/dival_progress.csv')
+    parser.add_argument('--threads', nargs='*', default=[], metavar='NAME=N',
+                        help='torch threads of runs without session records')
+    parser.add_argument('--out', default=None, help='figure file (.png)')
+    args = parser.parse_args(argv)
+
+    from odl_genprior.problems.ellipse_ct import evaluate, make_benchmark
+    from odl_genprior.recon.learned import (LearnedReconstructor,
+                                            _display_name, protocol_of)
+
+    threads = dict(t.split('=') for t in args.threads)
+    points_path = Path(args.points)
+    points = []
+    if points_path.exists():
+        with open(points_path, newline='') as f:
+            points = list(csv.DictReader(f))
+    tests = {}  # the test pairs of each benchmark, made once
+    for name in args.runs:
+        folder = _folder(name)
+        net, step = network(folder)
+        if protocol_of(net.config) != 'dival':
+            raise SystemExit(f'{name} was not trained on DIVal\'s ellipses')
+        key = json.dumps(net.config['benchmark'], sort_keys=True)
+        if key not in tests:
+            tests[key] = make_benchmark(net.config['benchmark']).problems(
+                args.n_test, 'test')
+        hours = cpu_hours(folder, int(threads.get(name, 1)))
+        r = evaluate(LearnedReconstructor(net, name=_display_name(
+            net.config)), tests[key])
+        label = folder.name
+        points = [p for p in points if not (p['run'] == label and int(
+            p['step']) == step and int(p['n_test']) == args.n_test)]
+        points.append({'run': label, 'step': step,
+                       'cpu_hours': f'{hours:.3f}', 'n_test': args.n_test,
+                       'psnr': f'{r["psnr"]:.3f}', 'ssim': f'{r["ssim"]:.4f}'})
+    if args.runs:
+        points_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(points_path, 'w', newline='') as f:
+            w = csv.DictWriter(f, FIELDS)
+            w.writeheader()
+            w.writerows(points)
+    print(f"DIVal ellipses, test PSNR against training CPU-hours "
+          f"({points_path})")
+    table([(p['run'], p['step'], p['cpu_hours'], p['n_test'], p['psnr'],
+            p['ssim']) for p in points], FIELDS)
+    if args.out and points:
+        _figure(points, args.out)
+    return points
+
+
+def _figure(points, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for run in dict.fromkeys(p['run'] for p in points):
+        pts = sorted((float(p['cpu_hours']), float(p['psnr']))
+                     for p in points if p['run'] == run)
+        h, v = np.array(pts).T
+        ax.plot(h, v, 'o-', label=run)
+    for label, value in DIVAL_MARKS.items():
+        ax.axhline(value, ls='--', lw=0.8, color='gray')
+        ax.text(ax.get_xlim()[1], value, f' DIVal {label} {value}',
+                va='center', fontsize=7, color='gray')
+    ax.set_xlabel('training CPU-hours (wall time x torch threads)')
+    ax.set_ylabel('mean test PSNR (dB), first 100 pairs')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f'figure: {path}')
+
+
+if __name__ == '__main__':
+    main()
