@@ -89,7 +89,8 @@ def main(argv=None):
     parser.add_argument('--out', default=None, help='figure file (.png)')
     args = parser.parse_args(argv)
 
-    from odl_genprior.problems.ellipse_ct import evaluate, make_benchmark
+    from odl_genprior.problems.ellipse_ct import evaluate
+    from odl_genprior.problems.protocol import make_protocol
     from odl_genprior.recon.learned import (LearnedReconstructor,
                                             _display_name, protocol_of)
 
@@ -107,7 +108,7 @@ def main(argv=None):
             raise SystemExit(f'{name} was not trained on DIVal\'s ellipses')
         key = json.dumps(net.config['benchmark'], sort_keys=True)
         if key not in tests:
-            tests[key] = make_benchmark(net.config['benchmark']).problems(
+            tests[key] = make_protocol(net.config['benchmark']).problems(
                 args.n_test, 'test')
         hours = cpu_hours(folder, int(threads.get(name, 1)))
         r = evaluate(LearnedReconstructor(net, name=_display_name(

@@ -82,10 +82,11 @@ def main(argv=None):
 
 def _tv_on_validation(user, alpha, niter):
     """Mean PSNR of TV on the validation images the run was scored on."""
-    from odl_genprior.problems.ellipse_ct import evaluate, make_benchmark
+    from odl_genprior.problems.ellipse_ct import evaluate
+    from odl_genprior.problems.protocol import make_protocol
     from odl_genprior.recon import TV
 
-    bench = make_benchmark(user['unrolled']['benchmark'])
+    bench = make_protocol(user['unrolled']['benchmark'])
     n_val = user['options']['n_val']
     if hasattr(bench, 'problems'):
         val = bench.problems(n_val, 'validation')

@@ -101,11 +101,11 @@ def network_config(name, benchmark=None):
 def _stepper(name, benchmark, batch):
     """One training step of variant ``name`` on ``batch`` (a closure)."""
     import torch
-    from odl_genprior.problems.ellipse_ct import make_benchmark
+    from odl_genprior.problems.protocol import make_protocol
     from odl_genprior.recon.learned import build_unrolled, training_layout
 
     opt = options(name)
-    bench = make_benchmark(benchmark)
+    bench = make_protocol(benchmark)
     torch.manual_seed(0)
     net = training_layout(build_unrolled(network_config(name, benchmark),
                                          bench.operator), opt['compile'])
@@ -136,7 +136,7 @@ def measure_times(names, rounds, threads):
     alternating rounds over the distinct steps; the first call of each
     (compilation) reported apart."""
     import torch
-    from odl_genprior.problems.ellipse_ct import make_benchmark
+    from odl_genprior.problems.protocol import make_protocol
 
     torch.set_num_threads(threads)
     pairs, steppers, first, of = {}, {}, {}, {}
@@ -149,7 +149,7 @@ def measure_times(names, rounds, threads):
                 continue
             b = options(name)['batch_size']
             if (tag, b) not in pairs:
-                pairs[tag, b] = make_benchmark(bench).pairs(b, 'validation')
+                pairs[tag, b] = make_protocol(bench).pairs(b, 'validation')
             run = _stepper(name, bench, pairs[tag, b])
             t0 = time.perf_counter()
             run()  # warm-up (and compilation)

@@ -257,7 +257,7 @@ def _reconstruct(args):
     if args.out:
         _check_out_file(args.out, '--out', ('.npy',))
     if args.method == 'learned':
-        from odl_genprior.problems.ellipse_ct import make_benchmark
+        from odl_genprior.problems.protocol import make_protocol
         from odl_genprior.recon.learned import (LearnedReconstructor,
                                                 load_unrolled)
         if not model_arg:
@@ -266,7 +266,7 @@ def _reconstruct(args):
                              'shipped network, e.g. dival-lpd-128)')
         model = load_unrolled(model_arg)
         # The problem is the test sample --seed of the model's own benchmark.
-        bench = make_benchmark(model.config.get('benchmark'))
+        bench = make_protocol(model.config.get('benchmark'))
         problem = bench.problem(args.seed, 'test')
         method = _construct(LearnedReconstructor, model, options=options)
     elif args.method == 'learned-svd':

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from odl_genprior.problems import ellipse_ct as ct_benchmark
-from odl_genprior.problems.ellipse_ct import DivalEllipses, make_benchmark
+from odl_genprior.problems.ellipse_ct import DivalEllipses
+from odl_genprior.problems.protocol import make_protocol
 
 
 @pytest.fixture(scope='module')
@@ -63,14 +64,14 @@ def test_splits_are_fixed_streams(small):
     assert not torch.equal(x_train, x_a)
 
 
-def test_make_benchmark_and_errors():
-    assert isinstance(make_benchmark({'protocol': 'dival', 'size': 32}),
+def test_make_protocol_and_errors():
+    assert isinstance(make_protocol({'protocol': 'dival', 'size': 32}),
                       DivalEllipses)
-    assert isinstance(make_benchmark(None), ct_benchmark.EllipseCT)
+    assert isinstance(make_protocol(None), ct_benchmark.EllipseCT)
     with pytest.raises(ValueError, match='protocol'):
-        make_benchmark({'protocol': 'lodopab'})
+        make_protocol({'protocol': 'lodopab'})
     with pytest.raises(ValueError, match='geometry'):
-        make_benchmark({'protocol': 'dival', 'geometry': 'fan'})
+        make_protocol({'protocol': 'dival', 'geometry': 'fan'})
     with pytest.raises(ValueError, match='size'):
         DivalEllipses(size=0)
     with pytest.raises(ValueError, match='split'):

@@ -31,15 +31,17 @@ from odl_genprior.bridge import to_numpy
 from odl_genprior.problems import forward as problems
 from odl_genprior.problems.cache import cached_arrays
 from odl_genprior.problems.forward import ForwardProblem
+from odl_genprior.problems.protocol import (PROTOCOLS, SPLITS, Protocol,
+                                            _check_split, make_protocol,
+                                            register)
 
 __all__ = ('SPLITS', 'EllipseCT', 'DivalEllipses', 'PROTOCOLS',
-           'make_benchmark', 'cached_pairs', 'evaluate')
-
-SPLITS = {'train': 0, 'validation': 1, 'test': 2}
+           'make_protocol', 'cached_pairs', 'evaluate')
 
 
+@register
 @dataclasses.dataclass
-class EllipseCT:
+class EllipseCT(Protocol):
     """One configuration of the benchmark (operator built once, lazily).
 
     Parameters
@@ -60,6 +62,12 @@ class EllipseCT:
     noise_level: float = 0.05
     geometry: str = 'parallel'
     seed: int = 0
+
+    name = 'ellipse'
+
+    @classmethod
+    def small(cls):
+        return cls(size=16, num_angles=8)
 
     def __post_init__(self):
         self._operator = None
@@ -86,9 +94,7 @@ class EllipseCT:
         >>> p.data.shape, p.info['split']
         ((8, 47), 'test')
         """
-        if split not in SPLITS:
-            raise ValueError(f'split must be one of {sorted(SPLITS)}, got '
-                             f'{split!r}')
+        _check_split(split)
         if index < 0:
             raise ValueError(f'index must be >= 0, got {index}')
         rng = np.random.default_rng((self.seed, SPLITS[split], index))
@@ -100,13 +106,15 @@ class EllipseCT:
                               'gaussian', self.noise_level, None, None, rng,
                               info)
 
-    def pairs(self, n, split='train', start=0):
+    def pairs(self, n, split='train', start=0, progress=False):
         """``(data, images)`` float32 tensors of samples ``start..start+n-1``.
 
         Shapes ``(n, *operator.range.shape)`` and ``(n, size, size)``.
         """
+        from tqdm.auto import tqdm
         ys, xs = [], []
-        for i in range(start, start + n):
+        for i in tqdm(range(start, start + n), disable=not progress,
+                      desc=f'ellipse CT {split}'):
             p = self.problem(i, split)
             ys.append(to_numpy(p.data))
             xs.append(to_numpy(p.ground_truth))
@@ -114,8 +122,9 @@ class EllipseCT:
                 torch.from_numpy(np.stack(xs).astype(np.float32)))
 
 
+@register
 @dataclasses.dataclass
-class DivalEllipses:
+class DivalEllipses(Protocol):
     """DIVal's standard ``ellipses`` data set, rebuilt on ODL 1.x.
 
     As ``dival.get_standard_dataset('ellipses')`` defines it in DIVal's
@@ -169,6 +178,12 @@ class DivalEllipses:
     sim_size: int = 400
     noise_level: float = 0.025
     protocol: str = 'dival'
+
+    name = 'dival'
+
+    @classmethod
+    def small(cls):
+        return cls(size=16, num_angles=6, sim_size=24)
 
     PHANTOM_SEEDS = {'train': 42, 'validation': 2, 'test': 1}
     NOISE_SEEDS = {'train': 1, 'validation': 2, 'test': 3}
@@ -258,9 +273,7 @@ class DivalEllipses:
         The random streams are advanced past the first ``start`` samples
         without building them.
         """
-        if split not in SPLITS:
-            raise ValueError(f'split must be one of {sorted(SPLITS)}, got '
-                             f'{split!r}')
+        _check_split(split)
         if start < 0 or n < 0:
             raise ValueError(f'start and n must be >= 0, got {start}, {n}')
         phantoms = np.random.RandomState(self.PHANTOM_SEEDS[split])
@@ -322,37 +335,6 @@ class DivalEllipses:
         return torch.from_numpy(ys), torch.from_numpy(xs)
 
 
-PROTOCOLS = {'ellipse': EllipseCT, 'dival': DivalEllipses}
-
-
-def make_benchmark(config=None):
-    """The benchmark of a config dict: ``protocol`` picks the class.
-
-    ``{'protocol': 'dival', ...}`` is `DivalEllipses`; no ``protocol`` (or
-    ``'ellipse'``) is `EllipseCT`, the package's earlier protocol.
-
-    Examples
-    --------
-    >>> type(make_benchmark({'protocol': 'dival'})).__name__
-    'DivalEllipses'
-    >>> make_benchmark({'size': 16}).size
-    16
-    """
-    config = dict(config or {})
-    protocol = config.pop('protocol', 'ellipse')
-    if protocol not in PROTOCOLS:
-        raise ValueError(f'protocol must be one of {sorted(PROTOCOLS)}, got '
-                         f'{protocol!r}')
-    if protocol == 'dival':
-        config['protocol'] = 'dival'
-    fields = {f.name for f in dataclasses.fields(PROTOCOLS[protocol])}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise ValueError(f'unknown {protocol!r} benchmark option(s) '
-                         f'{unknown}; known: {sorted(fields)}')
-    return PROTOCOLS[protocol](**config)
-
-
 def cached_pairs(bench, n, split='train', progress=False, cache=True):
     """``bench.pairs(n, split)``, kept on disk for the next call.
 
@@ -367,12 +349,11 @@ def cached_pairs(bench, n, split='train', progress=False, cache=True):
     >>> tuple(y.shape)
     (2, 4, 25)
     """
-    kwargs = {'progress': progress} if isinstance(bench, DivalEllipses) else {}
     if not cache:
-        return bench.pairs(n, split, **kwargs)
+        return bench.pairs(n, split, progress=progress)
     y, x = cached_arrays(
         [type(bench).__name__, bench.config(), split, n, 'v1'],
-        lambda: [t.numpy() for t in bench.pairs(n, split, **kwargs)],
+        lambda: [t.numpy() for t in bench.pairs(n, split, progress=progress)],
         ('y', 'x'), length=n)
     return torch.from_numpy(y), torch.from_numpy(x)
 

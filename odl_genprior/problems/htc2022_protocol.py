@@ -12,13 +12,18 @@ holds ``5 x len(starts)`` problems; `level_problems` yields them.
 `odl_genprior.problems.htc2022_sim` with a known segmentation: what TV's
 weight is tuned on (the teaching phantoms are never used for tuning).
 """
+import dataclasses
+
 import numpy as np
+import torch
 
 from odl_genprior.problems import htc2022, htc2022_sim
 from odl_genprior.problems.forward import ForwardProblem
+from odl_genprior.problems.protocol import (SPLITS, Protocol, _check_split,
+                                            register)
 
 __all__ = ('LEVELS', 'START_SEED', 'TV_ALPHA', 'start_angles', 'level_problems',
-           'simulated_problem', 'challenge_score')
+           'simulated_problem', 'challenge_score', 'HTC2022LimitedAngle')
 
 LEVELS = (90, 80, 70, 60, 50, 40, 30)
 START_SEED = 2022
@@ -106,3 +111,78 @@ def challenge_score(per_level):
     1.4
     """
     return float(sum(np.mean(v) for v in per_level.values()))
+
+
+@register
+@dataclasses.dataclass
+class HTC2022LimitedAngle(Protocol):
+    """Simulated HTC2022 limited-angle data, as a protocol of the registry.
+
+    The operator is the scanner's fan-beam ray transform at ``0,
+    angle_step, ..., max_range`` degrees on a ``size`` grid
+    (`htc2022_sim.limited_angle_operator`); training pairs are triples
+    ``(y, mask, x)`` of `htc2022_sim.limited_angle_pairs` (ranges uniform in
+    ``[min_range, max_range]``; split seeds 0, 1, 2, what
+    ``train_limited_angle`` draws with its default seed); problem ``i`` of a
+    split is `simulated_problem` of level ``LEVELS[i % 7]`` (a random start
+    angle). The measured teaching data are `level_problems`.
+
+    Examples
+    --------
+    >>> proto = HTC2022LimitedAngle(size=16, max_range=10, min_range=6,
+    ...                             angle_step=2)
+    >>> y, mask, x = proto.pairs(2, 'validation')
+    >>> tuple(y.shape), tuple(mask.shape), tuple(x.shape)
+    ((2, 6, 140), (2, 6), (2, 16, 16))
+    """
+
+    size: int = 128
+    max_range: float = 90.0
+    min_range: float = 30.0
+    angle_step: float = 1.0
+    det_binning: int = 4
+    protocol: str = 'htc2022'
+
+    name = 'htc2022'
+
+    @classmethod
+    def small(cls):
+        return cls(size=16, max_range=10.0, min_range=6.0, angle_step=2.0)
+
+    def __post_init__(self):
+        if self.protocol != self.name:
+            raise ValueError(f'HTC2022LimitedAngle is the "htc2022" protocol, '
+                             f'got protocol={self.protocol!r}')
+        self._operator = None
+
+    @property
+    def operator(self):
+        """The fixed limited-angle operator (rows past a range are masked)."""
+        if self._operator is None:
+            self._operator = htc2022_sim.limited_angle_operator(
+                self.size, self.max_range, self.angle_step, self.det_binning)
+        return self._operator
+
+    def config(self):
+        """The protocol as a plain dict (for ``config.json``)."""
+        return dataclasses.asdict(self)
+
+    def problem(self, index, split='test'):
+        """Simulated problem ``index`` of ``split``: level
+        ``LEVELS[index % 7]`` (capped to ``max_range``), a random start."""
+        _check_split(split)
+        if not isinstance(index, (int, np.integer)) or index < 0:
+            raise ValueError(f'index must be an integer >= 0, got {index!r}')
+        level = min(LEVELS[index % len(LEVELS)], self.max_range)
+        return simulated_problem(level, seed=1000 * SPLITS[split] + index,
+                                 size=self.size, angle_step=self.angle_step)
+
+    def pairs(self, n, split='train', start=0, progress=False):
+        """``(y, mask, x)`` float32 tensors of samples ``start..start+n-1``
+        (the first ``start`` are drawn and dropped: one seeded stream)."""
+        _check_split(split)
+        arrays = htc2022_sim.limited_angle_pairs(
+            start + n, SPLITS[split], self.size, self.max_range,
+            self.min_range, self.angle_step, self.det_binning,
+            progress=progress)
+        return tuple(torch.from_numpy(a[start:]) for a in arrays)

@@ -19,7 +19,8 @@ import torch
 from odl_genprior import metrics
 from odl_genprior.bridge import as_element, as_tensor, space_dtype
 from odl_genprior.nn.certified import CertifiedLearnedGradient
-from odl_genprior.problems.ellipse_ct import EllipseCT, cached_pairs, make_benchmark
+from odl_genprior.problems.ellipse_ct import EllipseCT, cached_pairs
+from odl_genprior.problems.protocol import make_protocol
 from odl_genprior.problems.operator_match import operator_differences
 from odl_genprior.recon.base import Reconstructor, check_flag
 from odl_genprior.training import (complete_runs, load_weights,
@@ -191,7 +192,7 @@ def build_unrolled(config, operator=None):
         raise ValueError(f'scheme must be one of {sorted(_NETWORKS)}, got '
                          f'{scheme!r}')
     if operator is None:
-        operator = make_benchmark(config.get('benchmark')).operator
+        operator = make_protocol(config.get('benchmark')).operator
     kwargs = dict(UNROLLED_DEFAULTS[scheme])
     kwargs.update({k: config[k] for k in UNROLLED_DEFAULTS[scheme]
                    if k in config})
@@ -257,7 +258,7 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     >>> load_unrolled(d).n_iter
     2
     """
-    bench = make_benchmark(config.get('benchmark'))
+    bench = make_protocol(config.get('benchmark'))
     config = {**config, 'benchmark': bench.config()}
     seed_all(seed)
     model = build_unrolled(config, bench.operator)

@@ -1,0 +1,115 @@
+"""Benchmark protocols: one base class, one registry.
+
+A protocol fixes a forward operator, seeded splits (``'train'``,
+``'validation'``, ``'test'``) of problems and training pairs, and what a
+run folder records of it (``config()``). Members register themselves by
+name with `register`; `make_protocol` builds one from a recorded config.
+The members: ``'ellipse'`` (`~odl_genprior.problems.ellipse_ct.EllipseCT`),
+``'dival'`` (`~odl_genprior.problems.ellipse_ct.DivalEllipses`) and
+``'htc2022'`` (`~odl_genprior.problems.htc2022_protocol.HTC2022LimitedAngle`),
+all registered when `odl_genprior.problems` is imported. A new protocol is
+one class with these methods and a ``@register``; the conformance test
+(``tests/test_protocols.py``) runs over the registry.
+"""
+import abc
+import dataclasses
+
+__all__ = ('Protocol', 'PROTOCOLS', 'SPLITS', 'register', 'make_protocol')
+
+#: The splits of every protocol, and their index in seeds.
+SPLITS = {'train': 0, 'validation': 1, 'test': 2}
+#: name -> protocol class, filled by `register`.
+PROTOCOLS = {}
+
+
+class Protocol(abc.ABC):
+    """A benchmark: operator, seeded splits, pairs, a recordable config.
+
+    Subclasses set ``name`` (the registry key) and implement the abstract
+    members; problems and pairs of one ``(split, index)`` are the same on
+    every call.
+    """
+
+    #: registry key, and the ``'protocol'`` entry of configs
+    name = None
+
+    @property
+    @abc.abstractmethod
+    def operator(self):
+        """The forward operator of every problem (and of the networks)."""
+
+    @abc.abstractmethod
+    def config(self):
+        """The protocol as a plain dict; `make_protocol` rebuilds it."""
+
+    @abc.abstractmethod
+    def problem(self, index, split='test'):
+        """Sample ``index`` of ``split`` as a `ForwardProblem` with its
+        ground truth."""
+
+    @abc.abstractmethod
+    def pairs(self, n, split='train', start=0, progress=False):
+        """Training tensors of samples ``start..start+n-1``: a tuple whose
+        first entry is the data ``(n, *operator.range.shape)`` and last the
+        images ``(n, *operator.domain.shape)`` (others between, e.g. a row
+        mask)."""
+
+    @classmethod
+    def small(cls):
+        """A small instance (seconds to use): for tests and examples."""
+        return cls()
+
+    def problems(self, n, split='test', start=0):
+        """Samples ``start..start+n-1`` of ``split`` as problems."""
+        return [self.problem(i, split) for i in range(start, start + n)]
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f'split must be one of {sorted(SPLITS)}, got '
+                         f'{split!r}')
+
+
+def register(cls):
+    """Class decorator: add a `Protocol` subclass to `PROTOCOLS` by name."""
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)) or not \
+            isinstance(cls.name, str):
+        raise TypeError(f'register takes a Protocol subclass with a name, '
+                        f'got {cls!r}')
+    if PROTOCOLS.get(cls.name, cls) is not cls:
+        raise ValueError(f'protocol {cls.name!r} is registered already '
+                         f'({PROTOCOLS[cls.name].__name__})')
+    PROTOCOLS[cls.name] = cls
+    return cls
+
+
+def make_protocol(config=None):
+    """The protocol of a config dict: its ``protocol`` entry picks the class
+    (none: ``'ellipse'``, the package's first protocol); the other entries
+    are its fields, unknown ones refused by name.
+
+    Examples
+    --------
+    >>> type(make_protocol({'protocol': 'dival'})).__name__
+    'DivalEllipses'
+    >>> make_protocol({'size': 16}).size
+    16
+    >>> make_protocol({'protocol': 'nope'})
+    Traceback (most recent call last):
+    ...
+    ValueError: protocol must be one of ['dival', 'ellipse', 'htc2022'], got 'nope'
+    """
+    config = dict(config or {})
+    name = config.pop('protocol', 'ellipse')
+    if name not in PROTOCOLS:
+        raise ValueError(f'protocol must be one of {sorted(PROTOCOLS)}, got '
+                         f'{name!r}')
+    cls = PROTOCOLS[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if 'protocol' in fields:
+        config['protocol'] = name
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(f'unknown {name!r} benchmark option(s) '
+                         f'{unknown}; known: {sorted(fields)}')
+    return cls(**config)
