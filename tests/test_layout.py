@@ -46,7 +46,17 @@ def _imports():
         module = '.'.join(rel.parts).removesuffix('.__init__')
         for node in ast.walk(ast.parse(path.read_text())):
             targets = []
-            if isinstance(node, ast.ImportFrom) and node.module and (
+            if isinstance(node, ast.ImportFrom) and node.level:
+                # relative: `from ..recon import base` in problems/forward
+                package = module.split('.')
+                if path.name != '__init__.py':
+                    package = package[:-1]
+                base = package[:len(package) - (node.level - 1)]
+                if node.module:
+                    targets = ['.'.join(base + node.module.split('.'))]
+                else:
+                    targets = ['.'.join(base + [a.name]) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and (
                     node.module.split('.')[0] == 'odl_genprior'):
                 if node.module == 'odl_genprior':
                     targets = [f'odl_genprior.{a.name}' for a in node.names]
@@ -101,3 +111,19 @@ def test_old_module_paths_still_import():
             assert importlib.import_module(old) is importlib.import_module(
                 new)
         assert importlib.import_module(new).__spec__.name == new
+
+
+def test_relative_imports_are_read(tmp_path, monkeypatch):
+    """An upward relative import (``from ..recon import base`` in
+    ``problems``) is caught like an absolute one."""
+    pkg = tmp_path / 'odl_genprior'
+    (pkg / 'problems').mkdir(parents=True)
+    (pkg / '__init__.py').write_text('')
+    (pkg / 'problems' / '__init__.py').write_text('from . import forward\n')
+    (pkg / 'problems' / 'forward.py').write_text(
+        'from ..recon import base\nfrom .. import metrics\n')
+    monkeypatch.setattr(__import__(__name__), 'ROOT', pkg)
+    found = {(m, p, t) for m, p, t in _imports()}
+    assert ('odl_genprior.problems.forward', 'problems', 'recon') in found
+    assert ('odl_genprior.problems.forward', 'problems', 'metrics') in found
+    assert ('odl_genprior.problems', 'problems', 'problems') in found
