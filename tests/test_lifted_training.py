@@ -40,7 +40,7 @@ def _reference_energy(net, xs):
     autograd graph: an independent formula whose autograd gradient goes
     through the activations' derivatives."""
     total = 0
-    for l, (lin, act) in enumerate(zip(net.linears, net.activations)):
+    for l, (lin, act) in enumerate(zip(net.affine, net.activations)):
         y, z = xs[l + 1], lin(xs[l])
         u = act(z)
         conj = (u * z).sum() - 0.5 * (u * u).sum() - act.psi_pointwise(
@@ -75,11 +75,11 @@ def test_weight_gradients_match_autograd_of_reference_energy():
     closed = weight_gradients(net, xs[0], xs[1:-1], xs[-1])
     net.zero_grad()
     _reference_energy(net, xs).backward()
-    for (gw, gb), lin in zip(closed, net.linears):
+    for (gw, gb), lin in zip(closed, net.affine):
         assert torch.allclose(gw, lin.weight.grad, rtol=1e-9, atol=1e-11)
         assert torch.allclose(gb, lin.bias.grad, rtol=1e-9, atol=1e-11)
     # and a finite difference of lifted_energy in one weight direction
-    lin = net.linears[2]
+    lin = net.affine[2]
     d = torch.randn(lin.weight.shape, dtype=DT, generator=gen)
     eps = 1e-6
     with torch.no_grad():

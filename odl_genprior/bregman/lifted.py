@@ -63,7 +63,7 @@ class LiftedNetwork(torch.nn.Module):
     Attributes
     ----------
     affine : torch.nn.ModuleList
-        The maps ``a_l`` (``linears`` is the same list).
+        The maps ``a_l``.
     activations : torch.nn.ModuleList of ProximalActivation
     sizes : list of int or None
         The sizes of a dense network.
@@ -115,11 +115,6 @@ class LiftedNetwork(torch.nn.Module):
         self.activations = torch.nn.ModuleList(
             _activation(a) for a in activations)
         self._register_load_state_dict_pre_hook(_renamed_linears)
-
-    @property
-    def linears(self):
-        """The affine maps (the name of dense lifted training)."""
-        return self.affine
 
     @property
     def num_layers(self):

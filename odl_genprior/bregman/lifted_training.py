@@ -95,7 +95,7 @@ def _check_input(network, x, name, layer):
     if x.ndim != 2 or x.shape[1] != n:
         raise ValueError(f'`{name}` (layer {layer}) must have shape '
                          f'(batch, {n}), got {tuple(x.shape)}')
-    w = network.linears[0].weight
+    w = network.affine[0].weight
     if x.dtype != w.dtype:
         raise TypeError(f'`{name}` has dtype {x.dtype} but the network\'s '
                         f'parameters have dtype {w.dtype}')
@@ -226,14 +226,14 @@ def weight_gradients(network, x0, hidden, target):
     >>> x, y = torch.randn(4, 3).double(), torch.rand(4, 2).double()
     >>> (gw, gb), = weight_gradients(net, x, [], y)
     >>> lifted_energy(net, x, [], y).backward()
-    >>> bool(torch.allclose(gw, net.linears[0].weight.grad))
+    >>> bool(torch.allclose(gw, net.affine[0].weight.grad))
     True
     """
     xs = _layers(network, x0, hidden, target)
     s = x0.shape[0]
     grads = []
     with torch.no_grad():
-        for l, (lin, act) in enumerate(zip(network.linears,
+        for l, (lin, act) in enumerate(zip(network.affine,
                                            network.activations)):
             r = act(lin(xs[l])) - xs[l + 1]
             grads.append((r.T @ xs[l] / s, r.sum(0) / s))
@@ -365,7 +365,7 @@ class LiftedStep:
         if target.shape[0] != x0.shape[0]:
             raise ValueError(f'`target` has {target.shape[0]} samples, `x0` '
                              f'has {x0.shape[0]}')
-        lins, acts = list(network.linears), list(network.activations)
+        lins, acts = list(network.affine), list(network.activations)
         L, s = len(lins), x0.shape[0]
         theta0 = [torch.cat([lin.weight, lin.bias[:, None]], 1)
                   for lin in lins]
@@ -426,7 +426,7 @@ class LiftedStep:
     def _objective(self, network, x0, xs, theta0):
         prox_term = sum(float(torch.sum(
             (torch.cat([lin.weight, lin.bias[:, None]], 1) - t0) ** 2))
-            for lin, t0 in zip(network.linears, theta0))
+            for lin, t0 in zip(network.affine, theta0))
         energy = float(lifted_energy(network, x0, xs[1:-1], xs[-1]))
         return energy + prox_term / (2 * self.tau), energy
 
