@@ -16,7 +16,6 @@ import hashlib
 import json
 import numbers
 import os
-import tempfile
 import time
 import warnings
 import weakref
@@ -29,6 +28,8 @@ import torch
 import torch.autograd.forward_ad as fwad
 from odl.core.space.base_tensors import TensorSpace
 from odl.core.space.pspace import ProductSpaceElement
+
+from odl_genprior.files import atomic_write
 
 __all__ = ('TorchOperator', 'OperatorLayer', 'BATCHING_MODES',
            'operator_matrix', 'MatrixAssemblyTooSlow', 'cache_dir',
@@ -678,50 +679,6 @@ def _arrays_digest(key, arrays):
     return h.hexdigest()
 
 
-def _fsync_dir(folder):
-    """Make a rename in ``folder`` durable (where the OS allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not every OS or file system syncs a folder
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path, write):
-    """Write ``path`` whole or not at all.
-
-    ``write(file)`` fills a temporary file in the same folder, which is
-    flushed, fsynced and renamed over ``path`` (``os.replace``: a reader
-    sees the old file or the new one, never a cut one; concurrent writers
-    of one key each rename a complete file). The temporary file is removed
-    on every way out, also when ``write`` or the rename raise.
-    """
-    folder = Path(path).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='tmp',
-                               suffix=Path(path).suffix)
-    done = False
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        done = True
-    finally:
-        if not done:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # gone already; the original error matters
-    _fsync_dir(folder)
-
-
 def _discard_cache_file(path, why, seen=None):
     """Warn that the cache file ``path`` is not used (``why``) and remove it.
 
@@ -791,7 +748,7 @@ def _write_cache_file(path, key, arrays):
                              '"__" are the cache file\'s own')
     digest = _arrays_digest(key, arrays.items())
     try:
-        _write_atomic(path, lambda f: np.savez(
+        atomic_write(path, lambda f: np.savez(
             f, __key__=np.array(key), __sha256__=np.array(digest),
             **arrays))
     except OSError as e:

@@ -17,6 +17,7 @@ import scipy.sparse
 import torch
 
 from odl_genprior import bridge, problems
+from odl_genprior.files import atomic_write
 from odl_genprior.problems.cache import MIN_CACHED, cached_arrays
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -188,7 +189,7 @@ def test_full_disk_leaves_no_temp_file(cache, monkeypatch):
         raise RuntimeError('broken')
 
     with pytest.raises(RuntimeError, match='broken'):
-        bridge._write_atomic(cache / 'datasets' / 'x.npz', broken)
+        atomic_write(cache / 'datasets' / 'x.npz', broken)
     assert list((cache / 'datasets').iterdir()) == []
 
 

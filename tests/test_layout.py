@@ -15,9 +15,10 @@ ROOT = pathlib.Path(odl_genprior.__file__).parent
 #: part -> the parts it may import (its own modules always)
 ALLOWED = {
     '_compat': set(),
-    'bridge': set(),
+    'files': set(),
+    'bridge': {'files'},
     'metrics': {'bridge'},
-    'training': set(),
+    'training': {'files'},
     'data': set(),
     'problems': {'bridge', 'data', 'metrics'},
     'diffusion': {'bridge', 'training'},
@@ -25,7 +26,8 @@ ALLOWED = {
     'bregman': {'bridge', 'training'},
     'generators': {'_compat', 'bridge', 'metrics', 'data', 'training',
                    'diffusion'},
-    'recon': {'_compat', 'bridge', 'metrics', 'training', 'data', 'problems',
+    'recon': {'_compat', 'files', 'bridge', 'metrics', 'training', 'data',
+              'problems',
               'generators', 'nn', 'bregman', 'diffusion'},
     'cli': {'bridge', 'metrics', 'training', 'data', 'problems',
             'generators', 'nn', 'bregman', 'diffusion', 'recon'},

@@ -46,9 +46,10 @@ from tqdm.auto import tqdm
 from odl_genprior import data as _data
 from odl_genprior import training
 from odl_genprior.bridge import (OperatorLayer, _arrays_digest,
-                                 _discard_cache_file, _write_atomic,
+                                 _discard_cache_file,
                                  as_element, as_tensor, space_dtype,
                                  to_numpy)
+from odl_genprior.files import atomic_write
 from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
 from odl_genprior.problems import measurement_pairs
@@ -555,7 +556,7 @@ def _write_pairs(path, meta, pairs):
     fbps, images = (t.detach().cpu().contiguous() for t in pairs)
     stored = {'meta': meta, 'key': key, 'fbps': fbps, 'images': images,
               'sha256': _pairs_digest(key, fbps, images)}
-    _write_atomic(path, lambda f: torch.save(stored, f))
+    atomic_write(path, lambda f: torch.save(stored, f))
 
 
 def pretrain_dip_network(operator, out_dir=None, network=None, n_train=1024,

@@ -40,10 +40,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from odl_genprior.files import TMP_PREFIX, atomic_write
 from odl_genprior.training.distributed import _Dist
 from odl_genprior.training.runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS,
                                         _FORMAT, RunLock,
-                                        UnreadableFileError, _atomic_write,
+                                        UnreadableFileError,
                                         _load, _MetricsLog, _plain,
                                         _read_config_file, _write_json,
                                         read_metrics)
@@ -735,7 +736,7 @@ class _Run:
         if self.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             for f in (CONFIG, METRICS, CHECKPOINT, WEIGHTS):
-                for tmp in out.glob(f'.{f}.tmp-*'):  # left by a killed run
+                for tmp in out.glob(TMP_PREFIX(f) + '*'):  # left by a killed run
                     tmp.unlink()
             previous = (_read_config_file(cfg_path).get('sessions', [])
                         if cfg_path.exists() else [])
@@ -878,7 +879,7 @@ class _Run:
             'metrics': self.log.rows,
         }
         path = self.out / CHECKPOINT
-        _atomic_write(path, lambda f: torch.save(state, f))
+        atomic_write(path, lambda f: torch.save(state, f))
         self.record_session(step, elapsed)
         if not self.checked:  # fail now, not when resuming
             try:
@@ -900,7 +901,7 @@ class _Run:
         weights = (self.models['model'].state_dict()
                    if isinstance(self.model, torch.nn.Module) else
                    {n: m.state_dict() for n, m in self.models.items()})
-        _atomic_write(out / WEIGHTS, lambda f: torch.save(weights, f))
+        atomic_write(out / WEIGHTS, lambda f: torch.save(weights, f))
 
     # -- the log row of a step --
     def log_row(self, step, elapsed):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from odl_genprior.files import atomic_write
+
 __all__ = ('load_weights', 'read_metrics', 'recorded_command',
            'read_run_config', 'export_run', 'complete_runs', 'RunLock',
            'RunInUseError', 'UnreadableFileError', 'CONFIG', 'METRICS',
@@ -26,33 +28,8 @@ _FORMAT = 1
 
 # --- files -------------------------------------------------------------------
 
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file, then rename it to ``path``.
-
-    ``os.replace`` is atomic on POSIX and Windows: a reader (or a resumed
-    run after a kill) sees the old file or the new one, never a mix.
-    """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_json(path, obj):
-    _atomic_write(path, lambda f: f.write(
+    atomic_write(path, lambda f: f.write(
         (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode()))
 
 
@@ -196,7 +173,7 @@ class _MetricsLog:
         def write(f):
             text = _csv_text(self.columns, rows)
             f.write(text.encode())
-        _atomic_write(self.path, write)
+        atomic_write(self.path, write)
 
     def append(self, row):
         if not self.active:
@@ -456,9 +433,9 @@ def export_run(run_dir, dest):
     rows = (run / METRICS).read_text().splitlines(keepends=True)
     kept = rows[:1] + [r for r in rows[1:] if r.strip()
                        and int(r.split(',', 1)[0]) <= step]
-    _atomic_write(dest / METRICS, lambda f: f.write(''.join(kept).encode()))
-    _atomic_write(dest / WEIGHTS, lambda f: torch.save(weights, f))
-    _atomic_write(dest / CONFIG, lambda f: f.write((run / CONFIG).read_bytes()))
+    atomic_write(dest / METRICS, lambda f: f.write(''.join(kept).encode()))
+    atomic_write(dest / WEIGHTS, lambda f: torch.save(weights, f))
+    atomic_write(dest / CONFIG, lambda f: f.write((run / CONFIG).read_bytes()))
     return step
 
 
