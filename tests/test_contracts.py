@@ -26,13 +26,13 @@ import odl
 import pytest
 import torch
 
-from odl_genprior import TorchOperator, problems
+from odl_genprior import TorchOperator, diagnostics, problems
 from odl_genprior.problems import htc2022
 from odl_genprior.bregman.activations import (LeakyReLUPsi, LeakyReLUPsiConvexConj,
                                       TanhPsi, TanhPsiConvexConj,
                                       get_activation)
 from odl_genprior.bregman import BregmanLoss, BregmanLossY, BregmanLossZ
-from odl_genprior.bridge import OperatorLayer, space_device, to_numpy
+from odl_genprior.bridge import OperatorLayer, to_numpy
 
 IMPLS = ('numpy', 'pytorch')
 NUMPY = ('numpy',)
@@ -487,16 +487,6 @@ def build(name, impl, seed=0):
     return entry, op, x, h, rng
 
 
-def inner(space, a, b):
-    if isinstance(space, odl.Field):
-        return float(a) * float(b)
-    return float(a.inner(b))
-
-
-def norm(space, a):
-    return abs(float(a)) if isinstance(space, odl.Field) else float(a.norm())
-
-
 def is_functional(op):
     return isinstance(op, odl.functionals.Functional)
 
@@ -517,33 +507,13 @@ def has_gradient(op):
     return True
 
 
-def _base_spaces(space):
-    if isinstance(space, odl.ProductSpace):
-        return [b for s in space for b in _base_spaces(s)]
-    return [space]
-
-
 def assert_element_of(y, space):
     """``y`` is an element of ``space``, with its dtype (and device)."""
-    if isinstance(space, odl.Field):
-        assert isinstance(y, (float, int, np.floating)) and y in space, y
-        return
-    assert y in space, (y.space, space)
-    parts = list(y) if isinstance(space, odl.ProductSpace) else [y]
-    for part, base in zip(parts, _base_spaces(space)):
-        assert part.dtype == base.dtype, (part.dtype, base.dtype)
-        if getattr(base, 'impl', None) == 'pytorch':
-            assert isinstance(part.data, torch.Tensor)
-            assert part.data.device == space_device(base)
-            assert part.data.dtype == getattr(torch, base.dtype_identifier)
+    diagnostics.check_element_of(y, space)
 
 
 def assert_adjoint(A, h, w, rtol, what):
-    lhs = inner(A.range, A(h), w)
-    rhs = inner(A.domain, h, A.adjoint(w))
-    assert lhs != 0, f'{what}: <A h, w> = 0, the check is vacuous'
-    assert abs(lhs - rhs) <= rtol * max(abs(lhs), abs(rhs)), (
-        f'{what}: <A h, w> = {lhs!r} but <h, A^* w> = {rhs!r}')
+    diagnostics.check_adjoint(A, rtol=rtol, h=h, w=w, what=what)
 
 
 # --- the contracts -----------------------------------------------------------
@@ -571,11 +541,7 @@ def test_adjoint_of_linear_operator(name, impl):
                          cases(lambda e: e.differentiable))
 def test_derivative_central_finite_difference(name, impl):
     entry, op, x, h, _ = build(name, impl)
-    dh = op.derivative(x)(h)
-    errors = []
-    for eps in entry.eps:
-        fd = (op(x + eps * h) - op(x - eps * h)) / (2 * eps)
-        errors.append(norm(op.range, fd - dh) / norm(op.range, dh))
+    errors = diagnostics.derivative_errors(op, x, h, entry.eps)
     assert errors[1] < entry.fd_rtol, (name, errors)
     if entry.order2 and not entry.linear:
         # Second order: the error falls like eps^2 (down to round-off).

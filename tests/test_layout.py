@@ -17,6 +17,7 @@ ALLOWED = {
     '_compat': set(),
     'files': set(),
     'bridge': {'files'},
+    'diagnostics': {'bridge'},
     'metrics': {'bridge'},
     'training': {'files'},
     'data': set(),
