@@ -29,6 +29,7 @@ import torch
 from odl.applications import tomo
 
 from odl_genprior.bridge import OperatorLayer
+from odl_genprior.metrics import operator_norm
 
 __all__ = ('ConvBlock', 'ConvNet', 'make_block', 'LearnedGradientDescent',
            'LearnedPrimalDual', 'LearnedForwardBackward', 'SCHEMES',
@@ -161,9 +162,8 @@ class _Unrolled(torch.nn.Module):
                              f'operator domain {operator.domain!r} has shape '
                              f'{operator.domain.shape}, not (H, W)')
         if opnorm is None:
-            # ODL's power method; a fixed seed keeps the model reproducible.
-            x0 = odl.core.phantom.noise.white_noise(operator.domain, seed=0)
-            opnorm = odl.power_method_opnorm(operator, xstart=x0, maxiter=100)
+            # ODL's power method; a fixed start keeps the model reproducible.
+            opnorm = operator_norm(operator, maxiter=100)
         if not isinstance(opnorm, numbers.Real) or not opnorm > 0:
             raise ValueError(f'opnorm must be a positive number, got {opnorm}')
         self.operator = operator

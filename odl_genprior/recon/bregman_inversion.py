@@ -39,11 +39,14 @@ delta^2`` and ``alpha = sqrt(2) delta / ||v||``, ReLU with ``v`` vanishing
 where ``f^delta`` does) gives ``1/2 ||u^dagger - u_alpha||^2 <= 2 sqrt(2)
 ||v|| delta``; ``tests/test_bregman_inversion.py`` checks it.
 """
+import functools
+
 import numpy as np
 import odl
 import torch
 from odl.core.set.space import LinearSpaceElement
 
+from odl_genprior.metrics import operator_norm
 from odl_genprior.bregman.activations import ProximalActivation, get_activation
 from odl_genprior.bregman import BregmanLossY, BregmanLossZ
 from odl_genprior.bregman import lifted
@@ -60,16 +63,11 @@ __all__ = ('LiftedBregmanInversion', 'NetworkLeastSquares',
            'network_forward', 'lifted_objective', 'network_layers',
            'lifted_network')
 
+# ||op|| from below, times 1.02: an upper bound for step sizes
+_norm = functools.partial(operator_norm, maxiter=100, safety=1.02)
+
 _REGULARISERS = ('tv', 'l2')
 _SOLVERS = ('pdhg', 'forward_backward_pd')
-
-
-def _opnorm(op, maxiter=100):
-    """``||op||`` by ODL's power method from a fixed start, times 1.02 (the
-    power method approaches the norm from below)."""
-    start = odl.core.phantom.white_noise(op.domain, seed=0)
-    return 1.02 * float(odl.power_method_opnorm(op, maxiter=maxiter,
-                                                xstart=start))
 
 
 def _check_affine(W, b, domain=None, range=None, who='network'):
@@ -399,7 +397,7 @@ class LiftedBregmanInversion(Reconstructor):
                 'is +inf and the inversion has no solution; project the data '
                 'onto the range of the activation first')
         breg = loss.translated(-b)
-        norm_w = _opnorm(W)
+        norm_w = _norm(W)
         x = space.zero()
         with progress_callback(progress, self.niter,
                                f'Bregman-{self.solver}',
@@ -524,8 +522,8 @@ class NetworkLeastSquares(Reconstructor):
                                    f'{problem.data.space!r}')
         lip = 1.0
         for layer in layers:
-            nw = _opnorm(layer.W)
-            lip *= (1.0 + _opnorm(layer.V) * nw) if is_res else nw
+            nw = _norm(layer.W)
+            lip *= (1.0 + _norm(layer.V) * nw) if is_res else nw
         fit = (0.5 * odl.functionals.L2NormSquared(N.range).translated(
             problem.data)) * N
         return fit, 1.0 / lip ** 2
@@ -1110,7 +1108,7 @@ class MultilayerBregmanInversion(Reconstructor):
         layers, is_res, K, f = self._setup(problem)
         space = problem.space
         u = space.zero()
-        norms = [_opnorm(layer.W) for layer in layers]
+        norms = [_norm(layer.W) for layer in layers]
         u0_step = self._u0_solver(layers[0], space, norms[0])
         with progress_callback(progress, self.niter, 'lifted Bregman',
                                self.callback) as callback:
@@ -1144,8 +1142,8 @@ class MultilayerBregmanInversion(Reconstructor):
         states, acts = network_forward(layers, u)
         L = len(layers)
         rho, lam = self.rho, self.lam
-        norms_v = [_opnorm(layer.V) for layer in layers]
-        norm_k = _opnorm(K)
+        norms_v = [_norm(layer.V) for layer in layers]
+        norm_k = _norm(K)
 
         def res(l):  # r_l = u_l - u_{l-1} - V_l z_l, l = 1..L
             return states[l] - states[l - 1] - layers[l - 1].V(acts[l - 1])

@@ -9,6 +9,7 @@ import numpy as np
 import odl
 from odl.applications import tomo
 
+from odl_genprior.metrics import operator_norm
 from odl_genprior.recon.base import (Reconstructor, check_choice,
                                      check_flag, check_option,
                                      progress_callback)
@@ -116,9 +117,6 @@ class TV(Reconstructor):
     def _reconstruct(self, problem, progress):
         A, y = problem.operator, problem.data
         space = A.domain
-        # A fixed start makes the step sizes (and so the result)
-        # reproducible.
-        start = odl.core.phantom.white_noise(space, seed=0)
         grad_space, R = _discretized(space)
         if grad_space.ndim < 2:
             raise ValueError(f'TV needs an image space (2D or more), got '
@@ -129,7 +127,7 @@ class TV(Reconstructor):
         # ||grad|| ~ 1/h is far larger than ||A||: scaling grad to A's norm
         # (and alpha by the inverse) is the same problem, but PDHG's single
         # step size then suits both blocks and converges far faster.
-        norm_a = odl.power_method_opnorm(A, maxiter=30, xstart=start)
+        norm_a = operator_norm(A, maxiter=30)
         # Upper bound of ||grad|| for forward differences (2 sqrt(sum
         # 1/h_i^2)); ODL 1.0's power method cannot run on Gradient's
         # adjoint on pytorch spaces (Divergence(out=...) asserts numpy).
@@ -179,12 +177,6 @@ def _linear(problem, who):
     if not A.is_linear:
         raise ValueError(f'{who} needs a linear forward operator, got {A!r}')
     return A
-
-
-def _opnorm(op):
-    """``||op||`` by ODL's power method from a fixed start (reproducible)."""
-    start = odl.core.phantom.white_noise(op.domain, seed=0)
-    return float(odl.power_method_opnorm(op, maxiter=50, xstart=start))
 
 
 class Tikhonov(Reconstructor):
@@ -287,7 +279,7 @@ class Lasso(Reconstructor):
     def _reconstruct(self, problem, progress):
         A, y = _linear(problem, 'Lasso'), problem.data
         # 1.05: the power method approaches ||A|| from below.
-        step = 0.9 / (1.05 * _opnorm(A)) ** 2
+        step = 0.9 / (1.05 * operator_norm(A)) ** 2
         f = self.alpha * odl.functionals.L1Norm(A.domain)
         g = odl.functionals.L2NormSquared(A.range).translated(y) * A
         x = A.domain.zero()
@@ -435,8 +427,8 @@ class WaveletL1(Reconstructor):
         A, y = _linear(problem, 'WaveletL1'), problem.data
         space = A.domain
         W = self.wavelet_operator(space)
-        norm_a = _opnorm(A)
-        scale = float(norm_a / _opnorm(W))
+        norm_a = operator_norm(A)
+        scale = float(norm_a / operator_norm(W))
         L = odl.BroadcastOperator(A, scale * W)
         g = odl.functionals.SeparableSum(
             odl.functionals.L2NormSquared(A.range).translated(y),

@@ -30,6 +30,7 @@ import numpy as np
 import odl
 import torch
 
+from odl_genprior.metrics import operator_norm
 from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import (TorchOperator, as_element, as_tensor,
                                  to_numpy)
@@ -297,12 +298,6 @@ class _LatentReconstructor(Reconstructor):
     def _prepare(self, problem, G):
         """Per-problem constants (e.g. ``||A||``), shared by all restarts."""
         return None
-
-
-def _opnorm(A):
-    """``||A||`` by ODL's power method from a fixed start (reproducible)."""
-    start = odl.core.phantom.white_noise(A.domain, seed=0)
-    return float(odl.power_method_opnorm(A, maxiter=50, xstart=start))
 
 
 class LatentHard(_LatentReconstructor):
@@ -669,7 +664,7 @@ class LatentSparseDeviation(_LatentReconstructor):
     def _prepare(self, problem, G):
         A = self._linear_operator(problem, 'LatentSparseDeviation')
         # 1.05: the power method approaches ||A|| from below.
-        return {'step': 0.9 / (1.05 * _opnorm(A)) ** 2}
+        return {'step': 0.9 / (1.05 * operator_norm(A)) ** 2}
 
     def _run(self, problem, G, z, state, bar):
         A, y = problem.operator, problem.data
