@@ -1,18 +1,14 @@
 """odl_genprior: learned models as first-class ODL operators and functionals.
 
 ``import odl_genprior`` also installs a small, version-guarded speed fix for
-ODL 1.0 on ``impl='pytorch'`` spaces (see `odl_genprior._compat.odl_fixes`),
-and keeps the module paths of before the layered layout importable for one
-release (`odl_genprior._compat.moved`).
+ODL 1.0 on ``impl='pytorch'`` spaces (see `odl_genprior._compat.odl_fixes`).
 
 Layers, from the ground up: `bridge`, `metrics`, `training`; `problems`,
 `data`; the model families `generators`, `nn`, `bregman`, `diffusion`;
 `recon` (reconstruction methods); `cli`. Nothing imports upwards.
 """
-from odl_genprior._compat import moved as _moved
 from odl_genprior._compat import odl_fixes as _odl_fixes
 
-_moved.install()
 _odl_fixes.apply()
 
 from odl_genprior.bridge import (  # noqa: E402

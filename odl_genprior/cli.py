@@ -197,9 +197,6 @@ def _construct(cls, *args, options):
     if 'callback' in options:
         raise ValueError('--set callback: a callback is a Python function; '
                          'the command line cannot set one')
-    # an old option name (recon.base.renamed_options) replaces a default
-    renames = getattr(cls.__init__, 'renamed_options', {})
-    options = {renames.get(k, k): v for k, v in options.items()}
     params = inspect.signature(cls).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         names = [k for k, p in params.items()

@@ -30,7 +30,7 @@ from odl_genprior.problems import (ForwardProblem, GaussianBlur,
                                    MatrixMultiply, ct, deblurring,
                                    image_space, ray_transform)
 from odl_genprior.recon.base import Reconstructor
-from odl_genprior.recon.diffusion import (BatchedLinearOperator,
+from odl_genprior.recon.diffusion import (
                                           batched_operator,
                                           DiffusionPosteriorSampling,
                                           ScoreProjection, batched_cg)
@@ -398,11 +398,8 @@ def test_batched_operator_errors():
     b = batched_operator(odl.IdentityOperator(odl.rn(3)))
     with pytest.raises(ValueError, match=r'shape \(2, 4\).*rn\(3\)'):
         b(torch.zeros(2, 4, dtype=torch.float64))
-    # the former name: the same layer, with a warning
-    with pytest.warns(DeprecationWarning, match='batched_operator'):
-        old = BatchedLinearOperator(odl.IdentityOperator(odl.rn(3)))
     x = torch.randn(2, 3, dtype=torch.float64)
-    assert torch.equal(old.forward(x), x) and torch.equal(old.transpose(x), x)
+    assert torch.equal(b.forward(x), x) and torch.equal(b.transpose(x), x)
 
 
 def test_batched_cg_solves_per_sample():

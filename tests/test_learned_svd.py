@@ -17,7 +17,6 @@ from odl_genprior.recon.learned_svd import (DiagonalMap, LearnedSVD,
                                             learned_svd_losses,
                                             load_learned_svd,
                                             mnist_tomography_pairs,
-                                            tomography_pairs,
                                             train_learned_svd)
 
 torch.set_num_threads(1)
@@ -148,10 +147,6 @@ def test_measurement_pairs_noise_convention_and_seed():
     assert torch.allclose(rel, torch.full((5,), 0.05), rtol=0.1)
     with pytest.raises(ValueError, match=r'\(5, 27, 27\)'):
         measurement_pairs(A, np.zeros((5, 27, 27)))
-    # The deprecated name gives the same pairs in the old (x, y) order.
-    with pytest.warns(DeprecationWarning, match='measurement_pairs'):
-        x_old, y_old = tomography_pairs(A, imgs, noise_level=0.05, seed=3)
-    assert torch.equal(y_old, y1) and torch.equal(x_old, x)
 
 
 @pytest.mark.skipif(not HAVE_MNIST, reason='MNIST IDX files not found')

@@ -154,10 +154,8 @@ def test_wirtinger_flow_errors():
         WirtingerFlow(niter=5)(cs, progress=False)
     with pytest.raises(ValueError, match='step_size must be > 0'):
         WirtingerFlow(step_size=0.0)
-    with pytest.warns(DeprecationWarning, match="'mu' is now 'step_size'"):
-        assert WirtingerFlow(mu=0.3).step_size == 0.3
-    with pytest.raises(TypeError, match="pass 'step_size' only"):
-        WirtingerFlow(mu=0.3, step_size=0.2)
+    with pytest.raises(TypeError, match="'mu'"):  # one name: step_size
+        WirtingerFlow(mu=0.3)
     p = problems.phase_retrieval(40, size=5, seed=0)
     assert WirtingerFlow(niter=0)(p, progress=False) in p.space
     assert isinstance(p.operator, odl.Operator)

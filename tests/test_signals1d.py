@@ -163,12 +163,9 @@ def test_latent_deblurring_reduces_misfit():
         latent_deblur(G, A, y, z0=[0.0, 1.0])
     with pytest.raises(ValueError, match='z0 must be a latent code'):
         latent_deblur(G, A, y, z0=[0.0, float('nan'), 1.0])
-    # the old place still resolves, with a warning
+    # one place: recon.latent (the old signals1d name is gone)
     from odl_genprior.generators import signals1d
-    with pytest.warns(DeprecationWarning, match='recon.latent'):
-        assert signals1d.latent_deblur is latent_deblur
-    with pytest.raises(AttributeError, match='no attribute'):
-        signals1d.no_such_name
+    assert not hasattr(signals1d, 'latent_deblur')
 
 
 # --- the command line --------------------------------------------------------

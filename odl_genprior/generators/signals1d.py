@@ -15,9 +15,7 @@ The pieces of the 1D experiment of Alberti, Santacesaria and Sciutto
   ODL operator.
 
 Latent deblurring, :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2`, is
-`odl_genprior.recon.latent.latent_deblur` (`LatentHard` from one start);
-``signals1d.latent_deblur`` and ``signals1d.LatentFit`` still resolve there
-for one release, with a DeprecationWarning.
+`odl_genprior.recon.latent.latent_deblur` (`LatentHard` from one start).
 """
 import math
 
@@ -25,15 +23,12 @@ import odl
 import torch
 from torch import nn
 
-from odl_genprior._compat.moved import moved_names
 from odl_genprior.bridge import TorchOperator, space_dtype
 from odl_genprior.generators.cgnn import CGNN
 from odl_genprior.generators.decoders import base_size
 
 __all__ = ('ConvEncoder1d', 'ConvDecoder1d', 'CGNNDecoder', 'GaussianBlur1d',
            'blur_operator', 'signal_space', 'parameter_count')
-
-__getattr__ = moved_names(__name__)
 
 
 def parameter_count(module):

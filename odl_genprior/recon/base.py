@@ -10,9 +10,6 @@ benchmarks treat all methods alike through this class.
 import abc
 import contextlib
 import dataclasses
-import functools
-import inspect
-import warnings
 
 import numpy as np
 import torch
@@ -20,7 +17,7 @@ import torch
 from odl_genprior.bridge import to_numpy
 
 __all__ = ('Reconstructor', 'Result', 'NonFiniteResultError', 'check_option',
-           'check_flag', 'check_choice', 'renamed_options',
+           'check_flag', 'check_choice',
            'progress_callback', 'progress_bar', 'combine_callbacks')
 
 
@@ -50,47 +47,6 @@ class Result:
             return extras[name]
         raise AttributeError(f'{self.method} result has no {name!r}; it has '
                              f'x, method and {sorted(extras)}')
-
-
-def renamed_options(**renames):
-    """Decorate ``__init__`` to accept old option names for one release.
-
-    ``renamed_options(lr='learning_rate')`` maps ``lr=`` to
-    ``learning_rate=`` with a DeprecationWarning, and refuses both at once.
-
-    Examples
-    --------
-    >>> class Method:
-    ...     @renamed_options(lr='learning_rate')
-    ...     def __init__(self, learning_rate=1.0):
-    ...         self.learning_rate = learning_rate
-    >>> import warnings
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter('ignore')
-    ...     Method(lr=0.5).learning_rate
-    0.5
-    """
-    def decorate(init):
-        params = inspect.signature(init).parameters
-        for new in renames.values():
-            if new not in params:
-                raise TypeError(f'{init.__qualname__} has no option {new!r}')
-
-        @functools.wraps(init)
-        def wrapper(self, *args, **kwargs):
-            owner = type(self).__name__
-            for old, new in renames.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise TypeError(f'{owner}: pass {new!r} only; {old!r} '
-                                        'is its old name')
-                    warnings.warn(f'{owner}: option {old!r} is now {new!r}',
-                                  DeprecationWarning, stacklevel=2)
-                    kwargs[new] = kwargs.pop(old)
-            return init(self, *args, **kwargs)
-        wrapper.renamed_options = dict(renames)
-        return wrapper
-    return decorate
 
 
 class NonFiniteResultError(FloatingPointError, ValueError):

@@ -43,7 +43,6 @@ the orthogonal projection for ``lambda = 1, delta = 0`` (for Song's
 ``A = P(Lambda) T`` with orthogonal ``T`` it is their mixing step).
 """
 import numbers
-import warnings
 
 import numpy as np
 import odl  # noqa: F401  (the doctests use it)
@@ -54,12 +53,11 @@ from odl_genprior.bridge import (OperatorLayer, as_element,
                                  as_tensor, module_device, space_device,
                                  space_dtype)
 from odl_genprior.recon.base import (Reconstructor, check_choice,
-                                     check_flag, check_option,
-                                     renamed_options)
+                                     check_flag, check_option)
 from odl_genprior.diffusion.sde import SDE, tweedie_denoiser
 
 __all__ = ('DiffusionPosteriorSampling', 'ScoreProjection',
-           'batched_operator', 'BatchedLinearOperator', 'batched_cg')
+           'batched_operator', 'batched_cg')
 
 _SAMPLERS = {'em': _samplers.euler_maruyama,
              'pc': _samplers.predictor_corrector,
@@ -100,25 +98,6 @@ def batched_operator(operator, batched_module=True, matrix=False):
     batching = ('matrix' if matrix else 'auto' if batched_module
                 else 'loop')
     return OperatorLayer(operator, batching=batching)
-
-
-def BatchedLinearOperator(operator, batched_module=True, matrix=False):
-    """Deprecated: `batched_operator` (an `OperatorLayer`; ``forward`` and
-    ``transpose`` as before).
-
-    Examples
-    --------
-    >>> import warnings
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter('ignore')
-    ...     op = BatchedLinearOperator(odl.IdentityOperator(odl.rn(2)))
-    >>> type(op).__name__
-    'OperatorLayer'
-    """
-    warnings.warn('BatchedLinearOperator is deprecated; use '
-                  'batched_operator, an OperatorLayer', DeprecationWarning,
-                  stacklevel=2)
-    return batched_operator(operator, batched_module, matrix)
 
 
 def batched_cg(apply, b, niter=50, tol=1e-6):
@@ -323,7 +302,7 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
         ``x`` (torch autograd) for the guidance.
     sde : odl_genprior.diffusion.sde.SDE
     niter : int
-        Time steps of the sampler (old name ``steps``, deprecated).
+        Time steps of the sampler.
     sampler : {'em', 'pc', 'ode'}
         Reverse SDE (Euler-Maruyama), predictor-corrector or probability
         flow (`odl_genprior.diffusion.samplers`).
@@ -387,7 +366,6 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
 
     name = 'diffusion posterior sampling'
 
-    @renamed_options(steps='niter')
     def __init__(self, score, sde, niter=500, sampler='em', n_samples=8,
                  seed=0, eps=1e-3, guidance_scale=1.0, prior_std=None,
                  guidance_per_step=False, noise_std=None, cg_niter=50,
@@ -463,7 +441,7 @@ batched_module, matrix, callback
     weight : float
         ``lambda`` in ``[0, 1]``: 1 projects, 0 ignores the data.
     delta : float
-        ``delta >= 0`` (old name ``regularization``, deprecated); 0 with
+        ``delta >= 0``; 0 with
         ``cg_niter`` small is Landweber-like early stopping of the
         projection, useful for ill-conditioned ``A``.
     cg_niter, cg_tol : int, float
@@ -487,7 +465,6 @@ batched_module, matrix, callback
 
     name = 'score-based projection'
 
-    @renamed_options(steps='niter', regularization='delta')
     def __init__(self, score, sde, niter=500, sampler='pc', n_samples=8,
                  seed=0, eps=1e-3, weight=1.0, delta=0.0,
                  cg_niter=20, cg_tol=1e-6, sampler_options=None,

@@ -54,8 +54,7 @@ from odl_genprior.generators.skip_net import SkipNet
 from odl_genprior.metrics import psnr
 from odl_genprior.problems import measurement_pairs
 from odl_genprior.recon.base import (Reconstructor, check_choice,
-                                     check_flag, check_option,
-                                     renamed_options)
+                                     check_flag, check_option)
 from odl_genprior.recon.classical import FBP
 
 __all__ = ('DeepImagePrior', 'pretrain_dip_network', 'ellipse_fbp_pairs')
@@ -96,7 +95,7 @@ class DeepImagePrior(Reconstructor):
     niter : int
         Maximum number of Adam steps.
     learning_rate : float
-        Adam's learning rate (old name ``lr``, deprecated).
+        Adam's learning rate.
     alpha_tv : float
         Weight of the total variation term (0: plain DIP).
     early_stopping : {'auto', 'discrepancy', 'wmv', None}
@@ -142,7 +141,6 @@ class DeepImagePrior(Reconstructor):
     name = 'DIP'
     divergence_hint = 'learning_rate (the network step size)'
 
-    @renamed_options(lr='learning_rate')
     def __init__(self, network=None, z0='noise', niter=3000,
                  learning_rate=1e-3,
                  alpha_tv=0.0, early_stopping='auto', tau=1.0, window=100,

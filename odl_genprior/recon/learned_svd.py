@@ -22,15 +22,14 @@ module, trained on pairs ``(x, y = A x + e)`` with the weighted loss
 (means over entries and the batch; ``y`` divided by the model's
 ``data_scale``; the code target ``E_x x`` is held fixed in the last term, and
 the term is relative to its size, so that shrinking both codes cannot lower
-it). `tomography_pairs` makes the
-pairs through `odl_genprior.bridge.OperatorLayer` (``A`` is any ODL operator,
+it). `odl_genprior.problems.measurement_pairs` makes the
+pairs (``(y, x)``) through `odl_genprior.bridge.OperatorLayer` (``A`` is any ODL operator,
 e.g. a ``RayTransform``), `train_learned_svd` trains with
 `odl_genprior.training.train` (seeded, checkpointed, resumable run folder),
 `load_learned_svd` rebuilds the model from the folder, and `LearnedSVD` is
 the method under the reconstruction contract. With ``hidden=()`` and
 ``out_activation='none'`` every map is linear: the linear L-SVD.
 """
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,7 @@ from odl_genprior.training import (load_weights, read_run_config,
 __all__ = ('LearnedSVDNet', 'DiagonalMap', 'LearnedSVD', 'LOSS_TERMS',
            'LATENT_MAPS', 'learned_svd_losses', 'check_operator',
            'train_learned_svd',
-           'load_learned_svd', 'tomography_pairs', 'mnist_tomography_pairs',
+           'load_learned_svd', 'mnist_tomography_pairs',
            'describe_operator')
 
 LATENT_MAPS = ('diagonal', 'linear')
@@ -386,30 +385,6 @@ def check_operator(model, operator, who='LearnedSVD', geometry=True):
                              + '; '.join(diffs))
 
 
-def tomography_pairs(operator, images, noise_level=0.05, seed=0,
-                     batch_size=256):
-    """Deprecated: `odl_genprior.problems.measurement_pairs`, as ``(x, y)``.
-
-    The same pairs (same noise) in the old order; kept for one release.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from odl_genprior import problems
-    >>> A = problems.ray_transform(problems.image_space(16), num_angles=4)
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter('ignore', DeprecationWarning)
-    ...     x, y = tomography_pairs(A, np.random.rand(3, 16, 16), seed=1)
-    >>> x.shape, y.shape
-    (torch.Size([3, 16, 16]), torch.Size([3, 4, 25]))
-    """
-    warnings.warn('tomography_pairs is deprecated: use odl_genprior.problems.'
-                  'measurement_pairs, which returns (y, x)',
-                  DeprecationWarning, stacklevel=2)
-    y, x = measurement_pairs(operator, images, noise_level, seed, batch_size)
-    return x, y
-
-
 def mnist_tomography_pairs(operator, n=10000, split='train', start=0,
                            noise_level=0.05, seed=0, directory=None):
     """MNIST digits and their noisy measurements, for training an L-SVD.
@@ -488,7 +463,8 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
         The forward operator the pairs were made with.
     x, y : torch.Tensor
         ``(N, *operator.domain.shape)`` and ``(N, *operator.range.shape)``,
-        e.g. from `tomography_pairs`.
+        e.g. `odl_genprior.problems.measurement_pairs` (which returns
+        ``(y, x)``).
     out_dir : str, Path or None
         The run folder (None: no files).
     latent_dim, hidden, latent_map, out_activation

@@ -27,8 +27,7 @@ import torch
 from odl_genprior._compat.odl_fixes import LineSearchStall
 from odl_genprior.bridge import as_element, to_numpy
 from odl_genprior.recon.base import (Reconstructor, check_option,
-                                     combine_callbacks, progress_bar,
-                                     renamed_options)
+                                     combine_callbacks, progress_bar)
 from odl_genprior.problems.forward import AbsMatrixMultiply
 from odl_genprior.recon.latent import _LatentReconstructor
 
@@ -282,8 +281,7 @@ class WirtingerFlow(Reconstructor):
     truncated : bool
         Truncated spectral initialisation and gradient.
     step_size : float
-        Step size relative to ``1 / ||x0||^2`` (Candes et al.'s ``mu``; old
-        option name ``mu``, deprecated).
+        Step size relative to ``1 / ||x0||^2`` (Candes et al.'s ``mu``).
     power_iter : int
         Power iterations of the spectral initialisation.
     alpha_y, alpha_lb, alpha_ub, alpha_h : float
@@ -308,7 +306,6 @@ class WirtingerFlow(Reconstructor):
 
     name = 'wirtinger-flow'
 
-    @renamed_options(mu='step_size')
     def __init__(self, niter=500, truncated=False, step_size=0.2,
                  power_iter=100, alpha_y=3.0, alpha_lb=0.3, alpha_ub=5.0,
                  alpha_h=5.0, seed=0, callback=None):
