@@ -379,6 +379,7 @@ class CertifiedLearnedGradient(_Unrolled):
     """
 
     scheme = 'certified'
+    display_name = 'certified LG'
 
     def __init__(self, operator, n_iter=10, memory=5, hidden_channels=32,
                  n_layers=2, kernel_size=3, activation='relu',

@@ -22,6 +22,7 @@ so the same learning rate suits any operator. Every scheme starts from zeros
 (the papers) or, with ``start='fbp'``, from the data's filtered
 back-projection (DIVal's ``init_fbp``, which its reference figures use).
 """
+import inspect
 import numbers
 
 import odl
@@ -148,7 +149,28 @@ def _quiet_start(block, scale=0.1):
 class _Unrolled(torch.nn.Module):
     """Shared parts: the scaled operator layers and the input checks."""
 
+    #: the scheme's key in configs and on the command line
     scheme = None
+    #: its name in tables ('learned PD', ...)
+    display_name = None
+
+    @classmethod
+    def defaults(cls):
+        """The scheme's architecture options and their defaults, read from
+        its constructor: what a config records and may set (one place, so
+        that a new option cannot be left out of configs).
+
+        Examples
+        --------
+        >>> LearnedPrimalDual.defaults()['n_iter']
+        10
+        >>> sorted(LearnedForwardBackward.defaults())
+        ['hidden_channels', 'memory', 'n_iter', 'start']
+        """
+        params = inspect.signature(cls.__init__).parameters
+        return {k: p.default for k, p in params.items()
+                if k not in ('self', 'operator', 'group', 'opnorm')
+                and p.default is not p.empty}
 
     def __init__(self, operator, opnorm=None, start='zero'):
         super().__init__()
@@ -310,6 +332,7 @@ class LearnedGradientDescent(_Unrolled):
     """
 
     scheme = 'lgd'
+    display_name = 'learned GD'
 
     def __init__(self, operator, n_iter=10, memory=5, hidden_channels=32,
                  group=None, opnorm=None, start='zero'):
@@ -348,6 +371,7 @@ class LearnedForwardBackward(_Unrolled):
     """
 
     scheme = 'lfb'
+    display_name = 'learned FB'
 
     def __init__(self, operator, n_iter=8, memory=5, hidden_channels=32,
                  group=None, opnorm=None, start='zero'):
@@ -382,6 +406,7 @@ class LearnedPrimalDual(_Unrolled):
     """
 
     scheme = 'lpd'
+    display_name = 'learned PD'
 
     def __init__(self, operator, n_iter=10, n_primal=5, n_dual=5,
                  hidden_channels=32, group=None, opnorm=None, start='zero'):

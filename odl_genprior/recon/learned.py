@@ -28,7 +28,7 @@ from odl_genprior.training import (complete_runs, load_weights,
                                    seed_all, train)
 from odl_genprior.nn.unrolled import SCHEMES
 
-__all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
+__all__ = ('LearnedReconstructor', 'build_unrolled',
            'train_unrolled', 'lr_schedule', 'training_layout', 'protocol_of',
            'pretrained_for', 'load_unrolled', 'list_pretrained_unrolled',
            'pretrained_unrolled', 'PRETRAINED_DIR')
@@ -37,18 +37,6 @@ __all__ = ('LearnedReconstructor', 'UNROLLED_DEFAULTS', 'build_unrolled',
 #: (config.json with the command that made it, weights.pt, metrics.csv).
 PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
 
-# Architecture defaults per scheme (the papers' choices; n_iter etc.).
-UNROLLED_DEFAULTS = {
-    'lgd': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32,
-            'start': 'zero'},
-    'lpd': {'n_iter': 10, 'n_primal': 5, 'n_dual': 5, 'hidden_channels': 32,
-            'start': 'zero'},
-    'lfb': {'n_iter': 8, 'memory': 5, 'hidden_channels': 32,
-            'start': 'zero'},
-    # nonexpansive blocks, a computed Lipschitz constant in the data
-    'certified': {'n_iter': 10, 'memory': 5, 'hidden_channels': 32,
-                  'n_layers': 2},
-}
 # Scheme name -> network class (the certified net refuses a group).
 _NETWORKS = dict(SCHEMES, certified=CertifiedLearnedGradient)
 
@@ -177,7 +165,7 @@ def build_unrolled(config, operator=None):
     ``'certified'``: `odl_genprior.nn.certified.CertifiedLearnedGradient`),
     optional ``group`` (``None`` or ``'C4'`` ...; not for ``'certified'``),
     architecture keys overriding
-    `UNROLLED_DEFAULTS`, and ``benchmark`` (the `EllipseCT` fields) that
+    the scheme's ``defaults()`` (its constructor's options), and ``benchmark`` (the `EllipseCT` fields) that
     makes the operator when ``operator`` is not given.
 
     Examples
@@ -193,9 +181,8 @@ def build_unrolled(config, operator=None):
                          f'{scheme!r}')
     if operator is None:
         operator = make_protocol(config.get('benchmark')).operator
-    kwargs = dict(UNROLLED_DEFAULTS[scheme])
-    kwargs.update({k: config[k] for k in UNROLLED_DEFAULTS[scheme]
-                   if k in config})
+    kwargs = _NETWORKS[scheme].defaults()
+    kwargs.update({k: config[k] for k in kwargs if k in config})
     net = _NETWORKS[scheme](operator, group=config.get('group'), **kwargs)
     net.config = dict(config)  # what rebuilds it (and its benchmark)
     return net
@@ -399,10 +386,10 @@ def _init_weights(model, init, resize=False):
         run = PRETRAINED_DIR / init
     theirs = read_run_config(run, 'unrolled', 'train_unrolled')['unrolled']
     keys = ['scheme', 'group', 'benchmark',
-            *UNROLLED_DEFAULTS.get(model.config['scheme'], {})]
+            *_NETWORKS[model.config['scheme']].defaults()]
     ours = {k: model.config.get(k) for k in keys}
     theirs = {k: theirs.get(k) for k in keys}
-    for k, v in UNROLLED_DEFAULTS.get(model.config['scheme'], {}).items():
+    for k, v in _NETWORKS[model.config['scheme']].defaults().items():
         ours[k] = v if ours[k] is None else ours[k]
         theirs[k] = v if theirs[k] is None else theirs[k]
     if resize:  # the grid may differ, nothing else
@@ -498,12 +485,9 @@ def _load_network(run_dir, build, made_by, device):
     return model.to(device).eval()
 
 
-_SCHEME_NAMES = {'lgd': 'learned GD', 'lpd': 'learned PD',
-                 'lfb': 'learned FB', 'certified': 'certified LG'}
-
-
 def _display_name(config):
-    name = _SCHEME_NAMES.get(config.get('scheme'), str(config.get('scheme')))
+    cls = _NETWORKS.get(config.get('scheme'))
+    name = cls.display_name if cls else str(config.get('scheme'))
     return name + (f' {config["group"]}' if config.get('group') else '')
 
 
