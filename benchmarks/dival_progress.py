@@ -5,7 +5,8 @@ run: the model of its last checkpoint) on DIVal's first ``--n-test`` test
 pairs (`odl_genprior.problems.ellipse_ct.DivalEllipses`), and the CPU-hours
 behind them from ``config.json`` (each session's wall time times its torch
 threads; a run trained before sessions were recorded: its logged wall time
-times ``--threads`` of its name, 1 by default). Each point is added to
+times ``--threads`` of its name, 1 by default; a run started with
+``--init`` adds the hours of the run it started from). Each point is added to
 ``--points`` (a CSV, one row per run and step, kept under ``checkpoints/``
 and committed), so the curve grows session by session; the figure draws
 every point with DIVal's published figures as marks (learned PD 32.27,
@@ -46,17 +47,26 @@ def _folder(name):
     raise SystemExit(f'{name}: neither a run folder nor a shipped network')
 
 
-def cpu_hours(folder, threads=1):
+def cpu_hours(folder, threads=None):
     """CPU-hours of a run: sessions' wall time x threads, or the logged
-    wall time x ``threads`` for runs from before sessions were recorded."""
+    wall time x ``threads`` for runs from before sessions were recorded;
+    plus those of the run it started from (``--init``), so a continued
+    network counts all the training behind it."""
     from odl_genprior.training import read_metrics
 
+    threads = threads or {}
     cfg = json.loads((folder / 'config.json').read_text())
     sessions = cfg.get('sessions') or []
     if sessions and all('wall_seconds' in s for s in sessions):
-        return sum(s['wall_seconds'] * s['threads'] for s in sessions) / 3600
-    rows = read_metrics(folder)
-    return (rows[-1]['time'] if rows else 0.0) * threads / 3600
+        own = sum(s['wall_seconds'] * s['threads'] for s in sessions) / 3600
+    else:
+        rows = read_metrics(folder)
+        own = ((rows[-1]['time'] if rows else 0.0)
+               * int(threads.get(folder.name, 1)) / 3600)
+    init = (cfg.get('user', {}).get('options') or {}).get('init')
+    if init:
+        own += cpu_hours(_folder(init['from']), threads)
+    return own
 
 
 def network(folder):
@@ -110,7 +120,7 @@ def main(argv=None):
         if key not in tests:
             tests[key] = make_protocol(net.config['benchmark']).problems(
                 args.n_test, 'test')
-        hours = cpu_hours(folder, int(threads.get(name, 1)))
+        hours = cpu_hours(folder, threads)
         r = evaluate(LearnedReconstructor(net, name=_display_name(
             net.config)), tests[key])
         label = folder.name
