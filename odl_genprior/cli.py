@@ -968,10 +968,11 @@ def _add_train_parser(sub):
              'data set (128x128 over [-64, 64]^2, 400x400 simulation) or '
              'simulated HTC2022 limited-angle data (one network for 30-90 '
              'degrees; lpd or lfb)')
-    add('--scheme', choices=('lgd', 'lpd', 'lfb', 'certified'),
-        default='lfb',
-        help='learned gradient descent, primal-dual, forward-backward '
-             '(default) or the certified nonexpansive learned gradient')
+    from odl_genprior.recon.learned import NETWORKS
+    add('--scheme', choices=sorted(NETWORKS), default='lfb',
+        help='the unrolled scheme: ' + ', '.join(
+            f'{k} ({cls.display_name})' for k, cls in sorted(
+                NETWORKS.items())) + ' (default lfb)')
     add('--group', default=None,
         help='rotation group of equivariant blocks, e.g. C4, C8, D4 '
              '(default: ordinary blocks)')

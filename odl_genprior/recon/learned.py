@@ -28,7 +28,7 @@ from odl_genprior.training import (complete_runs, load_weights,
                                    seed_all, train)
 from odl_genprior.nn.unrolled import SCHEMES
 
-__all__ = ('LearnedReconstructor', 'build_unrolled',
+__all__ = ('LearnedReconstructor', 'NETWORKS', 'build_unrolled',
            'train_unrolled', 'lr_schedule', 'training_layout', 'protocol_of',
            'pretrained_for', 'load_unrolled', 'list_pretrained_unrolled',
            'pretrained_unrolled', 'PRETRAINED_DIR')
@@ -37,8 +37,10 @@ __all__ = ('LearnedReconstructor', 'build_unrolled',
 #: (config.json with the command that made it, weights.pt, metrics.csv).
 PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
 
-# Scheme name -> network class (the certified net refuses a group).
-_NETWORKS = dict(SCHEMES, certified=CertifiedLearnedGradient)
+#: Scheme name -> network class: the one registry of trainable unrolled
+#: schemes (the command line's --scheme choices come from it; the
+#: certified net refuses a group).
+NETWORKS = dict(SCHEMES, certified=CertifiedLearnedGradient)
 
 
 class LearnedReconstructor(Reconstructor):
@@ -176,14 +178,14 @@ def build_unrolled(config, operator=None):
     'LearnedForwardBackward'
     """
     scheme = config.get('scheme')
-    if scheme not in _NETWORKS:
-        raise ValueError(f'scheme must be one of {sorted(_NETWORKS)}, got '
+    if scheme not in NETWORKS:
+        raise ValueError(f'scheme must be one of {sorted(NETWORKS)}, got '
                          f'{scheme!r}')
     if operator is None:
         operator = make_protocol(config.get('benchmark')).operator
-    kwargs = _NETWORKS[scheme].defaults()
+    kwargs = NETWORKS[scheme].defaults()
     kwargs.update({k: config[k] for k in kwargs if k in config})
-    net = _NETWORKS[scheme](operator, group=config.get('group'), **kwargs)
+    net = NETWORKS[scheme](operator, group=config.get('group'), **kwargs)
     net.config = dict(config)  # what rebuilds it (and its benchmark)
     return net
 
@@ -386,10 +388,10 @@ def _init_weights(model, init, resize=False):
         run = PRETRAINED_DIR / init
     theirs = read_run_config(run, 'unrolled', 'train_unrolled')['unrolled']
     keys = ['scheme', 'group', 'benchmark',
-            *_NETWORKS[model.config['scheme']].defaults()]
+            *NETWORKS[model.config['scheme']].defaults()]
     ours = {k: model.config.get(k) for k in keys}
     theirs = {k: theirs.get(k) for k in keys}
-    for k, v in _NETWORKS[model.config['scheme']].defaults().items():
+    for k, v in NETWORKS[model.config['scheme']].defaults().items():
         ours[k] = v if ours[k] is None else ours[k]
         theirs[k] = v if theirs[k] is None else theirs[k]
     if resize:  # the grid may differ, nothing else
@@ -486,7 +488,7 @@ def _load_network(run_dir, build, made_by, device):
 
 
 def _display_name(config):
-    cls = _NETWORKS.get(config.get('scheme'))
+    cls = NETWORKS.get(config.get('scheme'))
     name = cls.display_name if cls else str(config.get('scheme'))
     return name + (f' {config["group"]}' if config.get('group') else '')
 
