@@ -31,6 +31,12 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, then
     rename it over ``path``.
@@ -50,12 +56,18 @@ def atomic_write(path, write):
     >>> atomic_write(d / 'a.txt', lambda f: f.write(b'whole'))
     >>> (d / 'a.txt').read_bytes(), sorted(p.name for p in d.iterdir())
     (b'whole', ['a.txt'])
+    >>> oct((d / 'a.txt').stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    True
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX(path.name))
     done = False
     try:
+        # mkstemp makes the file private (0600); give it the mode an
+        # ordinary open() would (0666 less the umask): run folders and
+        # caches are shared
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
