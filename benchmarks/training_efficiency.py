@@ -199,7 +199,7 @@ def _keep(run, kept, finished):
                                               else ['checkpoint.pt'])
     for f in files:
         if (run / f).exists():
-            shutil.copy2(run / f, kept / f)
+            shutil.copyfile(run / f, kept / f)  # the umask's mode
     if finished and (kept / 'checkpoint.pt').exists():
         (kept / 'checkpoint.pt').unlink()
 

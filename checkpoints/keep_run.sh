@@ -8,7 +8,7 @@ name=$1
 cd "$(dirname "$0")/.."
 mkdir -p "checkpoints/$name"
 for f in config.json metrics.csv checkpoint.pt; do
-  [ -f "runs/$name/$f" ] && cp "runs/$name/$f" "checkpoints/$name/$f"
+  [ -f "runs/$name/$f" ] && cp --no-preserve=mode "runs/$name/$f" "checkpoints/$name/$f"
 done
 python - "$name" <<'PY'
 import json, sys
