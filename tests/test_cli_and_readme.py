@@ -22,7 +22,7 @@ def test_readme_gives_install_and_test_commands_ci_runs():
     assert main_job and tests
     ci = (ROOT / '.ci' / 'run').read_text()
     # .ci/run installs as the README says and runs its test command.
-    for step in ('pip install torch==2.13.0', 'pip install ".[test]"',
+    for step in ('pip install torch==2.13.0', 'pip install ".[test,deepinv]"',
                  'python -m pytest'):
         assert step in tests[0] and step in ci
 

@@ -30,6 +30,8 @@ ALLOWED = {
     'recon': {'_compat', 'files', 'bridge', 'metrics', 'training', 'data',
               'problems',
               'generators', 'nn', 'bregman', 'diffusion'},
+    'interop': {'bridge', 'problems', 'recon', 'nn', 'metrics', 'training',
+                'diagnostics', 'files', 'data'},
     'cli': {'bridge', 'metrics', 'training', 'data', 'problems',
             'generators', 'nn', 'bregman', 'diffusion', 'recon'},
     '__main__': {'cli'},
