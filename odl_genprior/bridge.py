@@ -31,7 +31,8 @@ from odl.core.space.pspace import ProductSpaceElement
 
 from odl_genprior.files import atomic_write
 
-__all__ = ('TorchOperator', 'OperatorLayer', 'BATCHING_MODES',
+__all__ = ('TorchOperator', 'OperatorLayer', 'check_tensor_operator',
+           'BATCHING_MODES',
            'operator_matrix', 'MatrixAssemblyTooSlow', 'cache_dir',
            'as_tensor', 'as_element',
            'module_state', 'to_numpy', 'space_device', 'space_dtype',
@@ -1087,6 +1088,19 @@ def _astra3d_ok(op):
             and space_device(op.domain).type == 'cuda')
 
 
+def check_tensor_operator(operator):
+    """Refuse anything but an ODL operator between tensor spaces (a
+    ``TypeError`` naming the space): what `OperatorLayer` applies."""
+    if not isinstance(operator, odl.Operator):
+        raise TypeError(f'`operator` must be an odl.Operator, got '
+                        f'{type(operator).__name__}')
+    for space, role in ((operator.domain, 'domain'),
+                        (operator.range, 'range')):
+        if not hasattr(space, 'shape') or not hasattr(space, 'weighting'):
+            raise TypeError(f'operator {role} {space!r} is not a tensor '
+                            'space')
+
+
 class OperatorLayer(torch.nn.Module):
     """An ODL operator as a torch layer, with autograd, on whole batches.
 
@@ -1160,14 +1174,7 @@ class OperatorLayer(torch.nn.Module):
 
     def __init__(self, operator, batching='auto', cache=True):
         super().__init__()
-        if not isinstance(operator, odl.Operator):
-            raise TypeError(f'`operator` must be an odl.Operator, got '
-                            f'{type(operator).__name__}')
-        for space, role in ((operator.domain, 'domain'),
-                            (operator.range, 'range')):
-            if not hasattr(space, 'shape') or not hasattr(space, 'weighting'):
-                raise TypeError(f'operator {role} {space!r} is not a tensor '
-                                'space')
+        check_tensor_operator(operator)
         if batching not in BATCHING_MODES:
             raise ValueError(f'batching must be one of {BATCHING_MODES}, got '
                              f'{batching!r}')

@@ -52,8 +52,8 @@ import odl
 import torch
 
 from odl_genprior.bridge import (OperatorLayer, as_element, as_tensor,
-                                 module_device, space_device, space_dtype,
-                                 space_weight)
+                                 check_tensor_operator, module_device,
+                                 space_device, space_dtype, space_weight)
 
 __all__ = ('as_physics', 'as_operator', 'protocol_dataset', 'as_solver',
            'import_deepinv', 'prepare_torchvision', 'PhysicsOperator',
@@ -122,13 +122,9 @@ def import_deepinv():
 # --- checks ----------------------------------------------------------------
 
 def _check_operator(operator):
-    if not isinstance(operator, odl.Operator):
-        raise TypeError(f'`operator` must be an odl.Operator, got '
-                        f'{type(operator).__name__}')
+    check_tensor_operator(operator)
     for space, role in ((operator.domain, 'domain'),
                         (operator.range, 'range')):
-        if not hasattr(space, 'shape') or not hasattr(space, 'weighting'):
-            raise TypeError(f'operator {role} {space!r} is not a tensor space')
         if getattr(space, 'is_complex', False):
             raise ValueError(f'operator {role} {space!r} is complex; deepinv '
                              'physics of real ODL operators only')
