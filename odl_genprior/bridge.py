@@ -33,7 +33,8 @@ from odl_genprior.files import atomic_write
 
 __all__ = ('TorchOperator', 'OperatorLayer', 'check_tensor_operator',
            'BATCHING_MODES',
-           'operator_matrix', 'MatrixAssemblyTooSlow', 'cache_dir',
+           'operator_matrix', 'MatrixAssemblyTooSlow', 'MatrixTooLarge',
+           'cache_dir',
            'as_tensor', 'as_element',
            'module_state', 'to_numpy', 'space_device', 'space_dtype',
            'space_weight', 'module_device')
@@ -636,6 +637,11 @@ class MatrixAssemblyTooSlow(RuntimeError):
     `MATRIX_MAX_SECONDS`: apply the operator with ``batching='loop'``."""
 
 
+class MatrixTooLarge(MemoryError):
+    """`operator_matrix` estimates (or finds) more nonzeros than
+    `MATRIX_MAX_NNZ`: apply the operator with ``batching='loop'``."""
+
+
 def cache_dir():
     """Folder of the package's on-disk caches (assembled operator matrices,
     simulated data sets).
@@ -927,7 +933,7 @@ def _check_estimate(op, nnz, seconds, itemsize):
     """Refuse an assembly whose estimate is over the limits, in one line."""
     if nnz > MATRIX_MAX_NNZ:
         gb = nnz * (itemsize + 4) / 1e9
-        raise MemoryError(
+        raise MatrixTooLarge(
             f'the matrix of {_describe(op)} would have about {nnz:.3g} '
             f'nonzeros (~{gb:.2g} GB as CSR, twice that to assemble), over '
             f'the limit MATRIX_MAX_NNZ = {MATRIX_MAX_NNZ}: use '
@@ -989,7 +995,7 @@ def _assemble(operator, chunk):
                 elif bar is not None:
                     bar.update(len(idx))
                 if nnz > MATRIX_MAX_NNZ:
-                    raise MemoryError(
+                    raise MatrixTooLarge(
                         f'the matrix of {_describe(operator)} has more than '
                         f'{nnz} nonzeros after {k + 1} of {n_chunks} chunks, '
                         f'over the limit MATRIX_MAX_NNZ = {MATRIX_MAX_NNZ}: '

@@ -1234,12 +1234,14 @@ def main(argv=None):
     if not getattr(args, 'func', None):
         parser.print_help()
         return 0
+    from odl_genprior.bridge import MatrixAssemblyTooSlow, MatrixTooLarge
     from odl_genprior.training import RunInUseError
 
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError,
-            NotADirectoryError, RunInUseError) as err:
+            NotADirectoryError, RunInUseError, MatrixTooLarge,
+            MatrixAssemblyTooSlow) as err:
         # Bad input (sizes, folders, a run of another configuration): the
         # message names what is wrong; a traceback would bury it.
         if os.environ.get('ODL_GENPRIOR_TRACEBACK'):

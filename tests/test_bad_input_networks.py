@@ -313,3 +313,13 @@ def test_torch_operator_names_the_space_and_the_module():
                                              rf'input of shape \(1, 8, 8\).*'
                                              f'{words}'):
             TorchOperator(module, s, s)(s.one())
+
+
+def test_a_matrix_over_the_limit_is_one_line_exit_2(monkeypatch, capsys):
+    from odl_genprior import bridge
+
+    monkeypatch.setenv('ODL_GENPRIOR_CACHE', '/nonexistent/none')
+    monkeypatch.setattr(bridge, 'MATRIX_MAX_NNZ', 1000)
+    one_line_exit_2(['reconstruct', 'dps', '--size', '64', '--angles', '20',
+                     '--quiet'], capsys, 'nonzeros', 'MATRIX_MAX_NNZ',
+                    "batching='loop'")
