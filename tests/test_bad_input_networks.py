@@ -319,7 +319,7 @@ def test_a_matrix_over_the_limit_is_one_line_exit_2(monkeypatch, capsys):
     from odl_genprior import bridge
 
     monkeypatch.setenv('ODL_GENPRIOR_CACHE', '/nonexistent/none')
-    monkeypatch.setattr(bridge, 'MATRIX_MAX_NNZ', 1000)
+    monkeypatch.setattr(bridge.matrix, 'MATRIX_MAX_NNZ', 1000)
     one_line_exit_2(['reconstruct', 'dps', '--size', '64', '--angles', '20',
                      '--quiet'], capsys, 'nonzeros', 'MATRIX_MAX_NNZ',
                     "batching='loop'")

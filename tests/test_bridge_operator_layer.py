@@ -184,7 +184,7 @@ def test_ray_transform_matrix_is_cached_on_disk(tmp_path, monkeypatch):
     assert len(files) == 1
     a2 = problems.ray_transform(problems.image_space(12), num_angles=5)
     calls = []
-    monkeypatch.setattr(bridge, '_apply_per_sample',
+    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
                         lambda *a: calls.append(1) / 0)
     m2 = bridge.operator_matrix(a2)  # no ODL call: from disk
     assert not calls and (m1 != m2).nnz == 0
@@ -251,7 +251,7 @@ def test_adjoint_layer_reuses_the_assembled_matrix(monkeypatch):
     layer.matrix()
     calls = []
     real = bridge._apply_per_sample
-    monkeypatch.setattr(bridge, '_apply_per_sample',
+    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
                         lambda *a: calls.append(1) or real(*a))
     x = torch.rand((3,) + op.domain.shape, requires_grad=True)
     layer(x).sum().backward()  # backward: the adjoint layer, no ODL call
@@ -300,7 +300,7 @@ def _count_batches(monkeypatch):
     """Record the batch size of every ODL per-sample application."""
     from odl_genprior import bridge
     sizes, real = [], bridge._apply_per_sample
-    monkeypatch.setattr(bridge, '_apply_per_sample',
+    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
                         lambda op, x: sizes.append(len(x)) or real(op, x))
     return sizes
 
@@ -316,7 +316,7 @@ def test_assembly_blocks_stay_under_the_memory_bound(block_bytes,
     dense = OperatorLayer(grad, batching='loop')(x).reshape(3, -1)
     torch.testing.assert_close(
         torch.from_numpy(full @ x.reshape(3, -1).numpy().T).T, dense)
-    monkeypatch.setattr(bridge, 'MATRIX_BLOCK_BYTES', block_bytes)
+    monkeypatch.setattr(bridge.matrix, 'MATRIX_BLOCK_BYTES', block_bytes)
     sizes = _count_batches(monkeypatch)
     grad2 = odl.Gradient(odl.uniform_discr([0, 0], [1, 1], (8, 9),
                                            dtype='float32'))
@@ -348,7 +348,7 @@ def test_assembly_refused_up_front_by_the_nonzero_estimate(monkeypatch):
     from odl_genprior import bridge
     ray = _batching_operators()['ray']
     nnz = bridge.operator_matrix(ray, cache=False).nnz
-    monkeypatch.setattr(bridge, 'MATRIX_MAX_NNZ', nnz // 2)
+    monkeypatch.setattr(bridge.matrix, 'MATRIX_MAX_NNZ', nnz // 2)
     sizes = _count_batches(monkeypatch)
     with pytest.raises(MemoryError) as err:
         bridge.operator_matrix(_batching_operators()['ray'], cache=False,
@@ -372,7 +372,7 @@ def test_assembly_refused_up_front_by_the_nonzero_estimate(monkeypatch):
 
 def test_assembly_refused_up_front_by_the_time_estimate(monkeypatch):
     from odl_genprior import bridge
-    monkeypatch.setattr(bridge, 'MATRIX_MAX_SECONDS', 1e-9)
+    monkeypatch.setattr(bridge.matrix, 'MATRIX_MAX_SECONDS', 1e-9)
     sizes = _count_batches(monkeypatch)
     grad = odl.Gradient(odl.uniform_discr([0, 0], [1, 1], (8, 9),
                                           dtype='float32'))
@@ -382,7 +382,7 @@ def test_assembly_refused_up_front_by_the_time_estimate(monkeypatch):
     assert len(sizes) == 1 and '\n' not in msg
     assert 'domain shape (8, 9)' in msg and 'range shape (2, 8, 9)' in msg
     assert 'MATRIX_MAX_SECONDS' in msg and "batching='loop'" in msg
-    monkeypatch.setattr(bridge, 'MATRIX_BLOCK_BYTES', 4096)  # 4 a chunk
+    monkeypatch.setattr(bridge.matrix, 'MATRIX_BLOCK_BYTES', 4096)  # 4 a chunk
     with pytest.raises(bridge.MatrixAssemblyTooSlow):
         OperatorLayer(grad, batching='matrix')(torch.randn(2, 8, 9))
 
@@ -392,7 +392,7 @@ def test_assembly_shows_progress_only_when_slow(monkeypatch, capsys):
     bridge.operator_matrix(_batching_operators()['ray'], cache=False,
                            chunk=8)
     assert 'matrix of RayTransform' not in capsys.readouterr().err
-    monkeypatch.setattr(bridge, 'MATRIX_PROGRESS_SECONDS', 0.0)
+    monkeypatch.setattr(bridge.matrix, 'MATRIX_PROGRESS_SECONDS', 0.0)
     bridge.operator_matrix(_batching_operators()['ray'], cache=False,
                            chunk=8)
     err = capsys.readouterr().err

@@ -82,7 +82,7 @@ def test_matrix_file_carries_its_key_and_checksum(cache, monkeypatch):
     _forget()
     calls = []
     real = bridge._apply_per_sample
-    monkeypatch.setattr(bridge, '_apply_per_sample',
+    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
                         lambda *a: calls.append(1) or real(*a))
     again = bridge.operator_matrix(_rays()['parallel'])  # from disk
     assert not calls and _same(again, m)
