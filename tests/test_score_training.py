@@ -240,7 +240,7 @@ def test_diffusion_methods_refuse_other_image_sizes(shipped):
     from odl_genprior.recon import DiffusionPosteriorSampling, ScoreProjection
     problem = ct(size=32, num_angles=8, seed=0)
     for cls in (DiffusionPosteriorSampling, ScoreProjection):
-        method = cls(shipped, shipped.sde, steps=2, n_samples=1)
+        method = cls(shipped, shipped.sde, niter=2, n_samples=1)
         with pytest.raises(ValueError, match=r'trained on 64x64 images but '
                                              r'the problem space .* has '
                                              r'shape \(32, 32\)'):
