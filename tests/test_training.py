@@ -364,6 +364,12 @@ def test_config_records_each_session_machine_threads_and_wall_time(
     assert first['wall_seconds'] >= 0 and second['wall_seconds'] >= 0
     assert first['versions']['torch'] == torch.__version__
     assert cfg['steps_done'] == 4 and cfg['wall_seconds'] >= 0
+    # a session recorded without its own wall time gets the remainder
+    del cfg['sessions'][0]['wall_seconds']
+    (tmp_path / 'config.json').write_text(json.dumps(cfg))
+    train(a, mse, data, out_dir=tmp_path, steps=4, **kw)  # finished: as is
+    cfg = json.loads((tmp_path / 'config.json').read_text())
+    assert cfg['sessions'][0]['wall_seconds'] >= 0
     # provenance in the user config may be added to a run in flight; any
     # other user entry is compared
     r = train(a, mse, data, out_dir=tmp_path, steps=5, **kw,

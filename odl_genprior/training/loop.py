@@ -740,6 +740,12 @@ class _Run:
                     tmp.unlink()
             previous = (_read_config_file(cfg_path).get('sessions', [])
                         if cfg_path.exists() else [])
+            missing = [s for s in previous if 'wall_seconds' not in s]
+            if ckpt is not None and len(missing) == 1:
+                # a session of a version that kept only the total time
+                known = sum(s.get('wall_seconds', 0.0) for s in previous)
+                missing[0]['wall_seconds'] = round(
+                    max(0.0, ckpt['elapsed'] - known), 1)
             self.config['sessions'] = previous + [_session(
                 self.world, self.device,
                 0 if ckpt is None else ckpt['step'])]
