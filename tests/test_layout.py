@@ -131,3 +131,13 @@ def test_relative_imports_are_read(tmp_path, monkeypatch):
     assert ('odl_genprior.problems.forward', 'problems', 'recon') in found
     assert ('odl_genprior.problems.forward', 'problems', 'metrics') in found
     assert ('odl_genprior.problems', 'problems', 'problems') in found
+
+
+def test_the_package_own_deprecations_fail_the_tests():
+    """pyproject's filterwarnings turn a DeprecationWarning raised from the
+    package's code into an error (issue 26: one name per thing)."""
+    code = compile("import warnings\nwarnings.warn('old', DeprecationWarning)",
+                   'probe', 'exec')
+    with pytest.raises(DeprecationWarning):
+        exec(code, {'__name__': 'odl_genprior.probe'})
+    exec(code, {'__name__': 'someone_else'})  # others' are ignored
