@@ -370,6 +370,7 @@ def test_config_records_each_session_machine_threads_and_wall_time(
     train(a, mse, data, out_dir=tmp_path, steps=4, **kw)  # finished: as is
     cfg = json.loads((tmp_path / 'config.json').read_text())
     assert cfg['sessions'][0]['wall_seconds'] >= 0
+    assert cfg['steps_done'] == 4  # kept when a finished run is opened
     # provenance in the user config may be added to a run in flight; any
     # other user entry is compared
     r = train(a, mse, data, out_dir=tmp_path, steps=5, **kw,

@@ -738,8 +738,12 @@ class _Run:
             for f in (CONFIG, METRICS, CHECKPOINT, WEIGHTS):
                 for tmp in out.glob(TMP_PREFIX(f) + '*'):  # left by a killed run
                     tmp.unlink()
-            previous = (_read_config_file(cfg_path).get('sessions', [])
-                        if cfg_path.exists() else [])
+            old_cfg = (_read_config_file(cfg_path) if cfg_path.exists()
+                       else {})
+            previous = old_cfg.get('sessions', [])
+            for key in ('steps_done', 'wall_seconds'):  # until a checkpoint
+                if key in old_cfg:
+                    self.config[key] = old_cfg[key]
             missing = [s for s in previous if 'wall_seconds' not in s]
             if ckpt is not None and len(missing) == 1:
                 # a session of a version that kept only the total time
