@@ -270,7 +270,8 @@ def test_demo_default_dival_learned_rows_beat_tv(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "DIVal's ellipses (test image 0)" in out.stdout
     psnr = {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^(FBP|TV|learned PD|learned FB C4)\s+([\d.]+)\s', out.stdout,
+        r'^(FBP|TV|learned PD|learned FB C4)(?: \([\w-]+\))?\s+([\d.]+)\s',
+        out.stdout,
         flags=re.M)}
     assert set(psnr) == {'FBP', 'TV', 'learned PD', 'learned FB C4'}
     assert psnr['TV'] > psnr['FBP'] + 3

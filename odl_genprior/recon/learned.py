@@ -92,7 +92,9 @@ class LearnedReconstructor(Reconstructor):
     def pretrained(cls, name, device='cpu', allow_other_operator=False):
         """The method of a shipped network (`pretrained_unrolled`).
 
-        Named after the network's scheme (``'learned PD'``, ...).
+        Named after the network's scheme (``'learned PD'``, ...), and its
+        shipped name too where two networks of one scheme ship
+        (``'learned PD (dival-lpd-long-128)'``).
 
         Examples
         --------
@@ -102,7 +104,15 @@ class LearnedReconstructor(Reconstructor):
         KeyError: "no shipped unrolled network 'no-such-model'; available: [...]"
         """
         model = pretrained_unrolled(name, device=device)
-        return cls(model, name=_display_name(model.config),
+        label = _display_name(model.config)
+        # two shipped networks of one scheme (a longer run beside the
+        # first): tell them apart by name
+        protocol = protocol_of(model.config)
+        same = [n for n in pretrained_for(protocol) if n != name and
+                _display_name(read_run_config(
+                    PRETRAINED_DIR / n, 'unrolled',
+                    'train_unrolled')['unrolled']) == label]
+        return cls(model, name=f'{label} ({name})' if same else label,
                    allow_other_operator=allow_other_operator)
 
     def __repr__(self):
