@@ -397,7 +397,7 @@ def _demo(args):
         ax.imshow(img.T if not is_sino else img, cmap='gray', origin='lower',
                   aspect='auto' if is_sino else 'equal',
                   vmin=None if is_sino else 0, vmax=None if is_sino else 1)
-        ax.set_title(title)
+        ax.set_title(title.replace(" (", "\n("), fontsize=9)  # long names
         ax.axis('off')
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
