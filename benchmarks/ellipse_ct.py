@@ -61,7 +61,7 @@ from odl_genprior.recon.learned import (  # noqa: E402
     PRETRAINED_DIR, LearnedReconstructor,
     pretrained_for,
     train_unrolled)
-from odl_genprior.training import read_metrics  # noqa: E402
+from odl_genprior.training import read_metrics, read_run_config  # noqa: E402
 
 # (scheme, group, DIVal reference PSNR on its ellipses, 128x128, 30 angles)
 MODELS = {'lgd': ('lgd', None, 30.30), 'lpd': ('lpd', None, 32.27),
@@ -106,7 +106,10 @@ def _shipped_row(name):
     minutes = rows[-1].get('time', float('nan')) / 60 if rows else float('nan')
     ref = None if cfg.get('group') else DIVAL_SHIPPED.get(cfg['scheme'])
     n_par = sum(p.numel() for p in model.parameters())
-    return (f'{method.name} ({name})',
+    label = method.name if name in method.name else f'{method.name} ({name})'
+    init = (read_run_config(PRETRAINED_DIR / name, 'options', '')['options']
+            .get('init') or {}).get('from')
+    return (label + (f', from {init}' if init else ''),
             f'{steps} steps, {minutes:.0f} min, {n_par / 1e3:.0f}k par.',
             ref, method)
 
