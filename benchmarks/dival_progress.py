@@ -72,7 +72,7 @@ def cpu_hours(folder, threads=None):
 def network(folder):
     """The run's network with its latest weights, and the step they are at."""
     from odl_genprior.recon.learned import build_unrolled, load_unrolled
-    from odl_genprior.training import load_weights, read_run_config
+    from odl_genprior.training import read_run_config
 
     ckpt = folder / 'checkpoint.pt'
     weights = folder / 'weights.pt'
@@ -81,12 +81,12 @@ def network(folder):
                              >= ckpt.stat().st_mtime):
         step = cfg.get('steps_done') or cfg['epochs'] * cfg['steps_per_epoch']
         return load_unrolled(folder), step
+    import torch
     user = read_run_config(folder, 'unrolled', 'train_unrolled')
     net = build_unrolled(user['unrolled'])
-    load_weights(net, ckpt)
-    import torch
-    step = torch.load(ckpt, weights_only=True, map_location='cpu')['step']
-    return net.eval(), step
+    state = torch.load(ckpt, weights_only=True, map_location='cpu')
+    net.load_state_dict(state['models']['model'])
+    return net.eval(), state['step']
 
 
 def main(argv=None):

@@ -414,7 +414,7 @@ class PhysicsOperator(odl.Operator):
         """ODL's adjoint ``W_dom^{-1} A^T W_ran`` (``A^T``: the physics'
         ``A_adjoint``)."""
         if not self.is_linear:
-            raise NotImplementedError(
+            raise odl.OpNotImplementedError(  # ODL's word for "no adjoint"
                 f'{type(self.physics).__name__} is not a LinearPhysics: it '
                 'has no adjoint (use derivative(x).adjoint)')
         return _PhysicsTranspose(self, None)

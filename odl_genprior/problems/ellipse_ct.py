@@ -190,9 +190,7 @@ class DivalEllipses(Protocol):
     MAX_ELLIPSES = 70
 
     def __post_init__(self):
-        if self.protocol != 'dival':
-            raise ValueError(f'DivalEllipses is the "dival" protocol, got '
-                             f'protocol={self.protocol!r}')
+        self._check_protocol_field()
         for name in ('size', 'num_angles', 'sim_size'):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 2:

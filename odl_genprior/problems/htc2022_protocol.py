@@ -150,9 +150,7 @@ class HTC2022LimitedAngle(Protocol):
         return cls(size=16, max_range=10.0, min_range=6.0, angle_step=2.0)
 
     def __post_init__(self):
-        if self.protocol != self.name:
-            raise ValueError(f'HTC2022LimitedAngle is the "htc2022" protocol, '
-                             f'got protocol={self.protocol!r}')
+        self._check_protocol_field()
         self._operator = None
 
     @property

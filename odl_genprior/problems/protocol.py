@@ -59,6 +59,13 @@ class Protocol(abc.ABC):
         """A small instance (seconds to use): for tests and examples."""
         return cls()
 
+    def _check_protocol_field(self):
+        """A dataclass field ``protocol`` (recorded in configs) must be the
+        class's own name."""
+        if getattr(self, 'protocol', self.name) != self.name:
+            raise ValueError(f'{type(self).__name__} is the "{self.name}" '
+                             f'protocol, got protocol={self.protocol!r}')
+
     def problems(self, n, split='test', start=0):
         """Samples ``start..start+n-1`` of ``split`` as problems."""
         return [self.problem(i, split) for i in range(start, start + n)]
