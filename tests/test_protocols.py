@@ -9,6 +9,7 @@ import torch
 import odl_genprior.problems  # noqa: F401  (registers the protocols)
 from odl_genprior.bridge import to_numpy
 from odl_genprior.problems.protocol import (PROTOCOLS, Protocol,
+                                            parallel_pairs,
                                             make_protocol, register)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -59,6 +60,29 @@ def test_pairs_are_seeded_shaped_and_split(name):
         torch.testing.assert_close(a[1:], b, rtol=0, atol=0)
     other = proto.pairs(1, 'validation')
     assert not torch.equal(other[-1][0], two[-1][0])
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_parallel_pairs_are_the_sequential_pairs_bit_for_bit(name):
+    bench = PROTOCOLS[name].small()
+    one = bench.pairs(5, 'train', start=2)
+    two = parallel_pairs(bench, 5, 'train', start=2, workers=2)
+    if bench.sample_wise:  # what lets parallel_pairs split the work
+        three = bench.pairs(3, 'train', start=4)
+        assert torch.equal(three[0], one[0][2:])
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.equal(a, b)
+        assert float(a.abs().max()) > 0  # random samples, not zeros
+
+
+def test_parallel_pairs_refuses_bad_workers_and_splits():
+    bench = PROTOCOLS['dival'].small()
+    with pytest.raises(ValueError, match='workers'):
+        parallel_pairs(bench, 2, workers=0)
+    with pytest.raises(ValueError, match='split'):
+        parallel_pairs(bench, 2, split='tests', workers=2)
 
 
 def test_register_refuses_non_protocols_and_second_names():

@@ -33,6 +33,7 @@ from odl_genprior.problems.cache import cached_arrays
 from odl_genprior.problems.forward import ForwardProblem
 from odl_genprior.problems.protocol import (PROTOCOLS, SPLITS, Protocol,
                                             _check_split, make_protocol,
+                                            parallel_pairs,
                                             register)
 
 __all__ = ('SPLITS', 'EllipseCT', 'DivalEllipses', 'PROTOCOLS',
@@ -333,13 +334,15 @@ class DivalEllipses(Protocol):
         return torch.from_numpy(ys), torch.from_numpy(xs)
 
 
-def cached_pairs(bench, n, split='train', progress=False, cache=True):
+def cached_pairs(bench, n, split='train', progress=False, cache=True,
+                 workers=1):
     """``bench.pairs(n, split)``, kept on disk for the next call.
 
     Large training sets (thousands of DIVal pairs, minutes to simulate)
     are written once under ``cache_dir() / 'datasets'``, keyed by the
     benchmark's configuration, the split and ``n``; a cut or foreign file
-    is made again. Small sets (``n < 256``) are not cached.
+    is made again. Small sets (``n < 256``) are not cached. ``workers``
+    processes simulate a missing set (`parallel_pairs`: the same pairs).
 
     Examples
     --------
@@ -347,11 +350,15 @@ def cached_pairs(bench, n, split='train', progress=False, cache=True):
     >>> tuple(y.shape)
     (2, 4, 25)
     """
+    def simulate():
+        return parallel_pairs(bench, n, split, workers=workers,
+                              progress=progress)
+
     if not cache:
-        return bench.pairs(n, split, progress=progress)
+        return simulate()
     y, x = cached_arrays(
         [type(bench).__name__, bench.config(), split, n, 'v1'],
-        lambda: [t.numpy() for t in bench.pairs(n, split, progress=progress)],
+        lambda: [t.numpy() for t in simulate()],
         ('y', 'x'), length=n)
     return torch.from_numpy(y), torch.from_numpy(x)
 

@@ -149,6 +149,9 @@ class HTC2022LimitedAngle(Protocol):
     def small(cls):
         return cls(size=16, max_range=10.0, min_range=6.0, angle_step=2.0)
 
+    # the ranges of n pairs are drawn before the first phantom
+    sample_wise = False
+
     def __post_init__(self):
         self._check_protocol_field()
         self._operator = None

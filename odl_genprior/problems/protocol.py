@@ -14,7 +14,10 @@ one class with these methods and a ``@register``; the conformance test
 import abc
 import dataclasses
 
-__all__ = ('Protocol', 'PROTOCOLS', 'SPLITS', 'register', 'make_protocol')
+import numpy as np
+
+__all__ = ('Protocol', 'PROTOCOLS', 'SPLITS', 'register', 'make_protocol',
+           'parallel_pairs')
 
 #: The splits of every protocol, and their index in seeds.
 SPLITS = {'train': 0, 'validation': 1, 'test': 2}
@@ -32,6 +35,9 @@ class Protocol(abc.ABC):
 
     #: registry key, and the ``'protocol'`` entry of configs
     name = None
+    #: whether sample ``i`` of ``pairs`` is the same whatever ``n`` and
+    #: ``start`` (then `parallel_pairs` may split the work)
+    sample_wise = True
 
     @property
     @abc.abstractmethod
@@ -120,3 +126,59 @@ def make_protocol(config=None):
         raise ValueError(f'unknown {name!r} benchmark option(s) '
                          f'{unknown}; known: {sorted(fields)}')
     return cls(**config)
+
+
+def _pairs_chunk(config, n, split, start):
+    """One worker's share of `parallel_pairs` (arrays: they pickle)."""
+    import torch
+    torch.set_num_threads(1)
+    return [t.numpy() for t in make_protocol(config).pairs(n, split, start)]
+
+
+def parallel_pairs(protocol, n, split='train', start=0, workers=1,
+                   progress=False):
+    """``protocol.pairs(n, split, start)`` simulated by ``workers``
+    processes, each on one contiguous share of the samples.
+
+    The same tensors as the single-process call, bit for bit: where a
+    protocol's samples are ``sample_wise`` (sample ``i`` the same whatever
+    ``n`` and ``start``), the shares concatenate to the whole; other
+    protocols are simulated by one process. DIVal's 32,000 training pairs
+    take about 11 minutes on one core; ``workers`` cores divide that.
+
+    Examples
+    --------
+    >>> from odl_genprior.problems.ellipse_ct import DivalEllipses
+    >>> bench = DivalEllipses.small()
+    >>> y, x = parallel_pairs(bench, 4, workers=2)
+    >>> y1, x1 = bench.pairs(4)
+    >>> bool((y == y1).all() and (x == x1).all())
+    True
+    """
+    import torch
+
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f'workers must be an integer >= 1, got {workers!r}')
+    _check_split(split)
+    workers = min(workers, max(n, 1))
+    if workers == 1 or not protocol.sample_wise:
+        return protocol.pairs(n, split, start, progress=progress)
+    import concurrent.futures
+    import multiprocessing
+    config = {'protocol': protocol.name, **protocol.config()}
+    bounds = [start + n * k // workers for k in range(workers + 1)]
+    # spawn, not fork: the parent may hold threads (torch, ASTRA) that a
+    # forked child would inherit half-locked.
+    ctx = multiprocessing.get_context('spawn')
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+        futures = [ex.submit(_pairs_chunk, config, b - a, split, a)
+                   for a, b in zip(bounds[:-1], bounds[1:])]
+        if progress:
+            from tqdm import tqdm
+            for _ in tqdm(concurrent.futures.as_completed(futures),
+                          total=workers,
+                          desc=f'{protocol.name} {split} ({workers} workers)'):
+                pass
+        parts = [f.result() for f in futures]
+    return tuple(torch.from_numpy(np.concatenate(arrays))
+                 for arrays in zip(*parts))
