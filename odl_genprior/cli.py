@@ -418,7 +418,7 @@ def _train_limited_angle(args, command):
     given = [f'--{name.replace("_", "-")}' for name, unset in (
         ('angles', None), ('noise', None), ('geometry', 'parallel'),
         ('data_seed', 0), ('start', None), ('init', None),
-        ('init_resize', False))
+        ('init_resize', False), ('data_workers', 1))
         if getattr(args, name) != unset]
     if given:
         print(f'odl-genprior train: error: --protocol htc2022 has its own '
@@ -444,7 +444,8 @@ def _train_limited_angle(args, command):
                         command=command,
                         checkpoint_every=args.checkpoint_every,
                         autocast=args.autocast, steps=args.steps,
-                        warmup=args.warmup, compile=args.compile)
+                        warmup=args.warmup, compile=args.compile,
+                        device=args.device)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior htc2022 FILE.mat --method '
           f'{args.out}')
@@ -556,7 +557,8 @@ def _train_unrolled(args, command):
                    command=command, checkpoint_every=args.checkpoint_every,
                    init=args.init, init_resize=args.init_resize,
                    autocast=args.autocast, steps=args.steps,
-                   warmup=args.warmup, compile=args.compile)
+                   warmup=args.warmup, compile=args.compile,
+                   device=args.device, data_workers=args.data_workers)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior reconstruct learned --model '
           f'{args.out}')
@@ -1016,6 +1018,12 @@ def _add_train_parser(sub):
              'schedule (default 0)')
     add('--compile', action='store_true',
         help='run the learned blocks through torch.compile')
+    add('--device', default='cpu',
+        help="torch device of the training steps, e.g. 'cuda' (default "
+             "cpu; a run may resume on another device)")
+    add('--data-workers', type=_positive_int, default=1, metavar='N',
+        help='processes that simulate missing training pairs (the same '
+             'pairs; default 1; not htc2022)')
 
     add = kind('learned-svd', 'Train a learned SVD (Boink and Brune) on '
                               'pairs (image, noisy parallel-beam sinogram) '

@@ -201,12 +201,13 @@ class _Unrolled(torch.nn.Module):
             if geometry is None:
                 raise ValueError(f"start='fbp' needs a ray transform (an "
                                  f'operator with a geometry), got {operator!r}')
-            # DIVal's init_fbp: Hann filter, frequency scaling 0.4. The
-            # filter is global along the detector (no sparse matrix): one
-            # ODL call per sample, outside autograd (y is data).
-            fbp = tomo.fbp_op(operator, filter_type='Hann',
-                              frequency_scaling=0.4)
-            self._fbp = OperatorLayer(fbp, batching='loop', cache=False)
+            # DIVal's init_fbp: Hann filter, frequency scaling 0.4; ODL's
+            # fbp_op is A^* after its filter, so the filter is a layer of
+            # its own (a sparse matrix once that pays: each row mixes one
+            # angle's detector pixels) before this network's A^T layer.
+            fbp_filter = tomo.fbp_filter_op(operator, filter_type='Hann',
+                                            frequency_scaling=0.4)
+            self._fbp_filter = OperatorLayer(fbp_filter, cache=False)
 
     def A(self, x):
         """``A x / ||A||`` on a batch ``(B, C, H, W)`` (channels kept).
@@ -276,8 +277,8 @@ class _Unrolled(torch.nn.Module):
         shape = (y.shape[0], channels) + self.image_shape
         if self.start == 'zero':
             return y.new_zeros(shape)
-        with torch.no_grad():
-            x = self._fbp(y * self.opnorm)  # FBP of the unscaled data
+        with torch.no_grad():  # FBP of the unscaled data
+            x = self._At(self._fbp_filter(y * self.opnorm))
         return x.expand(shape).contiguous()
 
     def plan_operator(self, samples):
@@ -285,6 +286,8 @@ class _Unrolled(torch.nn.Module):
         come (`odl_genprior.bridge.OperatorLayer.plan`): the exact sparse
         matrix from the first step when the work pays for assembling it,
         else ODL's per-sample calls. Returns the mode."""
+        if self.start == 'fbp':
+            self._fbp_filter.plan(samples)
         return self._A.plan(samples)
 
     def gradient(self, x, y):

@@ -202,7 +202,9 @@ def build_unrolled(config, operator=None):
 
 def _psnr_metric(model, val):
     y, x = val
-    x_hat = torch.cat([model(y[i:i + 8]) for i in range(0, len(y), 8)])
+    dev = next(model.parameters()).device  # the pairs stay on the CPU
+    x_hat = torch.cat([model(y[i:i + 8].to(dev)).float().cpu()
+                       for i in range(0, len(y), 8)])
     psnr = np.mean([metrics.psnr(a.numpy(), b.numpy())
                     for a, b in zip(x_hat, x)])
     return {'mse': torch.mean((x_hat - x) ** 2).item(), 'psnr': float(psnr)}
@@ -217,7 +219,8 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
                    steps=None, batch_size=4, lr=1e-3, warmup=0, seed=0,
                    progress=True, resume=True, command=None,
                    checkpoint_every=None, log_every=10, init=None,
-                   init_resize=False, autocast=None, compile=False):
+                   init_resize=False, autocast=None, compile=False,
+                   device='cpu', data_workers=1):
     """Train an unrolled network on the ellipse CT benchmark.
 
     Mean squared error on ``n_train`` training pairs of
@@ -241,6 +244,11 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     ``lr / warmup`` come first. ``compile=True`` runs the learned blocks
     through ``torch.compile`` (the weights are the same parameters).
 
+    ``device`` is the torch device of the steps (``'cuda'``: the operator
+    as a sparse matrix on the GPU; the run resumes on any device);
+    ``data_workers`` processes simulate missing training pairs
+    (`~odl_genprior.problems.protocol.parallel_pairs`: the same pairs).
+
     Returns
     -------
     model : torch.nn.Module
@@ -261,8 +269,10 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
     config = {**config, 'benchmark': bench.config()}
     seed_all(seed)
     model = build_unrolled(config, bench.operator)
-    train_data = cached_pairs(bench, n_train, 'train', progress=progress)
-    val_data = cached_pairs(bench, n_val, 'validation', progress=progress)
+    train_data = cached_pairs(bench, n_train, 'train', progress=progress,
+                              workers=data_workers)
+    val_data = cached_pairs(bench, n_val, 'validation', progress=progress,
+                            workers=data_workers)
     options = {'n_train': n_train, 'n_val': n_val, 'batch_size': batch_size,
                'lr': lr, 'seed': seed}
     if warmup:
@@ -277,7 +287,7 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
         steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
         progress=progress, resume=resume, command=command,
         checkpoint_every=checkpoint_every, log_every=log_every,
-        autocast=autocast, compile=compile)
+        autocast=autocast, compile=compile, device=device)
 
 
 def lr_schedule(steps, warmup=0):
@@ -343,7 +353,8 @@ def training_layout(model, compile=False):
 def _fit_unrolled(model, loss_fn, val_metric, train_data, val_data,
                   run_config, out_dir, *, epochs, batch_size, lr, seed,
                   progress, resume, command, checkpoint_every, log_every,
-                  autocast, steps=None, warmup=0, compile=False):
+                  autocast, steps=None, warmup=0, compile=False,
+                  device='cpu'):
     """The training recipe of every unrolled network (ellipses, HTC2022).
 
     Adam with a cosine schedule over all steps (Adler and Oktem's choice),
@@ -376,7 +387,7 @@ def _fit_unrolled(model, loss_fn, val_metric, train_data, val_data,
           val_data=val_data, val_metric=val_metric, config=run_config,
           resume=resume, progress=progress,
           checkpoint_every=checkpoint_every, val_every=checkpoint_every,
-          log_every=log_every, autocast=autocast)
+          log_every=log_every, autocast=autocast, device=device)
     return model.eval()
 
 

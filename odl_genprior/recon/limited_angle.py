@@ -117,7 +117,7 @@ def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
                         batch_size=4, lr=1e-3, seed=0, progress=True,
                         resume=True, command=None, checkpoint_every=None,
                         log_every=10, autocast=None, steps=None, warmup=0,
-                        compile=False):
+                        compile=False, device='cpu'):
     """Train a limited-angle network on simulated HTC-like data.
 
     ``n_train`` training and ``n_val`` validation triples of
@@ -158,7 +158,7 @@ def train_limited_angle(config, out_dir, *, n_train=4000, n_val=20, epochs=4,
         batch_size=batch_size, lr=lr, seed=seed, progress=progress,
         resume=resume, command=command, checkpoint_every=checkpoint_every,
         log_every=log_every, autocast=autocast, steps=steps, warmup=warmup,
-        compile=compile)
+        compile=compile, device=device)
 
 
 def list_pretrained_limited_angle():
