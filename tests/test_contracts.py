@@ -35,6 +35,11 @@ from odl_genprior.bregman import BregmanLoss, BregmanLossY, BregmanLossZ
 from odl_genprior.bridge import OperatorLayer, to_numpy
 
 IMPLS = ('numpy', 'pytorch')
+# The device axis: 'cuda' is a pytorch space on the GPU, for the entries
+# whose factories build on `img`, `rn` or `act_space` and move their
+# modules with `dev` (present only where CUDA is).
+CUDA = ('cuda',) if torch.cuda.is_available() else ()
+WITH_CUDA = IMPLS + CUDA
 NUMPY = ('numpy',)
 F64 = torch.float64
 
@@ -105,12 +110,24 @@ def _direction(op, rng):
 
 # --- factories ---------------------------------------------------------------
 
+def on(impl):
+    """The space options of ``impl`` ('cuda': pytorch on the GPU)."""
+    if impl == 'cuda':
+        return {'impl': 'pytorch', 'device': 'cuda:0'}
+    return {'impl': impl}
+
+
+def dev(impl):
+    """Where a module of ``impl``'s spaces must live."""
+    return 'cuda:0' if impl == 'cuda' else 'cpu'
+
+
 def img(impl, n=16, dtype='float64'):
-    return odl.uniform_discr([0, 0], [1, 1], (n, n), dtype=dtype, impl=impl)
+    return odl.uniform_discr([0, 0], [1, 1], (n, n), dtype=dtype, **on(impl))
 
 
 def rn(impl, n, dtype='float64'):
-    return odl.rn(n, dtype=dtype, impl=impl)
+    return odl.rn(n, dtype=dtype, **on(impl))
 
 
 def conv_decoder(impl):
@@ -122,14 +139,14 @@ def conv_decoder(impl):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    return TorchOperator(dec, rn(impl, 6), img(impl))
+    return TorchOperator(dec.to(dev(impl)), rn(impl, 6), img(impl))
 
 
 def mlp_decoder(impl):
     from odl_genprior.generators import MLPDecoder
     from odl_genprior.recon.latent import generator_operator
     torch.manual_seed(1)
-    dec = MLPDecoder(6, (16, 16), hidden=(32,)).double()
+    dec = MLPDecoder(6, (16, 16), hidden=(32,)).double().to(dev(impl))
     return generator_operator(dec, img(impl), latent_dim=6)
 
 
@@ -214,7 +231,7 @@ def odenet(impl, which):
            'hamiltonian': lambda: HamiltonianNet(2, 4, dtype=F64),
            'feedforward': lambda: FeedForwardNet(3, 3, dtype=F64)}[which]()
     d = 4 if which == 'hamiltonian' else 3
-    return as_operator(net, rn(impl, d))
+    return as_operator(net.to(dev(impl)), rn(impl, d))
 
 
 def unrolled(impl, cls):
@@ -223,7 +240,7 @@ def unrolled(impl, cls):
     torch.manual_seed(0)
     net = getattr(u, cls)(odl.IdentityOperator(space), n_iter=2,
                           hidden_channels=4, opnorm=1.0).double()
-    return TorchOperator(net, space, space)
+    return TorchOperator(net.to(dev(impl)), space, space)
 
 
 def pnn(impl):
@@ -231,7 +248,7 @@ def pnn(impl):
     torch.manual_seed(0)
     net = ProximalNeuralNetwork.conv(num_layers=3, features=2, dim=2,
                                      alpha=0.2).double()
-    return pnn_operator(net, img(impl, 8))
+    return pnn_operator(net.to(dev(impl)), img(impl, 8))
 
 
 def equivariant(impl, cls):
@@ -301,8 +318,8 @@ def htc_ray_transform(impl):
 
 def act_space(impl):
     # A weighted space (cell volume 1/6): integrals carry the weight.
-    return odl.uniform_discr([0, 0], [1, 2], (3, 4), impl=impl,
-                             dtype='float64')
+    return odl.uniform_discr([0, 0], [1, 2], (3, 4), dtype='float64',
+                             **on(impl))
 
 
 ACTS = {'relu': {}, 'soft_threshold': {'alpha': 0.7}, 'tanh': {},
@@ -365,8 +382,8 @@ TANH_POINT = dict(point=lambda op, rng: inside_unit_interval(op.domain, rng),
 
 OPERATORS = {
     # generators (TorchOperator on each family)
-    'conv_decoder': Entry(conv_decoder, **KINKS),  # ReLU
-    'mlp_decoder': Entry(mlp_decoder),
+    'conv_decoder': Entry(conv_decoder, impls=WITH_CUDA, **KINKS),  # ReLU
+    'mlp_decoder': Entry(mlp_decoder, impls=WITH_CUDA),
     'cgnn_1d': Entry(functools.partial(cgnn, dim=1)),
     'cgnn_2d': Entry(functools.partial(cgnn, dim=2)),
     'cgnn_decoder_1d': Entry(functools.partial(signal_decoder,
@@ -405,14 +422,15 @@ OPERATORS = {
     # learned reconstruction networks as operators
     'certified_as_operator': Entry(certified, impls=NUMPY, rtol=1e-4,
                                    fd_rtol=2e-2, order2=False),
-    **{f'odenet_{w}': Entry(functools.partial(odenet, which=w))
+    **{f'odenet_{w}': Entry(functools.partial(odenet, which=w),
+                            impls=WITH_CUDA)
        for w in ('rk4', 'antisymmetric', 'gradient', 'hamiltonian',
                  'feedforward')},
     'unrolled_lfb': Entry(functools.partial(
-        unrolled, cls='LearnedForwardBackward'), **KINKS),
+        unrolled, cls='LearnedForwardBackward'), impls=WITH_CUDA, **KINKS),
     'unrolled_lgd': Entry(functools.partial(
-        unrolled, cls='LearnedGradientDescent'), **KINKS),
-    'pnn': Entry(pnn, **KINKS),
+        unrolled, cls='LearnedGradientDescent'), impls=WITH_CUDA, **KINKS),
+    'pnn': Entry(pnn, impls=WITH_CUDA, **KINKS),
     'equivariant_cnn': Entry(functools.partial(
         equivariant, cls='EquivariantCNN'), **KINKS),
     'equivariant_block': Entry(functools.partial(
@@ -430,11 +448,11 @@ OPERATORS = {
     'wirtinger_loss': Entry(wirtinger_loss, functional=True),
     # activations.py: functionals, proximal and gradient operators
     'tanh_psi': Entry(lambda impl: TanhPsi(act_space(impl)), functional=True,
-                      **TANH_POINT),
+                      impls=WITH_CUDA, **TANH_POINT),
     'tanh_psi_conj': Entry(lambda impl: TanhPsiConvexConj(act_space(impl)),
-                           functional=True, **ACT_POINT),
+                           functional=True, impls=WITH_CUDA, **ACT_POINT),
     'leaky_relu_psi': Entry(lambda impl: LeakyReLUPsi(act_space(impl), 0.2),
-                            functional=True, **ACT_POINT),
+                            functional=True, impls=WITH_CUDA, **ACT_POINT),
     'leaky_relu_psi_conj': Entry(
         lambda impl: LeakyReLUPsiConvexConj(act_space(impl), 0.2),
         differentiable=False, functional=True,
