@@ -34,7 +34,7 @@ from _common import table  # noqa: E402
 #: DIVal's published mean PSNR on its first 100 ellipses test pairs.
 DIVAL_MARKS = {'learned PD': 32.27, 'learned GD': 30.30, 'TV': 27.96,
                'FBP': 24.18}
-FIELDS = ('run', 'step', 'cpu_hours', 'n_test', 'psnr', 'ssim')
+FIELDS = ('run', 'step', 'cpu_hours', 'gpu_hours', 'n_test', 'psnr', 'ssim')
 
 
 def _folder(name):
@@ -47,26 +47,38 @@ def _folder(name):
     raise SystemExit(f'{name}: neither a run folder nor a shipped network')
 
 
-def cpu_hours(folder, threads=None):
-    """CPU-hours of a run: sessions' wall time x threads, or the logged
-    wall time x ``threads`` for runs from before sessions were recorded;
-    plus those of the run it started from (``--init``), so a continued
-    network counts all the training behind it."""
+def hours(folder, threads=None, sources=None):
+    """``(cpu_hours, gpu_hours)`` of a run.
+
+    CPU sessions: wall time x torch threads (runs from before sessions were
+    recorded: the logged wall time x ``threads`` of their name, 1 by
+    default); GPU sessions: wall time. Plus the hours of the run it started
+    from (``--init``; ``sources`` maps a recorded ``from`` that is not a
+    folder here, e.g. the device machine's copy, to the folder it was
+    exported from), so a continued network counts all the training behind
+    it."""
     from odl_genprior.training import read_metrics
 
-    threads = threads or {}
+    threads, sources = threads or {}, sources or {}
     cfg = json.loads((folder / 'config.json').read_text())
     sessions = cfg.get('sessions') or []
+    cpu = gpu = 0.0
     if sessions and all('wall_seconds' in s for s in sessions):
-        own = sum(s['wall_seconds'] * s['threads'] for s in sessions) / 3600
+        for s in sessions:
+            if str(s.get('device', 'cpu')).startswith('cuda'):
+                gpu += s['wall_seconds'] / 3600
+            else:
+                cpu += s['wall_seconds'] * s['threads'] / 3600
     else:
         rows = read_metrics(folder)
-        own = ((rows[-1]['time'] if rows else 0.0)
+        cpu = ((rows[-1]['time'] if rows else 0.0)
                * int(threads.get(folder.name, 1)) / 3600)
     init = (cfg.get('user', {}).get('options') or {}).get('init')
     if init:
-        own += cpu_hours(_folder(init['from']), threads)
-    return own
+        c, g = hours(_folder(sources.get(init['from'], init['from'])),
+                     threads, sources)
+        cpu, gpu = cpu + c, gpu + g
+    return cpu, gpu
 
 
 def network(folder):
@@ -96,6 +108,10 @@ def main(argv=None):
     parser.add_argument('--points', default='checkpoints/dival_progress.csv')
     parser.add_argument('--threads', nargs='*', default=[], metavar='NAME=N',
                         help='torch threads of runs without session records')
+    parser.add_argument('--source', nargs='*', default=[],
+                        metavar='FROM=FOLDER',
+                        help='where an --init source recorded as FROM is '
+                             'kept here')
     parser.add_argument('--out', default=None, help='figure file (.png)')
     args = parser.parse_args(argv)
 
@@ -105,6 +121,7 @@ def main(argv=None):
                                             _display_name, protocol_of)
 
     threads = dict(t.split('=') for t in args.threads)
+    sources = dict(t.split('=', 1) for t in args.source)
     points_path = Path(args.points)
     points = []
     if points_path.exists():
@@ -120,25 +137,27 @@ def main(argv=None):
         if key not in tests:
             tests[key] = make_protocol(net.config['benchmark']).problems(
                 args.n_test, 'test')
-        hours = cpu_hours(folder, threads)
+        cpu, gpu = hours(folder, threads, sources)
         r = evaluate(LearnedReconstructor(net, name=_display_name(
             net.config)), tests[key])
         label = folder.name
         points = [p for p in points if not (p['run'] == label and int(
             p['step']) == step and int(p['n_test']) == args.n_test)]
         points.append({'run': label, 'step': step,
-                       'cpu_hours': f'{hours:.3f}', 'n_test': args.n_test,
+                       'cpu_hours': f'{cpu:.3f}', 'gpu_hours': f'{gpu:.3f}',
+                       'n_test': args.n_test,
                        'psnr': f'{r["psnr"]:.3f}', 'ssim': f'{r["ssim"]:.4f}'})
     if args.runs:
         points_path.parent.mkdir(parents=True, exist_ok=True)
         with open(points_path, 'w', newline='') as f:
-            w = csv.DictWriter(f, FIELDS)
+            w = csv.DictWriter(f, FIELDS, restval='0.000')
             w.writeheader()
             w.writerows(points)
     print(f"DIVal ellipses, test PSNR against training CPU-hours "
           f"({points_path})")
-    table([(p['run'], p['step'], p['cpu_hours'], p['n_test'], p['psnr'],
-            p['ssim']) for p in points], FIELDS)
+    table([(p['run'], p['step'], p['cpu_hours'], p.get('gpu_hours') or
+            '0.000', p['n_test'], p['psnr'], p['ssim']) for p in points],
+          FIELDS)
     if args.out and points:
         _figure(points, args.out)
     return points
@@ -154,7 +173,10 @@ def _figure(points, path):
         pts = sorted((float(p['cpu_hours']), float(p['psnr']))
                      for p in points if p['run'] == run)
         h, v = np.array(pts).T
-        ax.plot(h, v, 'o-', label=run)
+        gpu = max(float(p.get('gpu_hours') or 0) for p in points
+                  if p['run'] == run)
+        ax.plot(h, v, 'o-', label=run + (f' (+{gpu * 60:.1f} H200-minutes)'
+                                         if gpu else ''))
     for label, value in DIVAL_MARKS.items():
         ax.axhline(value, ls='--', lw=0.8, color='gray')
         ax.text(ax.get_xlim()[1], value, f' DIVal {label} {value}',
