@@ -373,6 +373,15 @@ def test_pretrained_learned_solver():
     mse_fbp = float(((interop.as_solver(FBP())(dataset.y, physics)
                       - dataset.x) ** 2).mean())
     assert mse < 0.5 * mse_fbp
+    # one batched forward pass: the per-image reconstructions, to rounding
+    net = LearnedReconstructor.pretrained('dival-lpd-128')
+    one = net(DivalEllipses(size=128).problem(1, 'test')).asarray()
+    np.testing.assert_allclose(lpd(dataset.y, physics)[1, 0].numpy(), one,
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='another operator'):
+        other, phys = interop.protocol_dataset(DivalEllipses(size=64), 1,
+                                               'test')
+        lpd(other.y, phys)
 
 
 def test_import_needs_no_deepinv():

@@ -658,6 +658,11 @@ class MethodSolver(torch.nn.Module):
                 f'as_solver({name}): y has shape {tuple(y.shape)}; the '
                 f'physics\' data layout is (B, C, '
                 + ', '.join(str(k) for k in shape) + ')')
+        batch = getattr(self.method, 'reconstruct_batch', None)
+        if batch is not None:  # a network: the whole batch in one pass
+            flat = y.reshape((-1,) + shape)
+            x = batch(op, flat)
+            return x.reshape(tuple(y.shape[:2]) + tuple(op.domain.shape))
         delta = _noise_norm(physics, op)
         out = torch.empty((y.shape[0], y.shape[1]) + tuple(op.domain.shape),
                           dtype=space_dtype(op.domain), device=y.device)
@@ -699,8 +704,11 @@ def as_solver(method):
     for reconstruction models, usable in ``deepinv.test``): each image of
     the batch ``y`` ``(B, C, *range.shape)`` becomes a
     `odl_genprior.problems.ForwardProblem` of the physics' ODL operator and
-    is reconstructed by ``method.reconstruct(problem, progress=False)``;
-    the result is ``(B, C, *domain.shape)`` on ``y``'s device. The physics
+    is reconstructed by ``method.reconstruct(problem, progress=False)``
+    (a method with ``reconstruct_batch``, a trained network such as
+    ``LearnedReconstructor.pretrained('dival-lpd-long-128')``, takes the
+    whole batch in one forward pass); the result is ``(B, C,
+    *domain.shape)`` on ``y``'s device. The physics
     must come from `as_physics` (other physics are refused with a
     TypeError: the method needs the ODL operator). With deepinv's
     ``GaussianNoise(sigma)`` as the physics' noise model, the problems'

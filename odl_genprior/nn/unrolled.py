@@ -208,6 +208,7 @@ class _Unrolled(torch.nn.Module):
             fbp_filter = tomo.fbp_filter_op(operator, filter_type='Hann',
                                             frequency_scaling=0.4)
             self._fbp_filter = OperatorLayer(fbp_filter, cache=False)
+            self._fbp = torch.nn.Sequential(self._fbp_filter, self._At)
 
     def A(self, x):
         """``A x / ||A||`` on a batch ``(B, C, H, W)`` (channels kept).
@@ -278,7 +279,7 @@ class _Unrolled(torch.nn.Module):
         if self.start == 'zero':
             return y.new_zeros(shape)
         with torch.no_grad():  # FBP of the unscaled data
-            x = self._At(self._fbp_filter(y * self.opnorm))
+            x = self._fbp(y * self.opnorm)
         return x.expand(shape).contiguous()
 
     def plan_operator(self, samples):

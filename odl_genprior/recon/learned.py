@@ -147,8 +147,43 @@ class LearnedReconstructor(Reconstructor):
             self._rebuilt = (A, net.to(param.device))
         return self._rebuilt[1]
 
-    def _reconstruct(self, problem, progress):
-        A = problem.operator
+    def reconstruct_batch(self, operator, y):
+        """Reconstruct a batch of data of ``operator`` in one forward pass.
+
+        ``y`` is a tensor ``(B, *operator.range.shape)``; returns ``(B,
+        *operator.domain.shape)`` on ``y``'s device. The same checks as
+        ``reconstruct`` (the network's own operator, unless
+        ``allow_other_operator``); what `odl_genprior.interop.deepinv`'s
+        solvers call for a whole batch.
+
+        Examples
+        --------
+        >>> from odl_genprior.nn.unrolled import LearnedGradientDescent
+        >>> bench = EllipseCT(size=16, num_angles=8)
+        >>> net = LearnedGradientDescent(bench.operator, n_iter=2,
+        ...                              hidden_channels=4)
+        >>> y, _ = bench.pairs(3, 'test')
+        >>> LearnedReconstructor(net).reconstruct_batch(bench.operator,
+        ...                                             y).shape
+        torch.Size([3, 16, 16])
+        """
+        if not isinstance(y, torch.Tensor) or \
+                tuple(y.shape[1:]) != tuple(operator.range.shape):
+            raise ValueError(
+                f'{self.name}: y must be a tensor of shape (batch, '
+                + ', '.join(map(str, operator.range.shape)) + '), got '
+                + str(tuple(getattr(y, 'shape', ()))))
+        model = self._model_for(operator)
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else y.device
+        dtype = param.dtype if param is not None else torch.float32
+        model.eval()
+        with torch.no_grad():
+            x = model(y.to(device=device, dtype=dtype))
+        return x.to(y.device)
+
+    def _model_for(self, A):
+        """`_network_for`, with the shapes checked."""
         model = self._network_for(A)
         op = getattr(model, 'operator', None)
         if op is not None and (op.domain.shape != A.domain.shape
@@ -157,6 +192,11 @@ class LearnedReconstructor(Reconstructor):
                 f'{self.name} was built for an operator {op.domain.shape} -> '
                 f'{op.range.shape}, the problem has {A.domain.shape} -> '
                 f'{A.range.shape}')
+        return model
+
+    def _reconstruct(self, problem, progress):
+        A = problem.operator
+        model = self._model_for(A)
         param = next(model.parameters(), None)
         device = param.device if param is not None else 'cpu'
         dtype = param.dtype if param is not None else torch.float32
