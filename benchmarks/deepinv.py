@@ -75,7 +75,7 @@ from odl.contrib.torch import OperatorModule  # noqa: E402
 from odl_genprior.bridge import OperatorLayer  # noqa: E402
 from odl_genprior.interop import deepinv as interop  # noqa: E402
 from odl_genprior.problems.ellipse_ct import DivalEllipses  # noqa: E402
-from odl_genprior.recon.learned import build_unrolled  # noqa: E402
+from odl_genprior.models.unrolled import build_unrolled  # noqa: E402
 
 dinv = interop.import_deepinv()
 

@@ -38,8 +38,8 @@ FIELDS = ('run', 'step', 'cpu_hours', 'gpu_hours', 'n_test', 'psnr', 'ssim')
 
 
 def _folder(name):
-    from odl_genprior.recon.learned import (PRETRAINED_DIR,
-                                            list_pretrained_unrolled)
+    from odl_genprior.models.unrolled import (PRETRAINED_DIR,
+                                              list_pretrained_unrolled)
     if Path(name).is_dir():
         return Path(name)
     if name in list_pretrained_unrolled():
@@ -83,7 +83,7 @@ def hours(folder, threads=None, sources=None):
 
 def network(folder):
     """The run's network with its latest weights, and the step they are at."""
-    from odl_genprior.recon.learned import build_unrolled, load_unrolled
+    from odl_genprior.models.unrolled import build_unrolled, load_unrolled
     from odl_genprior.training import read_run_config
 
     ckpt = folder / 'checkpoint.pt'
@@ -117,8 +117,8 @@ def main(argv=None):
 
     from odl_genprior.problems.ellipse_ct import evaluate
     from odl_genprior.problems.protocol import make_protocol
-    from odl_genprior.recon.learned import (LearnedReconstructor,
-                                            _display_name, protocol_of)
+    from odl_genprior.recon.learned import LearnedReconstructor
+    from odl_genprior.models.unrolled import _display_name, protocol_of
 
     threads = dict(t.split('=') for t in args.threads)
     sources = dict(t.split('=', 1) for t in args.source)

@@ -13,7 +13,7 @@ Protocol:
   PSNR on the first ``--n-tune`` validation images.
 * TV: ``||Ax - y||^2 + alpha TV(x)``, ``x >= 0``, ``--tv-iter`` PDHG steps;
   ``alpha`` chosen from ``--tv-alphas`` the same way.
-* Learned methods: trained with `odl_genprior.recon.learned.train_unrolled`
+* Learned methods: trained with `odl_genprior.models.unrolled.train_unrolled`
   (mean squared error, Adam, cosine schedule, seed ``--seed``) on the first
   ``--n-train`` training pairs, ``--n-val`` validation pairs; each is a run
   folder ``<--runs>/<model>`` that resumes when interrupted, and a finished
@@ -36,7 +36,7 @@ many epochs on a GPU; a run of that scale is e.g. ``--n-train 32000
 ``--protocol dival`` is DIVal's ellipses data set
 (`odl_genprior.problems.ellipse_ct.DivalEllipses`) and trains nothing: FBP and TV
 tuned on its validation split, the trained networks shipped with the package
-(`odl_genprior.recon.learned.list_pretrained_unrolled`) on the first
+(`odl_genprior.models.unrolled.list_pretrained_unrolled`) on the first
 ``--n-test`` test images (DIVal reports its figures on the first 100), and
 DIVal's published PSNR beside them:
 
@@ -57,10 +57,9 @@ from _common import table  # noqa: E402
 from odl_genprior.problems.ellipse_ct import (  # noqa: E402
     DivalEllipses, EllipseCT, evaluate)
 from odl_genprior.recon import FBP, TV  # noqa: E402
-from odl_genprior.recon.learned import (  # noqa: E402
-    PRETRAINED_DIR, LearnedReconstructor,
-    pretrained_for,
-    train_unrolled)
+from odl_genprior.models.unrolled import (  # noqa: E402
+    PRETRAINED_DIR, pretrained_for, train_unrolled)
+from odl_genprior.recon.learned import LearnedReconstructor  # noqa: E402
 from odl_genprior.training import read_metrics, read_run_config  # noqa: E402
 
 # (scheme, group, DIVal reference PSNR on its ellipses, 128x128, 30 angles)

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import alternate, table  # noqa: E402
 
 from odl_genprior.problems.ellipse_ct import DivalEllipses  # noqa: E402
-from odl_genprior.recon.learned import build_unrolled  # noqa: E402
+from odl_genprior.models.unrolled import build_unrolled  # noqa: E402
 
 
 def free_maps(net):

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
 
-from odl_genprior.recon.learned import (  # noqa: E402
+from odl_genprior.models.unrolled import (  # noqa: E402
     PRETRAINED_DIR, list_pretrained_unrolled)
 from odl_genprior.training import read_metrics, read_run_config  # noqa: E402
 

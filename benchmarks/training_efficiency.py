@@ -2,7 +2,7 @@
 
 Every variant trains a learned CT network on DIVal's ellipses
 (`odl_genprior.problems.ellipse_ct.DivalEllipses`, 128x128, 30 angles) with
-the package's own recipe (`odl_genprior.recon.learned.train_unrolled`: MSE,
+the package's own recipe (`odl_genprior.models.unrolled.train_unrolled`: MSE,
 Adam, a cosine schedule that ends at the variant's budget) for **the same CPU
 budget**: ``--budget`` seconds (default 1200, 20 minutes) of a step as fast
 as it runs on 2 quiet threads. Each variant's steps are its budget divided
@@ -102,7 +102,7 @@ def _stepper(name, benchmark, batch):
     """One training step of variant ``name`` on ``batch`` (a closure)."""
     import torch
     from odl_genprior.problems.protocol import make_protocol
-    from odl_genprior.recon.learned import build_unrolled, training_layout
+    from odl_genprior.models.unrolled import build_unrolled, training_layout
 
     opt = options(name)
     bench = make_protocol(benchmark)
@@ -216,7 +216,7 @@ def keep_all(runs):
 
 
 def train_variant(name, times, budget, runs, n_val, val_every, progress):
-    from odl_genprior.recon.learned import train_unrolled
+    from odl_genprior.models.unrolled import train_unrolled
 
     opt = options(name)
     phases = budget_steps(name, times, budget)

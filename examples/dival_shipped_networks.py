@@ -1,7 +1,7 @@
 """The shipped learned networks on DIVal's ellipses, next to FBP and TV.
 
 Loads every unrolled network shipped for DIVal's ellipses protocol
-(`odl_genprior.recon.learned.list_pretrained_unrolled`), reconstructs the
+(`odl_genprior.models.unrolled.list_pretrained_unrolled`), reconstructs the
 first ``--n`` test images (never seen in training) with it, FBP and TV, and
 prints mean PSNR / SSIM and the data discrepancy ``||A x - y|| / ||y||`` of
 each method, measured with the ODL ray transform itself. Then it uses the
@@ -20,8 +20,8 @@ import odl
 from odl_genprior import metrics
 from odl_genprior.problems.ellipse_ct import DivalEllipses
 from odl_genprior.recon import FBP, TV
-from odl_genprior.recon.learned import (LearnedReconstructor,
-                                        pretrained_for)
+from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.models.unrolled import pretrained_for
 
 
 def discrepancy(problem, x):

@@ -25,7 +25,8 @@ import numpy as np
 
 from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
 from odl_genprior.recon import FBP
-from odl_genprior.recon.learned import LearnedReconstructor, train_unrolled
+from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.models.unrolled import train_unrolled
 
 
 def main():

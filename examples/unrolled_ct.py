@@ -19,7 +19,8 @@ import torch
 
 from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
 from odl_genprior.recon import FBP, TV
-from odl_genprior.recon.learned import LearnedReconstructor, train_unrolled
+from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.models.unrolled import train_unrolled
 
 MODELS = {'lgd': ('lgd', None), 'lpd': ('lpd', None), 'lfb': ('lfb', None),
           'lfb-c4': ('lfb', 'C4')}

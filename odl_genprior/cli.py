@@ -255,8 +255,8 @@ def _reconstruct(args):
         _check_out_file(args.out, '--out', ('.npy',))
     if args.method == 'learned':
         from odl_genprior.problems.protocol import make_protocol
-        from odl_genprior.recon.learned import (LearnedReconstructor,
-                                                load_unrolled)
+        from odl_genprior.recon.learned import LearnedReconstructor
+        from odl_genprior.models.unrolled import load_unrolled
         if not model_arg:
             raise ValueError('learned needs --model RUN_OR_NAME (a run '
                              'folder of `odl-genprior train unrolled` or a '
@@ -347,8 +347,8 @@ def _demo_problem(args):
 def _demo_methods(args, problem):
     """FBP, TV, and the learned rows that fit the problem."""
     from odl_genprior.recon import FBP, TV
-    from odl_genprior.recon.learned import (LearnedReconstructor,
-                                            pretrained_for)
+    from odl_genprior.recon.learned import LearnedReconstructor
+    from odl_genprior.models.unrolled import pretrained_for
 
     methods = [FBP(), TV(alpha=args.tv_alpha, niter=args.tv_iters)]
     if args.problem == 'dival' and not args.no_learned:
@@ -518,7 +518,7 @@ def _htc2022(args):
 
 
 def _train_unrolled(args, command):
-    from odl_genprior.recon.learned import build_unrolled, train_unrolled
+    from odl_genprior.models.unrolled import build_unrolled, train_unrolled
 
     if args.protocol == 'htc2022':
         return _train_limited_angle(args, command)
@@ -970,7 +970,7 @@ def _add_train_parser(sub):
              'data set (128x128 over [-64, 64]^2, 400x400 simulation) or '
              'simulated HTC2022 limited-angle data (one network for 30-90 '
              'degrees; lpd or lfb)')
-    from odl_genprior.recon.learned import NETWORKS
+    from odl_genprior.models.unrolled import NETWORKS
     add('--scheme', choices=sorted(NETWORKS), default='lfb',
         help='the unrolled scheme: ' + ', '.join(
             f'{k} ({cls.display_name})' for k, cls in sorted(

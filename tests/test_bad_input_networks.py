@@ -18,8 +18,9 @@ from odl_genprior import cli, problems
 from odl_genprior.bridge import to_numpy
 from odl_genprior.problems import htc2022
 from odl_genprior.problems.ellipse_ct import EllipseCT
-from odl_genprior.recon.learned import (PRETRAINED_DIR, LearnedReconstructor,
-                                        build_unrolled, load_unrolled)
+from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.models.unrolled import (PRETRAINED_DIR, build_unrolled,
+                                          load_unrolled)
 from odl_genprior.recon.limited_angle import (HTC_PRETRAINED_DIR,
                                               LimitedAngleCT,
                                               build_limited_angle,
@@ -265,7 +266,7 @@ def test_training_is_bit_identical_cold_and_warm(tmp_path, monkeypatch,
            'benchmark': {'size': 8, 'num_angles': 4}}
     nets = []
     for run in ('cold', 'warm'):  # the second finds the matrix on disk
-        from odl_genprior.recon.learned import train_unrolled
+        from odl_genprior.models.unrolled import train_unrolled
         nets.append(train_unrolled(cfg, tmp_path / run, n_train=4, n_val=2,
                                    steps=steps, batch_size=2, seed=1,
                                    progress=False, checkpoint_every=2))

@@ -302,8 +302,8 @@ def test_train_and_reconstruct(bench, tmp_path):
 def test_certified_scheme_of_train_unrolled(tmp_path):
     """`odl-genprior train unrolled --scheme certified` builds, trains and
     reloads the certified net; its bound still holds after loading."""
-    from odl_genprior.recon.learned import (build_unrolled, load_unrolled,
-                                            train_unrolled)
+    from odl_genprior.models.unrolled import (build_unrolled, load_unrolled,
+                                              train_unrolled)
     config = {'scheme': 'certified', 'n_iter': 2, 'hidden_channels': 4,
               'memory': 1, 'benchmark': {'size': 16, 'num_angles': 8}}
     train_unrolled(config, tmp_path, n_train=4, n_val=2, epochs=2,

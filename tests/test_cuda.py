@@ -10,7 +10,7 @@ import torch
 
 from odl_genprior.bridge import OperatorLayer, to_numpy
 from odl_genprior.problems.ellipse_ct import DivalEllipses, EllipseCT
-from odl_genprior.recon.learned import load_unrolled, train_unrolled
+from odl_genprior.models.unrolled import load_unrolled, train_unrolled
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason='needs CUDA')

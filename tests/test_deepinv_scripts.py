@@ -69,7 +69,7 @@ def test_pnp_untrained_drunet_runs(capsys):
 
 
 def test_metrics_shipped(capsys):
-    from odl_genprior.recon.learned import list_pretrained_unrolled
+    from odl_genprior.models.unrolled import list_pretrained_unrolled
     if 'dival-lpd-128' not in list_pretrained_unrolled():
         pytest.skip('dival-lpd-128 not shipped')
     rows = load('examples/deepinv_metrics_shipped.py').main(

@@ -122,7 +122,7 @@ def test_cached_arrays_remakes_a_file_of_another_length(tmp_path,
 
 
 def test_train_unrolled_on_dival_protocol(tmp_path):
-    from odl_genprior.recon.learned import load_unrolled, train_unrolled
+    from odl_genprior.models.unrolled import load_unrolled, train_unrolled
     cfg = {'scheme': 'lpd', 'hidden_channels': 4, 'n_iter': 2,
            'benchmark': {'protocol': 'dival', 'size': 16, 'num_angles': 6,
                          'sim_size': 32}}

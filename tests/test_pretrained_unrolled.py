@@ -5,9 +5,11 @@ import pytest
 
 from odl_genprior.problems.ellipse_ct import DivalEllipses, evaluate
 from odl_genprior.recon import FBP, TV
-from odl_genprior.recon.learned import (PRETRAINED_DIR, LearnedReconstructor,
-                                        list_pretrained_unrolled, pretrained_for,
-                                        load_unrolled, pretrained_unrolled)
+from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.models.unrolled import (PRETRAINED_DIR,
+                                          list_pretrained_unrolled,
+                                          load_unrolled, pretrained_for,
+                                          pretrained_unrolled)
 from odl_genprior.training import read_metrics
 
 SHIPPED = list_pretrained_unrolled()

@@ -96,7 +96,7 @@ def test_an_unfinished_variant_is_kept_with_its_checkpoint_and_resumes(
 
 
 def test_progress_points_grow_across_calls(tmp_path, capsys):
-    from odl_genprior.recon.learned import train_unrolled
+    from odl_genprior.models.unrolled import train_unrolled
 
     progress = runpy.run_path(str(ROOT / 'benchmarks' / 'dival_progress.py'),
                               run_name='dival_progress')['main']

@@ -10,8 +10,9 @@ from odl_genprior import metrics
 from odl_genprior.bridge import OperatorLayer, TorchOperator
 from odl_genprior.problems.ellipse_ct import EllipseCT, evaluate
 from odl_genprior.nn.equivariant import rotation_equivariance_error
-from odl_genprior.recon.learned import (LearnedReconstructor, build_unrolled,
-                                        load_unrolled, train_unrolled)
+from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.models.unrolled import (build_unrolled, load_unrolled,
+                                          train_unrolled)
 from odl_genprior.nn.unrolled import (LearnedForwardBackward,
                                    LearnedGradientDescent, LearnedPrimalDual)
 
@@ -108,7 +109,7 @@ def test_training_beats_the_zero_image_and_reloads(tmp_path, bench):
 
 
 def test_lr_schedule_warms_up_then_follows_the_cosine():
-    from odl_genprior.recon.learned import lr_schedule
+    from odl_genprior.models.unrolled import lr_schedule
 
     p = torch.zeros(1, requires_grad=True)
     opt = torch.optim.SGD([p], lr=2.0)

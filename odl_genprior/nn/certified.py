@@ -355,7 +355,7 @@ class CertifiedLearnedGradient(_Unrolled):
         Power-method iterations.
     group : None
         Only None: the other unrolled schemes' equivariance option, taken
-        so that `odl_genprior.recon.learned.build_unrolled` treats every
+        so that `odl_genprior.models.unrolled.build_unrolled` treats every
         scheme alike; a group is refused.
 
     Attributes
@@ -504,7 +504,7 @@ def train_certified(model, train_data, out_dir, *, val_data=None, epochs=10,
                     progress=True, resume=True, log_every=10):
     """Train a data-to-image network (mean squared error, Adam, cosine).
 
-    The same protocol as `odl_genprior.recon.learned.train_unrolled`
+    The same protocol as `odl_genprior.models.unrolled.train_unrolled`
     (Adam, cosine schedule over all steps, validation PSNR) on given
     pairs, for any network mapping data batches to image batches — a
     `CertifiedLearnedGradient` or, for a comparison with the same budget,

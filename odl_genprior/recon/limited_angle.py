@@ -28,8 +28,8 @@ from odl_genprior.problems import htc2022, htc2022_protocol, htc2022_sim
 from odl_genprior.problems.cache import cached_arrays
 from odl_genprior.recon.base import Reconstructor, check_flag
 from odl_genprior.recon.classical import FBP, TV
-from odl_genprior.recon.learned import (_display_name, _fit_unrolled,
-                                        _load_network, build_unrolled)
+from odl_genprior.models.unrolled import (_display_name, _fit_unrolled,
+                                          _load_network, build_unrolled)
 from odl_genprior.training import complete_runs, seed_all
 
 __all__ = ('LimitedAngleCT', 'LIMITED_ANGLE_GEOMETRY', 'DEFAULT_NETWORK',
@@ -63,7 +63,7 @@ def build_limited_angle(config):
     """The untrained network of ``config`` over its fixed operator.
 
     ``config``: ``scheme`` ('lpd' or 'lfb'), optional ``group`` and
-    architecture keys (as `odl_genprior.recon.learned.build_unrolled`) and
+    architecture keys (as `odl_genprior.models.unrolled.build_unrolled`) and
     ``htc2022``: keys of `LIMITED_ANGLE_GEOMETRY`.
 
     Examples
