@@ -136,13 +136,11 @@ class LearnedReconstructor(Reconstructor):
 
         Examples
         --------
-        >>> from odl_genprior.nn.unrolled import LearnedGradientDescent
-        >>> bench = EllipseCT(size=16, num_angles=8)
-        >>> net = LearnedGradientDescent(bench.operator, n_iter=2,
-        ...                              hidden_channels=4)
-        >>> y, _ = bench.pairs(3, 'test')
-        >>> LearnedReconstructor(net).reconstruct_batch(bench.operator,
-        ...                                             y).shape
+        >>> from odl_genprior.nn.unrolled import LearnedPrimalDual
+        >>> A = EllipseCT(size=16, num_angles=8).operator
+        >>> method = LearnedReconstructor(LearnedPrimalDual(
+        ...     A, n_iter=1, hidden_channels=4))
+        >>> method.reconstruct_batch(A, torch.rand(3, *A.range.shape)).shape
         torch.Size([3, 16, 16])
         """
         if not isinstance(y, torch.Tensor) or \
