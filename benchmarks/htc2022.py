@@ -14,7 +14,7 @@ the challenge's score (the sum over levels).
   Otsu's threshold; ``alpha`` tuned on simulated data (``--tune-tv``: mean
   MCC on simulated phantoms of `htc2022_protocol.simulated_problem` at 90,
   60 and 30 degrees; never on the teaching phantoms).
-* Learned: every network shipped in ``odl_genprior/recon/pretrained_htc2022``
+* Learned: every network shipped in ``odl_genprior/models/pretrained`` (``htc-*``)
   (and ``--model RUN`` folders), `odl_genprior.recon.limited_angle.
   LimitedAngleCT`; threshold 1/2.
 
@@ -32,8 +32,8 @@ import numpy as np
 
 from odl_genprior.problems import htc2022
 from odl_genprior.problems import htc2022_protocol as protocol
-from odl_genprior.recon.limited_angle import (
-    LimitedAngleCT, htc2022_baselines, list_pretrained_limited_angle)
+from odl_genprior.recon.limited_angle import LimitedAngleCT, htc2022_baselines
+from odl_genprior.models.limited_angle import list_pretrained_limited_angle
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
 

@@ -9,7 +9,7 @@ resumable)::
 
     OMP_NUM_THREADS=1 nohup nice -n 10 python checkpoints/train_htc2022_one_level.py &
 """
-from odl_genprior.recon.limited_angle import train_limited_angle
+from odl_genprior.models.limited_angle import train_limited_angle
 
 train_limited_angle({'scheme': 'lfb', 'group': None,
                      'htc2022': {'angle_step': 2.0, 'min_range': 30.0,

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from odl_genprior.problems import htc2022
 from odl_genprior.problems import htc2022_protocol as protocol
-from odl_genprior.recon.limited_angle import (
-    LimitedAngleCT, htc2022_baselines, list_pretrained_limited_angle)
+from odl_genprior.recon.limited_angle import LimitedAngleCT, htc2022_baselines
+from odl_genprior.models.limited_angle import list_pretrained_limited_angle
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
 

@@ -406,8 +406,8 @@ def _demo(args):
 
 
 def _train_limited_angle(args, command):
-    from odl_genprior.recon.limited_angle import (build_limited_angle,
-                                                  train_limited_angle)
+    from odl_genprior.models.limited_angle import (build_limited_angle,
+                                                   train_limited_angle)
 
     if args.scheme not in ('lpd', 'lfb'):
         print(f'odl-genprior train: error: --protocol htc2022 trains lpd or '
@@ -459,9 +459,10 @@ def _htc2022(args):
     import numpy as np
 
     from odl_genprior.problems import htc2022
-    from odl_genprior.recon.limited_angle import (
-        DEFAULT_NETWORK, LIMITED_ANGLE_GEOMETRY, LimitedAngleCT,
-        htc2022_baselines, list_pretrained_limited_angle)
+    from odl_genprior.recon.limited_angle import (LimitedAngleCT,
+                                                  htc2022_baselines)
+    from odl_genprior.models.limited_angle import (
+        DEFAULT_NETWORK, LIMITED_ANGLE_GEOMETRY, list_pretrained_limited_angle)
 
     path = Path(args.file)
     if path.suffix.lower() != '.mat':

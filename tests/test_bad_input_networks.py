@@ -21,10 +21,10 @@ from odl_genprior.problems.ellipse_ct import EllipseCT
 from odl_genprior.recon.learned import LearnedReconstructor
 from odl_genprior.models.unrolled import (PRETRAINED_DIR, build_unrolled,
                                           load_unrolled)
-from odl_genprior.recon.limited_angle import (HTC_PRETRAINED_DIR,
-                                              LimitedAngleCT,
-                                              build_limited_angle,
-                                              load_limited_angle)
+from odl_genprior.recon.limited_angle import LimitedAngleCT
+from odl_genprior.models.limited_angle import (HTC_PRETRAINED_DIR,
+                                               build_limited_angle,
+                                               load_limited_angle)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

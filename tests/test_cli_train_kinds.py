@@ -151,7 +151,9 @@ def test_documented_train_commands_parse(line):
 def trainers(monkeypatch):
     """Replace every trainer by a recorder of its keyword arguments."""
     from odl_genprior.generators import recipes
-    from odl_genprior.recon import learned, learned_svd, limited_angle
+    from odl_genprior.models import limited_angle
+    from odl_genprior.models import unrolled as learned
+    from odl_genprior.recon import learned_svd
     calls = {}
 
     def record(name):

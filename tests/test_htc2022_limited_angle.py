@@ -14,10 +14,10 @@ from odl_genprior import cli
 from odl_genprior.problems import htc2022, htc2022_sim
 from odl_genprior.problems import htc2022_protocol as protocol
 from odl_genprior.problems.forward import ForwardProblem
-from odl_genprior.recon.limited_angle import (LimitedAngleCT,
-                                              build_limited_angle,
-                                              load_limited_angle,
-                                              train_limited_angle)
+from odl_genprior.recon.limited_angle import LimitedAngleCT
+from odl_genprior.models.limited_angle import (build_limited_angle,
+                                               load_limited_angle,
+                                               train_limited_angle)
 
 _DEFAULT = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'htc2022'
 DATA = Path(os.environ.get(htc2022.HTC2022_ENV) or _DEFAULT)
@@ -282,14 +282,14 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys):
 
 # --- the shipped networks ------------------------------------------------------
 
-from odl_genprior.recon.limited_angle import (  # noqa: E402
+from odl_genprior.models.limited_angle import (  # noqa: E402
     HTC_PRETRAINED_DIR, list_pretrained_limited_angle)
 
 SHIPPED = list_pretrained_limited_angle()
 
 
 def test_the_limited_angle_networks_ship():
-    from odl_genprior.recon.limited_angle import DEFAULT_NETWORK
+    from odl_genprior.models.limited_angle import DEFAULT_NETWORK
     assert {'htc-lpd-128', 'htc-lfb-c4-128'} <= set(SHIPPED)
     assert DEFAULT_NETWORK in SHIPPED
 

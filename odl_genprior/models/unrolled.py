@@ -19,11 +19,13 @@ import numpy as np
 import torch
 
 from odl_genprior import metrics
+from odl_genprior.models.registry import (PRETRAINED_ROOT, Family,
+                                          list_pretrained, register)
 from odl_genprior.nn.certified import CertifiedLearnedGradient
 from odl_genprior.nn.unrolled import SCHEMES
 from odl_genprior.problems.ellipse_ct import EllipseCT, cached_pairs
 from odl_genprior.problems.protocol import make_protocol
-from odl_genprior.training import (complete_runs, load_weights,
+from odl_genprior.training import (load_weights,
                                    read_run_config, recorded_command,
                                    seed_all, train)
 
@@ -34,7 +36,7 @@ __all__ = ('NETWORKS', 'build_unrolled', 'train_unrolled', 'lr_schedule',
 
 #: Trained unrolled networks shipped with the package, one run folder each
 #: (config.json with the command that made it, weights.pt, metrics.csv).
-PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
+PRETRAINED_DIR = PRETRAINED_ROOT
 
 #: Scheme name -> network class: the one registry of trainable unrolled
 #: schemes (the command line's --scheme choices come from it; the
@@ -394,7 +396,7 @@ def list_pretrained_unrolled():
     >>> isinstance(list_pretrained_unrolled(), list)
     True
     """
-    return complete_runs(PRETRAINED_DIR)
+    return list_pretrained('unrolled')
 
 
 def pretrained_for(protocol, **benchmark):
@@ -439,3 +441,12 @@ def pretrained_unrolled(name, device='cpu'):
         raise KeyError(f'no shipped unrolled network {name!r}; available: '
                        f'{names}')
     return load_unrolled(PRETRAINED_DIR / name, device=device)
+
+
+def _is_unrolled(user):
+    return isinstance(user.get('unrolled'), dict) and \
+        'htc2022' not in user['unrolled']
+
+
+register(Family('unrolled', build=build_unrolled, fit=train_unrolled,
+                load=load_unrolled, recognizes=_is_unrolled))

@@ -1,0 +1,17 @@
+"""The generators (VAE, AE, WGAN-GP, CGNN, score networks) as a trainable
+family of the registry: `odl_genprior.generators.recipes` builds, trains
+and reloads them; their shipped models keep their folder
+(``odl_genprior/generators/pretrained``) until it joins the one root."""
+from odl_genprior.generators import recipes
+from odl_genprior.models.registry import Family, register
+
+__all__ = ()
+
+
+def _is_generator(user):
+    return isinstance(user.get('recipe'), dict)
+
+
+register(Family('generator', build=recipes.build_model, fit=recipes.fit,
+                load=recipes.load_run, recognizes=_is_generator,
+                shipped=recipes.PRETRAINED_DIR))
