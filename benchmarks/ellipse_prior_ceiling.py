@@ -29,6 +29,7 @@ from odl_genprior import metrics, problems
 from odl_genprior.bridge import to_numpy
 from odl_genprior.cli import _prior_operator
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.recon import FBP, LatentSoft
 
 
@@ -53,7 +54,7 @@ def main(argv=None):
         truth = p.ground_truth
         fbp = metrics.psnr(FBP()(p, progress=False), truth)
         for prior in args.priors:
-            model = recipes.load(prior)
+            model = models.load(prior)
             G = _prior_operator(prior, p.space)
             # The generator's own grid: G is Resampling * generator or not.
             grid = G.right.range if hasattr(G, 'right') else G.range

@@ -35,6 +35,7 @@ from odl_genprior import metrics
 from odl_genprior.bridge import to_numpy
 from odl_genprior.problems.ellipse_ct import EllipseCT
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.recon import FBP, TV, LatentSoft
 from odl_genprior.recon.diffusion import (DiffusionPosteriorSampling,
                                           ScoreProjection)
@@ -54,13 +55,13 @@ def build_methods(args, space):
     if 'tv' in args.methods:
         out['tv'] = TV(alpha=args.tv_alpha, niter=args.tv_iters)
     if 'latent' in args.methods:
-        vae = recipes.load(args.vae)
+        vae = models.load(args.vae)
         G = generator_operator(recipes.generator_of(vae), space)
         out['latent'] = LatentSoft(G, lam=args.latent_lam, mu=args.latent_mu,
                                    solver='adam', niter=args.latent_iters,
                                    restarts=1)
     if {'dps', 'projection'} & set(args.methods):
-        score = recipes.load(args.score)
+        score = models.load(args.score)
         if 'dps' in args.methods:
             out['dps'] = DiffusionPosteriorSampling(
                 score, score.sde, niter=args.dps_steps, sampler='em',
@@ -164,7 +165,7 @@ def unconditional(args, path):
     import matplotlib.pyplot as plt
 
     from odl_genprior.diffusion.samplers import euler_maruyama
-    score = recipes.load(args.score)
+    score = models.load(args.score)
     x = euler_maruyama(score, score.sde, (args.unconditional, 64, 64),
                        steps=args.dps_steps, generator=args.seed).numpy()
     fig, axes = plt.subplots(1, len(x), figsize=(1.6 * len(x), 1.8),

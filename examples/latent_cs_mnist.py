@@ -26,6 +26,7 @@ import torch
 from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, metrics, problems
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.recon import (Lasso, LatentHard, LatentSoft,
                                 LatentSparseDeviation)
 
@@ -38,11 +39,11 @@ TRAIN_COMMAND = (
 def load_decoder(run_dir):
     if run_dir is not None:
         return recipes.generator_of(recipes.load_run(run_dir))
-    if 'mnist-vae-20' not in recipes.list_pretrained():
+    if 'mnist-vae-20' not in models.list_pretrained('generator'):
         sys.exit('no pretrained model mnist-vae-20 in this installation; '
                  'train one (about 15 minutes on a CPU) with\n    '
                  + TRAIN_COMMAND + '\nand pass --run runs/mnist-vae-20')
-    return recipes.generator_of(recipes.pretrained('mnist-vae-20'))
+    return recipes.generator_of(models.pretrained('mnist-vae-20'))
 
 
 def methods(decoder, restarts):

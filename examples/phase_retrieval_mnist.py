@@ -28,6 +28,7 @@ import torch
 from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, problems
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.recon import (GenerativePhaseRetrieval, LatentHard,
                                 WirtingerFlow, relative_error_up_to_sign)
 
@@ -58,7 +59,7 @@ def main():
     args = parser.parse_args()
     # Batch-of-one MLPs: torch's thread pool costs more than it gives.
     torch.set_num_threads(1)
-    decoder = recipes.generator_of(recipes.pretrained('mnist-vae-20'))
+    decoder = recipes.generator_of(models.pretrained('mnist-vae-20'))
     images, labels = data.load_mnist('test', mnist_dir(), limit=args.digits)
     print(f'{len(images)} MNIST test digits {labels.tolist()}, real Gaussian '
           f'A, no noise, {args.restarts} restarts x {args.niter} BFGS '

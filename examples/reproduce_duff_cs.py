@@ -58,6 +58,7 @@ import torch
 from _shared_data import mnist_dir  # examples/_shared_data.py
 from odl_genprior import data, metrics, problems
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.recon import (LatentHard, LatentSoft, LatentSparseDeviation,
                                 Tikhonov, TV)
 
@@ -73,9 +74,9 @@ METHODS = ('hard', 'soft', 'sparse deviation', 'TV', 'Tikhonov')
 
 def load_decoder():
     """The decoder of the pretrained ``mnist-vae-20`` (eval mode)."""
-    if 'mnist-vae-20' not in recipes.list_pretrained():
+    if 'mnist-vae-20' not in models.list_pretrained('generator'):
         sys.exit('no pretrained model mnist-vae-20 in this installation')
-    return recipes.generator_of(recipes.pretrained('mnist-vae-20'))
+    return recipes.generator_of(models.pretrained('mnist-vae-20'))
 
 
 def shifted(images, shift):

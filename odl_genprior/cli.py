@@ -8,11 +8,23 @@ __all__ = ('main', 'build_parser')
 
 
 def _load_prior(prior):
-    """A shipped model by name or a run folder; an unknown name is named."""
-    from odl_genprior.generators import recipes
+    """A shipped generator by name or a run folder; an unknown name, or a
+    model of another family, is named."""
+    from pathlib import Path
+
+    from odl_genprior import models
 
     try:
-        return recipes.load(prior)
+        folder = Path(prior) if Path(prior).is_dir() else None
+        if folder is None:
+            shipped = models.list_pretrained('generator')
+            if prior not in shipped:
+                raise KeyError(f'no shipped generator {prior!r}; available: '
+                               f'{shipped}')
+        elif models.family_of(folder).name != 'generator':
+            raise KeyError(f'{prior} holds a {models.family_of(folder).name} '
+                           'model, not a generator')
+        return models.load(prior)
     except KeyError as err:  # neither a shipped name nor a folder
         raise ValueError(f'--prior {prior}: {err.args[0]}') from None
 
@@ -66,7 +78,7 @@ def _ellipse_prior_method(space):
     return method
 
 
-#: The generative prior of the demo (a shipped model, see recipes.pretrained).
+#: The generative prior of the demo (a shipped model, models.pretrained).
 DEMO_PRIOR = 'ellipses-vae-128'
 #: ``reconstruct`` choices: the methods of recon.METHODS that run on the
 #: CLI's problems (kept as class names so that --help imports no torch).

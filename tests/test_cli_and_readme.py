@@ -101,6 +101,16 @@ def test_reconstruct_latent_needs_a_prior():
     assert res.returncode != 0 and '--prior' in res.stderr
 
 
+@pytest.mark.parametrize('prior, says', [
+    ('dival-lpd-128', 'no shipped generator'),  # another family's model
+    (str(ROOT / 'odl_genprior/models/pretrained/htc-lpd-128'),
+     'not a generator')])
+def test_prior_must_be_a_generator(prior, says):
+    res = run_cli('reconstruct', 'latent-soft', '--size', '16', '--prior',
+                  prior, '--quiet')
+    assert res.returncode == 2 and says in res.stderr, res.stderr
+
+
 def test_train_learned_svd_then_reconstruct(tmp_path):
     run = tmp_path / 'lsvd'
     res = run_cli('train', 'learned-svd', '--size', '32', '--angles', '10',

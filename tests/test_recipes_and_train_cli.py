@@ -12,6 +12,7 @@ import torch
 
 from odl_genprior import TorchOperator
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.training import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,18 +78,18 @@ def test_recipe_errors():
     with pytest.raises(ValueError, match='dataset'):
         recipes.build_model({'kind': 'vae', 'dataset': 'cifar'})
     with pytest.raises(KeyError, match='available'):
-        recipes.pretrained('no-such-model')
+        models.pretrained('no-such-model')
     with pytest.raises(FileNotFoundError, match='config.json'):
         recipes.load_run('/no/such/run')
 
 
 def _recorded(name):
-    return json.loads((recipes.PRETRAINED_DIR / name / 'config.json')
-                      .read_text())['user']
+    folder = models.FAMILIES['generator'].shipped / name
+    return json.loads((folder / 'config.json').read_text())['user']
 
 
 def test_every_shipped_model_records_a_package_command():
-    for name in recipes.list_pretrained():
+    for name in models.list_pretrained('generator'):
         command = _recorded(name)['command']
         # the shipped score model: `python -m
         # odl_genprior.generators.score_recipe`, the old spelling of
@@ -99,13 +100,13 @@ def test_every_shipped_model_records_a_package_command():
 
 
 # Score models are tested in tests/test_score_training.py.
-@pytest.mark.parametrize('name', [n for n in recipes.list_pretrained()
+@pytest.mark.parametrize('name', [n for n in models.list_pretrained('generator')
                                   if _recorded(n)['recipe']['kind']
                                   != 'score'])
 def test_pretrained_loads_by_name_and_generates(name):
-    model = recipes.pretrained(name)
+    model = models.pretrained(name)
     cfg = _recorded(name)
-    size = (recipes.PRETRAINED_DIR / name / 'weights.pt').stat().st_size
+    size = (models.FAMILIES['generator'].shipped / name / 'weights.pt').stat().st_size
     assert size < 5e6
     G = recipes.generator_of(model)
     n = cfg['recipe']['latent_dim']
@@ -123,25 +124,23 @@ def test_pretrained_loads_by_name_and_generates(name):
 
 
 def test_some_priors_are_shipped():
-    import odl_genprior.generators as generators
     assert {'mnist-vae-20', 'ellipses-64', 'ellipses-vae-128'} <= set(
-        generators.list_pretrained())
-    assert type(generators.pretrained('ellipses-64')).__name__ == 'VAE'
+        models.list_pretrained('generator'))
+    assert type(models.pretrained('ellipses-64')).__name__ == 'VAE'
 
 
 def test_sharper_ellipse_prior_reconstructs_ellipses_better():
     """ellipses-vae-128 (KL weight 0.1) encodes-decodes held-out ellipses
     with a smaller error than ellipses-64 (KL weight 1)."""
-    import odl_genprior.generators as generators
     from odl_genprior import data
     space = odl.uniform_discr([-1, -1], [1, 1], (64, 64), dtype='float32')
     x = torch.as_tensor(data.ellipse_batch(space, 16, seed=4321))[:, None]
     errors = {}
     for name in ('ellipses-64', 'ellipses-vae-128'):
-        vae = generators.pretrained(name)
+        vae = models.pretrained(name)
         with torch.no_grad():
             x_hat, mu, _ = vae(x)  # eval mode: decoded at the posterior mean
         errors[name] = float(((x_hat - x) ** 2).mean())
         assert mu.shape == (16, vae.latent_dim)
-    assert generators.pretrained('ellipses-vae-128').latent_dim == 128
+    assert models.pretrained('ellipses-vae-128').latent_dim == 128
     assert errors['ellipses-vae-128'] < 0.9 * errors['ellipses-64'], errors

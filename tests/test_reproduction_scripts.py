@@ -15,6 +15,7 @@ import torch
 
 from odl_genprior import data
 from odl_genprior.generators import recipes
+from odl_genprior import models
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'
@@ -33,7 +34,7 @@ def script_env(monkeypatch):
     directory = mnist_directory()
     if directory is None:
         pytest.skip(f'MNIST files not found (set {data.MNIST_ENV})')
-    if 'mnist-vae-20' not in recipes.list_pretrained():
+    if 'mnist-vae-20' not in models.list_pretrained('generator'):
         pytest.skip('pretrained mnist-vae-20 not installed')
     monkeypatch.setenv(data.MNIST_ENV, directory)
     n = torch.get_num_threads()

@@ -15,6 +15,7 @@ import torch
 
 from odl_genprior import data as _data
 from odl_genprior.generators import recipes
+from odl_genprior import models
 from odl_genprior.diffusion.score_recipe import (complete_score_recipe,
                                                   make_sde, score_training)
 from odl_genprior.diffusion.score_unet import EMAScore, ScoreUNet
@@ -23,6 +24,7 @@ from odl_genprior.diffusion.sde import VESDE, VPSDE, tweedie_denoiser
 TINY = {'kind': 'score', 'dataset': 'ellipses', 'size': 16,
         'channels': [4, 8], 'embed_dim': 8}
 SHIPPED = 'ellipses-score-64'
+SHIPPED_DIR = models.FAMILIES['generator'].shipped
 
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -172,13 +174,13 @@ def test_tiny_mnist_run_from_idx_files(tmp_path, monkeypatch):
 
 @pytest.fixture(scope='module')
 def shipped():
-    if SHIPPED not in recipes.list_pretrained():
-        pytest.fail(f'{SHIPPED} is not shipped in {recipes.PRETRAINED_DIR}')
-    return recipes.pretrained(SHIPPED)
+    if SHIPPED not in models.list_pretrained('generator'):
+        pytest.fail(f'{SHIPPED} is not shipped in {SHIPPED_DIR}')
+    return models.pretrained(SHIPPED)
 
 
 def test_shipped_model_is_recorded(shipped):
-    cfg = json.loads((recipes.PRETRAINED_DIR / SHIPPED /
+    cfg = json.loads((SHIPPED_DIR / SHIPPED /
                       'config.json').read_text())
     assert cfg['user']['command'].startswith((
         'odl-genprior train score ',
@@ -187,7 +189,7 @@ def test_shipped_model_is_recorded(shipped):
         'user']['command']
     assert cfg['user']['recipe']['kind'] == 'score'
     assert isinstance(shipped, EMAScore) and not shipped.training
-    size = sum((recipes.PRETRAINED_DIR / SHIPPED / f).stat().st_size
+    size = sum((SHIPPED_DIR / SHIPPED / f).stat().st_size
                for f in ('weights.pt', 'config.json', 'metrics.csv'))
     assert size < 3e6
 

@@ -4,7 +4,7 @@ A score recipe is a dict with ``kind='score'``, ``dataset`` ('ellipses' or
 'mnist'), ``size`` and the SDE and network options of `SCORE_DEFAULTS`.
 `odl_genprior.generators.recipes` builds, trains (`recipes.fit`, the
 package's training loop with the loss `odl_genprior.diffusion.sde.DSMLoss`) and
-reloads it (`recipes.load_run`, `recipes.pretrained`) like every other
+reloads it (`recipes.load_run`, `odl_genprior.models.pretrained`) like every other
 recipe; this module holds the parts that are particular to score models.
 The model is an `EMAScore`: the trained `ScoreUNet` and the exponential
 moving average of its weights, which is what it runs in eval mode.

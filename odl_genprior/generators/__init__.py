@@ -19,7 +19,6 @@ __all__ = ('CGNN', 'injectivity_certificate', 'render', 'stability_constant',
            'GaussianBlur1d')
 
 # Last: recipes builds on the modules above (and on the training loop).
-from odl_genprior.generators.recipes import (list_pretrained,  # noqa: E402
-                                             load_run, pretrained)
+from odl_genprior.generators.recipes import load_run  # noqa: E402
 
-__all__ += ('pretrained', 'list_pretrained', 'load_run')
+__all__ += ('load_run',)

@@ -4,8 +4,9 @@ A recipe is a plain dict (``kind``, ``dataset``, sizes) that `build_model`
 turns into a module. `fit` trains it with `odl_genprior.training.train`
 (seeded, checkpointed, resumable) and writes the recipe to
 ``config.json`` beside the weights, so `load_run` can rebuild the model
-from a run directory without executing any code from it. `pretrained`
-does the same for the small runs shipped inside the package.
+from a run directory without executing any code from it. The small runs
+shipped inside the package load by name with `odl_genprior.models.pretrained`
+(the registry's ``'generator'`` family).
 """
 import functools
 from pathlib import Path
@@ -25,19 +26,16 @@ from odl_genprior.diffusion.score_recipe import (build_score_model,
 from odl_genprior.generators.signals1d import (CGNNDecoder, ConvDecoder1d,
                                                ConvEncoder1d)
 from odl_genprior.generators.wgan import WGANGP, ConvCritic
-from odl_genprior.training import (complete_runs, load_weights,
+from odl_genprior.training import (load_weights,
                                    read_run_config, recorded_command,
                                    seed_all, train)
 
 __all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'complete_recipe', 'build_model', 'load_dataset', 'fit',
-           'load_run', 'pretrained', 'load', 'list_pretrained',
-           'generator_of',
-           'PRETRAINED_DIR')
+           'load_run', 'generator_of')
 
 KINDS = ('vae', 'ae', 'gan', 'cgnn', 'score')
 DATASETS = ('mnist', 'ellipses', 'signals')
-PRETRAINED_DIR = Path(__file__).resolve().parent / 'pretrained'
 
 
 # Defaults of the 1D signal recipes (dataset 'signals'). `fit` writes them
@@ -343,42 +341,3 @@ def load_run(run_dir, device='cpu'):
     target = _gan_parts(model) if cfg['recipe']['kind'] == 'gan' else model
     load_weights(target, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()
-
-
-def load(name_or_run, device='cpu'):
-    """A shipped model by name (`pretrained`) or a run folder (`load_run`).
-
-    Examples
-    --------
-    >>> load('no-such-model')
-    Traceback (most recent call last):
-    ...
-    KeyError: "no pretrained model 'no-such-model'; available: [...]"
-    """
-    if Path(name_or_run).is_dir():
-        return load_run(name_or_run, device=device)
-    return pretrained(name_or_run, device=device)
-
-
-def list_pretrained():
-    """Names of the pretrained runs shipped with the package.
-
-    Examples
-    --------
-    >>> isinstance(list_pretrained(), list)
-    True
-    """
-    return complete_runs(PRETRAINED_DIR)
-
-
-def pretrained(name, device='cpu'):
-    """A pretrained model shipped with the package, by name (eval mode).
-
-    The folder ``odl_genprior/generators/pretrained/<name>`` holds the
-    weights, ``config.json`` (recipe, seed, data, and the command that made
-    it) and the training log.
-    """
-    names = list_pretrained()
-    if name not in names:
-        raise KeyError(f'no pretrained model {name!r}; available: {names}')
-    return load_run(PRETRAINED_DIR / name, device=device)

@@ -1,7 +1,7 @@
 """The generators (VAE, AE, WGAN-GP, CGNN, score networks) as a trainable
 family of the registry: `odl_genprior.generators.recipes` builds, trains
-and reloads them; their shipped models keep their folder
-(``odl_genprior/generators/pretrained``) until it joins the one root."""
+and reloads them; their shipped models lie in the one root,
+``odl_genprior/models/pretrained``."""
 from odl_genprior.generators import recipes
 from odl_genprior.models.registry import Family, register
 
@@ -13,5 +13,4 @@ def _is_generator(user):
 
 
 register(Family('generator', build=recipes.build_model, fit=recipes.fit,
-                load=recipes.load_run, recognizes=_is_generator,
-                shipped=recipes.PRETRAINED_DIR))
+                load=recipes.load_run, recognizes=_is_generator))
