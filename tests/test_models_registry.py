@@ -37,6 +37,12 @@ def test_fit_then_load_by_the_family_the_folder_records(tmp_path, name):
     config, options = TINY[name]
     trained = family.fit(config, tmp_path / 'run', progress=False, **options)
     assert models.family_of(tmp_path / 'run') is family
+    import json
+    user = json.loads((tmp_path / 'run' / 'config.json').read_text())['user']
+    assert user['provenance']['family'] == name  # recorded, not guessed
+    session = json.loads((tmp_path / 'run' / 'config.json').read_text())[
+        'sessions'][-1]
+    assert {'odl', 'torch', 'commit'} <= set(session['versions'])
     again = models.load(tmp_path / 'run')
     ours, theirs = trained.state_dict(), again.state_dict()
     assert ours.keys() == theirs.keys()

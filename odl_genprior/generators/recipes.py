@@ -301,7 +301,10 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
     # records them itself).
     options = {'n_train': n_train, 'n_val': n_val,
                'batch_size': batch_size, 'lr': lr, 'seed': seed}
-    config = {'recipe': recipe, 'options': options}
+    # provenance: what made the run (not compared when it resumes)
+    config = {'recipe': recipe, 'options': options,
+              'provenance': {'family': 'generator',
+                             'dataset': recipe['dataset']}}
     if command is not None:
         config['command'] = recorded_command(out_dir, config, command)
     kind = recipe['kind']

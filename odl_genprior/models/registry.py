@@ -73,6 +73,9 @@ def family_of(run_dir):
         raise FileNotFoundError(f'{path} not found: not a training run folder')
     cfg = _read_config_file(path)
     user = cfg.get('user', cfg)
+    recorded = (user.get('provenance') or {}).get('family')
+    if recorded in FAMILIES:  # what made it says so (runs of this version)
+        return FAMILIES[recorded]
     found = [f for f in FAMILIES.values() if f.recognizes(user)]
     if len(found) != 1:
         raise ValueError(

@@ -157,7 +157,10 @@ def train_unrolled(config, out_dir, *, n_train=100, n_val=10, epochs=10,
         options['init'] = _init_weights(model, init, init_resize)
     return _fit_unrolled(
         model, _mse_loss, _psnr_metric, train_data, val_data,
-        {'unrolled': config, 'options': options}, out_dir, epochs=epochs,
+        {'unrolled': config, 'options': options,
+         'provenance': {'family': 'unrolled',
+                        'protocol': protocol_of(config)}},
+        out_dir, epochs=epochs,
         steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
         progress=progress, resume=resume, command=command,
         checkpoint_every=checkpoint_every, log_every=log_every,

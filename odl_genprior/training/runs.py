@@ -212,8 +212,9 @@ def recorded_command(out_dir, config, command):
     The command is a record, not part of the run's identity: resuming with
     ``--resume``, without ``--quiet`` or with more ``--epochs`` must not
     count as another configuration. So when ``out_dir`` already holds a run
-    whose configuration (every key of ``config`` but ``'command'``) equals
-    ``config``, its saved command is returned; otherwise ``command``.
+    whose configuration (every key of ``config`` but ``'command'`` and
+    ``'provenance'``, facts about how the run was made) equals ``config``,
+    its saved command is returned; otherwise ``command``.
 
     Examples
     --------
@@ -223,7 +224,7 @@ def recorded_command(out_dir, config, command):
     path = Path(out_dir) / CONFIG if out_dir is not None else None
     if path is not None and path.is_file():
         saved = _read_config_file(path).get('user', {})
-        keys = [k for k in config if k != 'command']
+        keys = [k for k in config if k not in ('command', 'provenance')]
         same = all(saved.get(k) == json.loads(json.dumps(config[k]))
                    for k in keys)
         if same and 'command' in saved:
