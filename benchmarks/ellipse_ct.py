@@ -58,7 +58,7 @@ from odl_genprior.problems.ellipse_ct import (  # noqa: E402
     DivalEllipses, EllipseCT, evaluate)
 from odl_genprior.recon import FBP, TV  # noqa: E402
 from odl_genprior.models.unrolled import (  # noqa: E402
-    PRETRAINED_DIR, pretrained_for, train_unrolled)
+    PRETRAINED_DIR, list_pretrained_unrolled, pretrained_for, train_unrolled)
 from odl_genprior.recon.learned import LearnedReconstructor  # noqa: E402
 from odl_genprior.training import read_metrics, read_run_config  # noqa: E402
 
@@ -106,11 +106,16 @@ def _shipped_row(name):
     ref = None if cfg.get('group') else DIVAL_SHIPPED.get(cfg['scheme'])
     n_par = sum(p.numel() for p in model.parameters())
     label = method.name if name in method.name else f'{method.name} ({name})'
-    init = (read_run_config(PRETRAINED_DIR / name, 'options', '')['options']
-            .get('init') or {}).get('from')
-    return (label + (f', from {init}' if init else ''),
-            f'{steps} steps, {minutes:.0f} min, {n_par / 1e3:.0f}k par.',
-            ref, method)
+    user = read_run_config(PRETRAINED_DIR / name, 'options', '')
+    init = (user['options'].get('init') or {}).get('from')
+    if init:  # a shipped name, or a run folder of the training machine
+        label += (f', from {init}' if init in list_pretrained_unrolled()
+                  else ', continued')
+    gpu = any(str(s.get('device', 'cpu')).startswith('cuda') for s in
+              json.loads((PRETRAINED_DIR / name / 'config.json').read_text())
+              .get('sessions', []))
+    return (label, f'{steps} steps, {minutes:.0f} min{" GPU" if gpu else ""}, '
+                   f'{n_par / 1e3:.0f}k par.', ref, method)
 
 
 def _dival(args, t_start):
