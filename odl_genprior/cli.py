@@ -80,25 +80,8 @@ def _ellipse_prior_method(space):
 
 #: The generative prior of the demo (a shipped model, models.pretrained).
 DEMO_PRIOR = 'ellipses-vae-128'
-#: ``reconstruct`` choices: the methods of recon.METHODS that run on the
-#: CLI's problems (kept as class names so that --help imports no torch).
-METHODS = {'fbp': 'FBP', 'tv': 'TV', 'tikhonov': 'Tikhonov',
-           'lasso': 'Lasso', 'wavelet-l1': 'WaveletL1',
-           'latent-hard': 'LatentHard', 'latent-soft': 'LatentSoft',
-           'latent-sparse': 'LatentSparseDeviation',
-           'learned': 'LearnedReconstructor', 'dip': 'DeepImagePrior',
-           'learned-svd': 'LearnedSVD', 'dps': 'DiffusionPosteriorSampling',
-           'score-projection': 'ScoreProjection'}
 #: The score model of dps / score-projection unless --prior names another.
 SCORE_PRIOR = 'ellipses-score-64'
-#: Defaults of the diffusion methods (chosen on validation phantoms of 64x64
-#: ellipse CT, see docs/diffusion.md); --set key=value overrides them.
-DIFFUSION_DEFAULTS = {
-    'dps': {'niter': 200, 'sampler': 'em', 'n_samples': 8,
-            'guidance_scale': 2.0, 'guidance_per_step': True,
-            'matrix': True},
-    'score-projection': {'niter': 200, 'sampler': 'em', 'n_samples': 8,
-                         'cg_niter': 5, 'weight': 0.5, 'matrix': True}}
 PROBLEMS = ('ct', 'fan-ct', 'cs', 'deblur', 'inpaint', 'denoise')
 
 
@@ -119,9 +102,10 @@ def _diffusion_method(args, space, options):
                          f'shape {tuple(space.shape)}; pass --size {size}')
     if space.impl == 'pytorch':
         model = model.to(space.device)
-    kw = dict(DIFFUSION_DEFAULTS[args.method], **options)
-    return _construct(getattr(recon, METHODS[args.method]), model, model.sde,
-                      options=kw)
+    cls = recon.METHODS[args.method].cls
+    # the class's options tuned on validation, under the user's --set
+    kw = dict(getattr(cls, 'TUNED', {}), **options)
+    return _construct(cls, model, model.sde, options=kw)
 
 
 #: The largest problem the command line builds: one image, or one data
@@ -294,19 +278,20 @@ def _reconstruct(args):
             'device': args.device, **options})
     elif args.method.startswith('latent'):
         if not prior:
+            from odl_genprior import models
             raise ValueError(f'{args.method} needs --prior (a shipped prior: '
-                             'ellipses-vae-128, ellipses-64, mnist-vae-20, '
-                             'or a run folder)')
+                             f'{", ".join(models.list_pretrained("generator"))}'
+                             ', or a run folder)')
         problem = _problem(args)
-        method = _construct(getattr(recon, METHODS[args.method]),
+        method = _construct(recon.METHODS[args.method].cls,
                             _prior_operator(prior, problem.space),
                             options=options)
-    elif args.method in DIFFUSION_DEFAULTS:
+    elif args.method in ('dps', 'score-projection'):
         problem = _problem(args)
         method = _diffusion_method(args, problem.space, options)
     else:
         problem = _problem(args)
-        method = _construct(getattr(recon, METHODS[args.method]),
+        method = _construct(recon.METHODS[args.method].cls,
                             options=options)
     t0 = time.perf_counter()
     x = method.reconstruct(problem, progress=not args.quiet)
@@ -1062,32 +1047,11 @@ def _add_train_parser(sub):
     tr.set_defaults(func=_train)
 
 
-#: ``reconstruct`` methods and the line ``odl-genprior reconstruct --help``
-#: gives each (fixed text, so that --help imports no torch).
-METHOD_HELP = {
-    'fbp': 'filtered back-projection (ray-transform problems)',
-    'tv': "total-variation regularisation by ODL's PDHG",
-    'tikhonov': "Tikhonov regularisation by ODL's conjugate gradient",
-    'lasso': "L1 sparsity in the pixel basis by ODL's proximal gradient",
-    'wavelet-l1': "wavelet sparsity (analysis L1) by ODL's PDHG",
-    'latent-hard': 'in the range of a generator (Bora et al. 2017); '
-                   'needs --prior',
-    'latent-soft': 'a free image near the range of a generator (Duff et al. '
-                   '2022); needs --prior',
-    'latent-sparse': 'generator plus a sparse deviation (Dhar et al. 2018); '
-                     'needs --prior',
-    'learned': 'a trained unrolled network on test samples of its '
-               'benchmark; needs --model',
-    'dip': "deep image prior: fit a network's parameters to the data",
-    'learned-svd': 'a trained learned SVD (Boink and Brune); needs --model',
-    'dps': 'diffusion posterior sampling with a score model (--prior)',
-    'score-projection': "score sampling with Song et al.'s data projection "
-                        '(--prior)',
-}
-#: The methods that read --prior and --model (see _reconstruct).
-PRIOR_METHODS = ('latent-hard', 'latent-soft', 'latent-sparse', 'dps',
-                 'score-projection')
-MODEL_METHODS = ('learned', 'learned-svd')
+def _cli_methods():
+    """The methods of the registry that ``reconstruct`` runs on its problems
+    (`odl_genprior.recon.METHODS`: class, help line, what it reads)."""
+    from odl_genprior import recon
+    return {name: e for name, e in recon.METHODS.items() if e.cli}
 
 
 def _problem_options():
@@ -1127,25 +1091,29 @@ def _add_reconstruct_parser(sub):
                     'key=value) and print PSNR, SSIM and seconds. '
                     '`odl-genprior reconstruct METHOD --help` lists the '
                     'options of one method.')
+    from odl_genprior import models
+
     siblings = {}
     methods = rc.add_subparsers(dest='method', metavar='METHOD',
                                 required=True, parser_class=_KindParser,
                                 title='methods')
-    for name in METHODS:
+    shipped = {family: ', '.join(models.list_pretrained(family))
+               for family in ('generator', 'unrolled')}
+    for name, entry in _cli_methods().items():
         parser = methods.add_parser(
-            name, help=METHOD_HELP[name],
-            description=f'{METHOD_HELP[name][0].upper()}'
-                        f'{METHOD_HELP[name][1:]}. The options of the method '
-                        'itself are given with --set key=value.',
+            name, help=entry.help,
+            description=f'{entry.help[0].upper()}{entry.help[1:]}. The '
+                        'options of the method itself are given with --set '
+                        'key=value.',
             parents=[_problem_options()], kind=name, siblings=siblings,
             command='reconstruct', noun='method')
         siblings[name] = parser
-        if name.startswith('latent'):
+        if entry.reads == 'prior' and name.startswith('latent'):
             parser.add_argument(
                 '--prior', default=None,
-                help='the generator: ellipses-vae-128, ellipses-64, '
-                     'mnist-vae-20 or a run folder of `odl-genprior train`')
-        elif name in PRIOR_METHODS:
+                help=f'the generator: a shipped one ({shipped["generator"]}) '
+                     'or a run folder of `odl-genprior train`')
+        elif entry.reads == 'prior':
             parser.add_argument(
                 '--prior', default=None,
                 help='the score model: a run folder of `odl-genprior train '
@@ -1155,8 +1123,8 @@ def _add_reconstruct_parser(sub):
             parser.add_argument(
                 '--model', default=None,
                 help='run folder of `odl-genprior train unrolled` or a '
-                     'shipped network (dival-lpd-128, ...); the problem is '
-                     'then test sample --seed of its benchmark')
+                     f'shipped network ({shipped["unrolled"]}); the problem '
+                     'is then test sample --seed of its benchmark')
         elif name == 'learned-svd':
             parser.add_argument(
                 '--model', default=None,

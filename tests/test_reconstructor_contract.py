@@ -183,8 +183,11 @@ def test_method_registry_drives_cli_and_docs():
     import pathlib
 
     from odl_genprior import cli, recon
-    assert {name: entry.cls.__name__ for name, entry in recon.METHODS.items()
-            if entry.cli} == cli.METHODS
+    assert {name: entry for name, entry in recon.METHODS.items()
+            if entry.cli} == cli._cli_methods()
+    sub = cli.build_parser()._subparsers._group_actions[0].choices[
+        'reconstruct']._subparsers._group_actions[0].choices
+    assert set(sub) == set(cli._cli_methods())  # one parser per method
     assert {entry.cls.__name__ for entry in recon.METHODS.values()} == (
         set(RECONSTRUCTORS) | EXEMPT)
     docs = pathlib.Path(__file__).parents[1] / 'docs'

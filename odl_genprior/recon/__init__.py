@@ -30,31 +30,56 @@ __all__ = ('Reconstructor', 'Result', 'METHODS', 'MethodEntry', 'FBP', 'TV', 'Ti
 
 
 class MethodEntry(typing.NamedTuple):
-    """One method of the registry: its class, its docs page and whether
-    ``odl-genprior reconstruct`` runs it on its problems."""
+    """One method of the registry: its class, its docs page, whether
+    ``odl-genprior reconstruct`` runs it on its problems, the line its
+    ``--help`` gives, and the trained model it reads there (``'prior'``: a
+    generator or score model, ``--prior``; ``'model'``: a trained network,
+    ``--model``; None)."""
 
     cls: type
     page: str
     cli: bool = True
+    help: str = ''
+    reads: typing.Optional[str] = None
 
 
 #: Every reconstruction method by its command-line name. The CLI's
 #: ``reconstruct`` choices and the method table of docs/reconstruction.md
 #: come from here (tests/test_reconstructor_contract.py checks both).
 METHODS = {
-    'fbp': MethodEntry(FBP, 'reconstruction.md'),
-    'tv': MethodEntry(TV, 'reconstruction.md'),
-    'tikhonov': MethodEntry(Tikhonov, 'baselines.md'),
-    'lasso': MethodEntry(Lasso, 'baselines.md'),
-    'wavelet-l1': MethodEntry(WaveletL1, 'baselines.md'),
-    'latent-hard': MethodEntry(LatentHard, 'latent.md'),
-    'latent-soft': MethodEntry(LatentSoft, 'latent.md'),
-    'latent-sparse': MethodEntry(LatentSparseDeviation, 'latent.md'),
-    'learned': MethodEntry(LearnedReconstructor, 'unrolled.md'),
-    'dip': MethodEntry(DeepImagePrior, 'dip.md'),
-    'learned-svd': MethodEntry(LearnedSVD, 'learned_svd.md'),
-    'dps': MethodEntry(DiffusionPosteriorSampling, 'diffusion.md'),
-    'score-projection': MethodEntry(ScoreProjection, 'diffusion.md'),
+    'fbp': MethodEntry(FBP, 'reconstruction.md', help=(
+        'filtered back-projection (ray-transform problems)')),
+    'tv': MethodEntry(TV, 'reconstruction.md', help=(
+        "total-variation regularisation by ODL's PDHG")),
+    'tikhonov': MethodEntry(Tikhonov, 'baselines.md', help=(
+        "Tikhonov regularisation by ODL's conjugate gradient")),
+    'lasso': MethodEntry(Lasso, 'baselines.md', help=(
+        "L1 sparsity in the pixel basis by ODL's proximal gradient")),
+    'wavelet-l1': MethodEntry(WaveletL1, 'baselines.md', help=(
+        "wavelet sparsity (analysis L1) by ODL's PDHG")),
+    'latent-hard': MethodEntry(LatentHard, 'latent.md', reads='prior', help=(
+        'in the range of a generator (Bora et al. 2017); needs --prior')),
+    'latent-soft': MethodEntry(LatentSoft, 'latent.md', reads='prior', help=(
+        'a free image near the range of a generator (Duff et al. 2022); '
+        'needs --prior')),
+    'latent-sparse': MethodEntry(
+        LatentSparseDeviation, 'latent.md', reads='prior', help=(
+            'generator plus a sparse deviation (Dhar et al. 2018); needs '
+            '--prior')),
+    'learned': MethodEntry(LearnedReconstructor, 'unrolled.md', reads='model',
+                           help='a trained unrolled network on test samples '
+                                'of its benchmark; needs --model'),
+    'dip': MethodEntry(DeepImagePrior, 'dip.md', help=(
+        "deep image prior: fit a network's parameters to the data")),
+    'learned-svd': MethodEntry(LearnedSVD, 'learned_svd.md', reads='model',
+                               help='a trained learned SVD (Boink and '
+                                    'Brune); needs --model'),
+    'dps': MethodEntry(DiffusionPosteriorSampling, 'diffusion.md',
+                       reads='prior', help='diffusion posterior sampling '
+                                           'with a score model (--prior)'),
+    'score-projection': MethodEntry(
+        ScoreProjection, 'diffusion.md', reads='prior', help=(
+            "score sampling with Song et al.'s data projection (--prior)")),
     'generative-phase-retrieval': MethodEntry(GenerativePhaseRetrieval,
                                               'phase_retrieval.md', False),
     'wirtinger-flow': MethodEntry(WirtingerFlow, 'phase_retrieval.md', False),

@@ -364,6 +364,13 @@ class DiffusionPosteriorSampling(_DiffusionSampling):
     ((4, 4), (4,))
     """
 
+    #: Options chosen on validation phantoms of 64x64 ellipse CT
+    #: (docs/diffusion.md): what ``odl-genprior reconstruct dps`` uses
+    #: unless ``--set`` says otherwise.
+    TUNED = {'niter': 200, 'sampler': 'em', 'n_samples': 8,
+             'guidance_scale': 2.0, 'guidance_per_step': True,
+             'matrix': True}
+
     name = 'diffusion posterior sampling'
 
     def __init__(self, score, sde, niter=500, sampler='em', n_samples=8,
@@ -462,6 +469,11 @@ batched_module, matrix, callback
     >>> round(float(A(x)[0]), 2)
     2.0
     """
+
+    #: As `DiffusionPosteriorSampling.TUNED` (``odl-genprior reconstruct
+    #: score-projection``).
+    TUNED = {'niter': 200, 'sampler': 'em', 'n_samples': 8, 'cg_niter': 5,
+             'weight': 0.5, 'matrix': True}
 
     name = 'score-based projection'
 
