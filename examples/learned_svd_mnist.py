@@ -29,9 +29,9 @@ import torch
 
 from odl_genprior import data, metrics, problems
 from odl_genprior.recon import FBP, TV
-from odl_genprior.recon.learned_svd import (LearnedSVD,
-                                            mnist_tomography_pairs,
-                                            train_learned_svd)
+from odl_genprior.recon.learned_svd import LearnedSVD
+from odl_genprior.models.learned_svd import (mnist_tomography_pairs,
+                                             train_learned_svd)
 
 FBP_CHOICES = (('Ram-Lak', 1.0), ('Shepp-Logan', 1.0), ('Hann', 1.0),
                ('Shepp-Logan', 0.8))

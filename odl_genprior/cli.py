@@ -264,7 +264,7 @@ def _reconstruct(args):
         method = _construct(LearnedReconstructor, model, options=options)
     elif args.method == 'learned-svd':
         from odl_genprior import problems
-        from odl_genprior.recon.learned_svd import load_learned_svd
+        from odl_genprior.models.learned_svd import load_learned_svd
         if not model_arg:
             raise ValueError('learned-svd needs --model RUN (a run folder of '
                              '`odl-genprior train learned-svd`)')
@@ -577,42 +577,20 @@ def _recorded_data(run_dir):
 
 
 def _train_learned_svd(args, command):
-    from odl_genprior import data, problems
-    from odl_genprior.recon.learned_svd import (mnist_tomography_pairs,
-                                                train_learned_svd)
+    from odl_genprior.models.learned_svd import fit_learned_svd
 
-    size = 28 if args.dataset == 'mnist' else args.size or 64
     if args.dataset == 'mnist' and args.size not in (None, 28):
         print('odl-genprior train: error: MNIST digits are 28x28; drop '
               '--size', file=sys.stderr)
         return 2
-    A = problems.ray_transform(problems.image_space(size), args.angles)
-    # Training and validation data and noise come from separate seeds.
-    if args.dataset == 'mnist':
-        train_pairs = mnist_tomography_pairs(
-            A, n=args.n_train, split='train', noise_level=args.noise,
-            seed=args.seed, directory=args.data_dir)
-        val_pairs = mnist_tomography_pairs(
-            A, n=args.n_val, split='test', noise_level=args.noise,
-            seed=args.seed + 1, directory=args.data_dir)
-    else:
-        train_pairs = problems.measurement_pairs(
-            A, data.ellipse_batch(A.domain, args.n_train, seed=args.seed),
-            args.noise, seed=args.seed)[::-1]
-        val_pairs = problems.measurement_pairs(
-            A, data.ellipse_batch(A.domain, args.n_val, seed=args.seed + 1),
-            args.noise, seed=args.seed + 1)[::-1]
-    info = {'dataset': args.dataset, 'size': size, 'angles': args.angles,
-            'noise_level': args.noise, 'n_train': args.n_train,
-            'n_val': args.n_val}
-    train_learned_svd(A, *train_pairs, args.out,
-                      latent_dim=args.latent_dim,
-                      hidden=tuple(args.hidden), epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      val_data=val_pairs, data_info=info,
-                      progress=not args.quiet,
-                      checkpoint_every=args.checkpoint_every,
-                      command=command)
+    config = {'dataset': args.dataset, 'size': args.size, 'angles':
+              args.angles, 'noise_level': args.noise,
+              'latent_dim': args.latent_dim, 'hidden': list(args.hidden)}
+    fit_learned_svd(config, args.out, n_train=args.n_train, n_val=args.n_val,
+                    epochs=args.epochs, batch_size=args.batch_size,
+                    lr=args.lr, seed=args.seed, data_dir=args.data_dir,
+                    progress=not args.quiet,
+                    checkpoint_every=args.checkpoint_every, command=command)
     print(f'weights, config.json and metrics.csv are in {args.out}; '
           f'reconstruct with: odl-genprior reconstruct learned-svd --model '
           f'{args.out}')

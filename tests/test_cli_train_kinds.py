@@ -151,9 +151,8 @@ def test_documented_train_commands_parse(line):
 def trainers(monkeypatch):
     """Replace every trainer by a recorder of its keyword arguments."""
     from odl_genprior.generators import recipes
-    from odl_genprior.models import limited_angle
+    from odl_genprior.models import learned_svd, limited_angle
     from odl_genprior.models import unrolled as learned
-    from odl_genprior.recon import learned_svd
     calls = {}
 
     def record(name):
@@ -167,7 +166,7 @@ def trainers(monkeypatch):
                         record('htc2022'))
     monkeypatch.setattr(limited_angle, 'build_limited_angle',
                         lambda config: None)
-    monkeypatch.setattr(learned_svd, 'train_learned_svd',
+    monkeypatch.setattr(learned_svd, 'fit_learned_svd',
                         record('learned-svd'))
     return calls
 

@@ -261,7 +261,8 @@ def equivariant(impl, cls):
 
 
 def learned_svd(impl):
-    from odl_genprior.recon.learned_svd import LearnedSVD, LearnedSVDNet
+    from odl_genprior.recon.learned_svd import LearnedSVD
+    from odl_genprior.models.learned_svd import LearnedSVDNet
     A = problems.ray_transform(problems.image_space(8), 4)
     torch.manual_seed(0)
     net = LearnedSVDNet((8, 8), A.range.shape, latent_dim=4, hidden=(16,))

@@ -11,13 +11,13 @@ from odl.applications import tomo
 from odl_genprior import data, metrics, problems
 from odl_genprior.bridge import to_numpy
 from odl_genprior.problems import measurement_pairs
-from odl_genprior.recon.learned_svd import (DiagonalMap, LearnedSVD,
-                                            LearnedSVDNet, check_operator,
-                                            describe_operator,
-                                            learned_svd_losses,
-                                            load_learned_svd,
-                                            mnist_tomography_pairs,
-                                            train_learned_svd)
+from odl_genprior.recon.learned_svd import LearnedSVD
+from odl_genprior.models.learned_svd import (DiagonalMap, LearnedSVDNet,
+                                             check_operator, describe_operator,
+                                             learned_svd_losses,
+                                             load_learned_svd,
+                                             mnist_tomography_pairs,
+                                             train_learned_svd)
 
 torch.set_num_threads(1)
 
