@@ -711,20 +711,14 @@ _nonnegative_float = _number(float, 0)
 _positive_float = _number(float, 0, strict=True)
 
 
-#: ``train`` kinds and the line ``odl-genprior train --help`` gives each.
-TRAIN_KINDS = {
-    'vae': 'variational autoencoder on images (MNIST, ellipses) or 1D '
-           'signals',
-    'ae': 'autoencoder on images (MNIST, ellipses) or 1D signals',
-    'gan': 'Wasserstein GAN with gradient penalty on images',
-    'cgnn': 'VAE whose decoder is a 1D continuous generative network '
-            '(signals)',
-    'unrolled': 'unrolled CT network: learned gradient descent, '
-                'primal-dual, forward-backward or certified',
-    'learned-svd': 'learned SVD (Boink and Brune) on CT pairs of ellipses '
-                   'or MNIST',
-    'score': 'ScoreUNet by denoising score matching (diffusion prior)',
-}
+def _train_kinds():
+    """``train`` kinds and their help lines, from the model registry (each
+    family's ``commands``)."""
+    from odl_genprior import models
+    return {kind: line for family in models.FAMILIES.values()
+            for kind, line in family.commands.items()}
+
+
 #: Hidden widths of the MLP nets of the generator kinds.
 MLP_HIDDEN = (500, 500)
 
@@ -845,9 +839,11 @@ def _add_train_parser(sub):
     kinds = tr.add_subparsers(dest='kind', metavar='KIND', required=True,
                               parser_class=_KindParser, title='kinds')
 
+    train_kinds = _train_kinds()
+
     def kind(name, description, n_train=10000, n_val=500, batch_size=64):
         parser = kinds.add_parser(
-            name, help=TRAIN_KINDS[name], description=description,
+            name, help=train_kinds[name], description=description,
             parents=[_training_options(n_train, n_val, batch_size)],
             kind=name, siblings=siblings)
         siblings[name] = parser

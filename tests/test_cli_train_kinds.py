@@ -88,11 +88,22 @@ def test_an_option_of_another_kind_is_refused(line, option, capsys):
     assert f"kind '{kind}'" in err
 
 
+def test_train_kinds_are_the_registry_families_commands():
+    from odl_genprior import models
+    sub = cli.build_parser()._subparsers._group_actions[0].choices[
+        'train']._subparsers._group_actions[0].choices
+    kinds = cli._train_kinds()
+    assert set(sub) == set(kinds)
+    assert set(models.FAMILIES['generator'].commands) == {
+        'vae', 'ae', 'gan', 'cgnn', 'score'}
+    assert 'unrolled' in kinds and 'learned-svd' in kinds
+
+
 def test_train_help_lists_kinds_and_kind_help_only_its_options(capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(['train', '--help'])
     out = capsys.readouterr().out
-    for kind in cli.TRAIN_KINDS:
+    for kind in cli._train_kinds():
         assert re.search(rf'^\s+{kind}\b', out, flags=re.M), kind
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(['train', 'gan', '--help'])

@@ -30,11 +30,21 @@ from odl_genprior.training import (load_weights,
                                    read_run_config, recorded_command,
                                    seed_all, train)
 
-__all__ = ('KINDS', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
+__all__ = ('KINDS', 'KIND_HELP', 'DATASETS', 'SIGNAL_DEFAULTS', 'CGNN_DEFAULTS',
            'complete_recipe', 'build_model', 'load_dataset', 'fit',
            'load_run', 'generator_of')
 
 KINDS = ('vae', 'ae', 'gan', 'cgnn', 'score')
+#: What each kind trains (``odl-genprior train KIND --help``).
+KIND_HELP = {
+    'vae': 'variational autoencoder on images (MNIST, ellipses) or 1D '
+           'signals',
+    'ae': 'autoencoder on images (MNIST, ellipses) or 1D signals',
+    'gan': 'Wasserstein GAN with gradient penalty on images',
+    'cgnn': 'VAE whose decoder is a 1D continuous generative network '
+            '(signals)',
+    'score': 'ScoreUNet by denoising score matching (diffusion prior)',
+}
 DATASETS = ('mnist', 'ellipses', 'signals')
 
 

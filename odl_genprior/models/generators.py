@@ -13,4 +13,5 @@ def _is_generator(user):
 
 
 register(Family('generator', build=recipes.build_model, fit=recipes.fit,
-                load=recipes.load_run, recognizes=_is_generator))
+                load=recipes.load_run, recognizes=_is_generator,
+                commands=recipes.KIND_HELP))

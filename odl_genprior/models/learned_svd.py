@@ -668,4 +668,6 @@ def _is_learned_svd(user):
 
 register(Family('learned_svd', build=build_learned_svd,
                 fit=fit_learned_svd, load=load_learned_svd,
-                recognizes=_is_learned_svd))
+                recognizes=_is_learned_svd, commands={
+                    'learned-svd': 'learned SVD (Boink and Brune) on CT '
+                                   'pairs of ellipses or MNIST'}))

@@ -183,6 +183,7 @@ def _is_limited_angle(user):
         'htc2022' in user['unrolled']
 
 
+# Trained by ``odl-genprior train unrolled --protocol htc2022``.
 register(Family('limited_angle', build=build_limited_angle,
                 fit=train_limited_angle, load=load_limited_angle,
                 recognizes=_is_limited_angle))

@@ -38,6 +38,9 @@ class Family:
         family wrote it
     shipped : the folder of its shipped models (`PRETRAINED_ROOT` by
         default)
+    commands : the ``odl-genprior train KIND`` kinds that train it, each
+        with its ``--help`` line (none: it is reached through another
+        kind's options)
     """
     name: str
     build: Callable
@@ -45,6 +48,7 @@ class Family:
     load: Callable
     recognizes: Callable
     shipped: Path = PRETRAINED_ROOT
+    commands: dict = dataclasses.field(default_factory=dict)
 
 
 def register(family):

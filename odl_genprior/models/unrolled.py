@@ -452,4 +452,7 @@ def _is_unrolled(user):
 
 
 register(Family('unrolled', build=build_unrolled, fit=train_unrolled,
-                load=load_unrolled, recognizes=_is_unrolled))
+                load=load_unrolled, recognizes=_is_unrolled, commands={
+                    'unrolled': 'unrolled CT network: learned gradient '
+                                'descent, primal-dual, forward-backward or '
+                                'certified'}))
