@@ -219,11 +219,12 @@ def certified(impl):
     return as_operator(net)
 
 
-def odenet(impl, which):
+def odenet(impl, which, dtype='float64'):
     from odl_genprior.nn.odenets import (FeedForwardNet, HamiltonianNet, RKNet,
                                       as_operator)
     torch.manual_seed(3)
-    net = {'rk4': lambda: RKNet(3, 4, method='rk4', steps='free', dtype=F64),
+    dt = getattr(torch, dtype)
+    net = {'rk4': lambda: RKNet(3, 4, method='rk4', steps='free', dtype=dt),
            'antisymmetric': lambda: RKNet(3, 4, field='antisymmetric',
                                           method='heun', dtype=F64),
            'gradient': lambda: RKNet(3, 4, field='gradient', hidden=5,
@@ -231,7 +232,7 @@ def odenet(impl, which):
            'hamiltonian': lambda: HamiltonianNet(2, 4, dtype=F64),
            'feedforward': lambda: FeedForwardNet(3, 3, dtype=F64)}[which]()
     d = 4 if which == 'hamiltonian' else 3
-    return as_operator(net.to(dev(impl)), rn(impl, d))
+    return as_operator(net.to(dev(impl)), rn(impl, d, dtype))
 
 
 def unrolled(impl, cls):
@@ -431,6 +432,13 @@ OPERATORS = {
         unrolled, cls='LearnedForwardBackward'), impls=WITH_CUDA, **KINKS),
     'unrolled_lgd': Entry(functools.partial(
         unrolled, cls='LearnedGradientDescent'), impls=WITH_CUDA, **KINKS),
+    'unrolled_lpd': Entry(functools.partial(
+        unrolled, cls='LearnedPrimalDual'), impls=WITH_CUDA, **KINKS),
+    # A float32 network (the dtype networks train in): smooth, so the
+    # central difference is checkable above float32 round-off.
+    'odenet_rk4_float32': Entry(functools.partial(
+        odenet, which='rk4', dtype='float32'), impls=WITH_CUDA, rtol=1e-4,
+        fd_rtol=1e-3, order2=False, eps=(3e-2, 1e-2)),
     'pnn': Entry(pnn, impls=WITH_CUDA, **KINKS),
     'equivariant_cnn': Entry(functools.partial(
         equivariant, cls='EquivariantCNN'), **KINKS),

@@ -18,6 +18,7 @@ from odl_genprior.recon import (FBP, TV, DeepImagePrior,
                                 DiffusionPosteriorSampling,
                                 GenerativePhaseRetrieval, Lasso, LatentHard,
                                 LatentSoft, LatentSparseDeviation,
+                                LearnedReconstructor,
                                 LiftedBregmanInversion, NetworkLeastSquares,
                                 Reconstructor, ScoreProjection, Tikhonov,
                                 WaveletL1, WirtingerFlow)
@@ -60,6 +61,26 @@ def _sde():
     return VPSDE()
 
 
+def _dival():
+    from odl_genprior.problems.ellipse_ct import DivalEllipses
+    return DivalEllipses().problem(0)
+
+
+_LSVD = {}
+
+
+def _learned_svd(**kw):
+    """A learned SVD trained for `_ct`'s operator (once per session)."""
+    from odl_genprior.models.learned_svd import fit_learned_svd
+    from odl_genprior.recon import LearnedSVD
+    if 'net' not in _LSVD:
+        _LSVD['net'] = fit_learned_svd(
+            {'dataset': 'ellipses', 'size': 16, 'angles': 8,
+             'noise_level': 0.02, 'latent_dim': 16, 'hidden': [64]}, None,
+            n_train=256, n_val=8, epochs=30, batch_size=32, progress=False)
+    return LearnedSVD(_LSVD['net'], **kw)
+
+
 # name -> (problem factory, method factory(**opts), per-restart factor);
 # the factor is None for a method without niter/callback.
 RECONSTRUCTORS = {
@@ -99,12 +120,14 @@ RECONSTRUCTORS = {
         lambda: multilayer_problem([4, 8, 12], activations='tanh', seed=1),
         lambda **kw: MultilayerBregmanInversion(
             alpha=1e-8, regulariser='l2', **kw), 1),
+    # trained networks, one forward pass (no niter, no callback)
+    'LearnedReconstructor': (_dival, lambda **kw: LearnedReconstructor.
+                             pretrained('dival-lpd-long-128', **kw), None),
+    'LearnedSVD': (_ct, _learned_svd, None),
 }
 NITER = 4
-# Shipped networks need their own data (tested in test_pretrained_unrolled,
-# test_learned_svd and test_htc2022_limited_angle): LearnedReconstructor,
-# LearnedSVD, LimitedAngleCT (HTC2022-scanner data only).
-EXEMPT = {'LearnedReconstructor', 'LearnedSVD', 'LimitedAngleCT'}
+# HTC2022-scanner data only (tested in test_htc2022_limited_angle).
+EXEMPT = {'LimitedAngleCT'}
 
 
 def test_registry_covers_every_method():
