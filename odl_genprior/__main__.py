@@ -3,4 +3,5 @@ import sys
 
 from odl_genprior.cli import main
 
-sys.exit(main())
+if __name__ == '__main__':  # not on import (the API reference imports it)
+    sys.exit(main())

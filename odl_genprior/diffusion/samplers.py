@@ -56,7 +56,7 @@ def make_generator(generator, device='cpu'):
 
 
 def time_grid(steps, eps=1e-3):
-    """The ``steps + 1`` times ``1 = t_0 > ... > t_steps = eps`` (float64).
+    """The ``steps + 1`` times from ``t_0 = 1`` down to ``t_steps = eps``.
 
     Examples
     --------

@@ -30,17 +30,25 @@ FAMILIES = {}
 class Family:
     """One trainable family.
 
-    name : the registry key (``'unrolled'``, ``'generator'``, ...)
-    build : config -> untrained model
-    fit : (config, out_dir, **options) -> trained model (a run folder)
-    load : (run_dir, device) -> model (eval mode)
-    recognizes : the ``user`` part of a ``config.json`` -> whether this
-        family wrote it
-    shipped : the folder of its shipped models (`PRETRAINED_ROOT` by
-        default)
-    commands : the ``odl-genprior train KIND`` kinds that train it, each
-        with its ``--help`` line (none: it is reached through another
-        kind's options)
+    Parameters
+    ----------
+    name : str
+        The registry key (``'unrolled'``, ``'generator'``, ...).
+    build : callable
+        ``build(config)``: the untrained model.
+    fit : callable
+        ``fit(config, out_dir, **options)``: the trained model (and its run
+        folder).
+    load : callable
+        ``load(run_dir, device)``: the model of a run folder (eval mode).
+    recognizes : callable
+        ``recognizes(user)``: whether this family wrote a ``config.json``
+        whose ``user`` part is ``user``.
+    shipped : pathlib.Path, optional
+        The folder of its shipped models (`PRETRAINED_ROOT`).
+    commands : dict, optional
+        The ``odl-genprior train KIND`` kinds that train it, each with its
+        ``--help`` line (none: another kind's options reach it).
     """
     name: str
     build: Callable

@@ -549,18 +549,18 @@ def shallow_network_inversion(f, w, b, c, activation, alpha, niter=1000,
     r"""Invert a shallow network ``f = sum_j c_j sigma(w_j u_0 + b_j)``.
 
     The seed's lifted scheme for a scalar input ``u_0`` and ``m`` hidden
-    perceptrons: minimise over ``u = (u_0, u_1, ..., u_m)``
+    perceptrons: minimise over ``u = (u_0, u_1, ..., u_m)``::
 
         1/2 |f - sum_j c_j u_j|^2 + sum_j B_Psi(u_j, w_j u_0 + b_j)
         + alpha/2 |u_0|^2
 
     by the seed's implicit/explicit coordinate descent: for ``l = 1..m``
-    (Gauss-Seidel, exact minimisation in ``u_l``)
+    (Gauss-Seidel, exact minimisation in ``u_l``)::
 
         u_l <- prox_{Psi/(1 + c_l^2)}((c_l (f - sum_{j != l} c_j u_j)
                + w_l u_0 + b_l) / (1 + c_l^2)),
 
-    then a proximal gradient step in ``u_0`` with step ``1/||w||^2``,
+    then a proximal gradient step in ``u_0`` with step ``1/||w||^2``::
 
         u_0 <- (u_0 - sum_j w_j (sigma(w_j u_0 + b_j) - u_j) / ||w||^2)
                / (1 + alpha / ||w||^2).
