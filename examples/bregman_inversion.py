@@ -19,8 +19,9 @@ import argparse
 import time
 
 from odl_genprior import metrics
-from odl_genprior.recon.bregman_inversion import (
-    LiftedBregmanInversion, NetworkLeastSquares, perceptron_problem)
+from odl_genprior.recon.bregman_inversion import (LiftedBregmanInversion,
+                                                  NetworkLeastSquares,
+                                                  perceptron_problem)
 
 
 def main():

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from odl_genprior import metrics
-from odl_genprior.recon.bregman_inversion import (
-    MultilayerBregmanInversion, NetworkLeastSquares, multilayer_problem)
+from odl_genprior.recon.bregman_inversion import (MultilayerBregmanInversion,
+                                                  NetworkLeastSquares,
+                                                  multilayer_problem)
 
 
 def _phantom(n):

@@ -6,11 +6,16 @@ import pytest
 
 from odl_genprior import metrics
 from odl_genprior.problems import ForwardProblem
-from odl_genprior.recon.bregman_inversion import (
-    LiftedBregmanInversion, MultilayerBregmanInversion, NetworkLayer,
-    NetworkLeastSquares, lifted_objective, multilayer_network_operator,
-    multilayer_problem, network_forward, network_operator,
-    perceptron_problem, perceptron_weights, shallow_network_inversion)
+from odl_genprior.recon.bregman_inversion import (LiftedBregmanInversion,
+                                                  MultilayerBregmanInversion,
+                                                  NetworkLeastSquares,
+                                                  multilayer_problem,
+                                                  perceptron_problem,
+                                                  shallow_network_inversion)
+from odl_genprior.bregman.networks import (NetworkLayer, lifted_objective,
+                                           multilayer_network_operator,
+                                           network_forward, network_operator,
+                                           perceptron_weights)
 
 DELTAS = (1e-1, 1e-2, 1e-3, 1e-4)
 

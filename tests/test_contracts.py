@@ -271,8 +271,8 @@ def learned_svd(impl):
 
 
 def bregman_inversion_net(impl, multilayer):
-    from odl_genprior.recon.bregman_inversion import (multilayer_problem,
-                                                      network_operator)
+    from odl_genprior.recon.bregman_inversion import multilayer_problem
+    from odl_genprior.bregman.networks import network_operator
     if multilayer:
         return multilayer_problem([4, 6, 5], activations='tanh',
                                   seed=1).operator
@@ -283,8 +283,8 @@ def bregman_inversion_net(impl, multilayer):
 def lifted_network_operator(impl):
     """A dense LiftedNetwork (the lifted training type) as ODL layers."""
     from odl_genprior.bregman.lifted import LiftedNetwork
-    from odl_genprior.recon.bregman_inversion import (
-        multilayer_network_operator, network_layers)
+    from odl_genprior.bregman.networks import (multilayer_network_operator,
+                                               network_layers)
     torch.manual_seed(5)
     net = LiftedNetwork([4, 6, 3], ['tanh', 'leaky_relu'])
     return multilayer_network_operator(network_layers(net))
@@ -292,7 +292,7 @@ def lifted_network_operator(impl):
 
 def least_squares_fit(impl):
     """NetworkLeastSquares' objective: 1/2 ||sigma(W u + b) - f||^2."""
-    from odl_genprior.recon.bregman_inversion import NetworkLayer
+    from odl_genprior.bregman.networks import NetworkLayer
     rng = np.random.default_rng(3)
     W = odl.MatrixOperator(rng.standard_normal((6, 4)))
     N = NetworkLayer(W, W.range.element(0.1 * rng.standard_normal(6)),
