@@ -175,7 +175,7 @@ def load_limited_angle(run_dir, device='cpu'):
                            f'shipped limited-angle network; shipped: {names}')
         run_dir = HTC_PRETRAINED_DIR / run_dir
     return _load_network(run_dir, build_limited_angle, 'train_limited_angle',
-                         device)
+                         device, family='limited_angle')
 
 
 def _is_limited_angle(user):

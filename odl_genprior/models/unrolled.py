@@ -347,15 +347,21 @@ def protocol_of(config):
     return (config.get('benchmark') or {}).get('protocol', 'ellipse')
 
 
-def _check_config(config, path, protocols):
-    """A run's network config: of one of ``protocols``, within bounds."""
+def _check_config(config, path, family):
+    """A run's network config: of a protocol whose networks are
+    ``family``'s (`Protocol.family`), within bounds."""
+    from odl_genprior.problems.protocol import PROTOCOLS
+
     if not isinstance(config, dict):
         raise ValueError(f'{path}: the unrolled entry is a '
                          f'{type(config).__name__}, not a mapping')
     protocol = protocol_of(config)
+    protocols = sorted(name for name, cls in PROTOCOLS.items()
+                       if cls.family == family)
     if protocol not in protocols:
+        theirs = getattr(PROTOCOLS.get(protocol), 'family', None)
         use = ('odl-genprior htc2022 FILE --method RUN (LimitedAngleCT)'
-               if protocol == 'htc2022' else
+               if theirs == 'limited_angle' else
                'odl-genprior reconstruct learned --model RUN '
                '(load_unrolled)')
         raise ValueError(f'{path} holds a network trained on the '
@@ -373,13 +379,11 @@ def _check_config(config, path, protocols):
                                  f'{bound}]); refused before building')
 
 
-def _load_network(run_dir, build, made_by, device):
+def _load_network(run_dir, build, made_by, device, family='unrolled'):
     """``build(config['unrolled'])`` with the run's weights (eval mode),
-    after the config is checked (protocol, sizes)."""
+    after the config is checked (a protocol of ``family``, sizes)."""
     user = read_run_config(run_dir, 'unrolled', made_by)
-    _check_config(user['unrolled'], Path(run_dir) / 'config.json',
-                  ('htc2022',) if made_by == 'train_limited_angle'
-                  else ('dival', 'ellipse'))
+    _check_config(user['unrolled'], Path(run_dir) / 'config.json', family)
     model = build(user['unrolled'])
     load_weights(model, Path(run_dir) / 'weights.pt')
     return model.to(device).eval()

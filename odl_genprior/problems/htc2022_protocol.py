@@ -151,6 +151,7 @@ class HTC2022LimitedAngle(Protocol):
 
     # the ranges of n pairs are drawn before the first phantom
     sample_wise = False
+    family = 'limited_angle'
 
     def __post_init__(self):
         self._check_protocol_field()

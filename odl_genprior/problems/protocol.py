@@ -38,6 +38,8 @@ class Protocol(abc.ABC):
     #: whether sample ``i`` of ``pairs`` is the same whatever ``n`` and
     #: ``start`` (then `parallel_pairs` may split the work)
     sample_wise = True
+    #: the model family (`odl_genprior.models`) whose networks train on it
+    family = 'unrolled'
 
     @property
     @abc.abstractmethod
