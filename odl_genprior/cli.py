@@ -515,27 +515,39 @@ def _htc2022(args):
     return 0
 
 
-def _train_unrolled(args, command):
-    from odl_genprior.models.unrolled import build_unrolled, train_unrolled
+#: ``train unrolled`` options -> the protocol fields they set (a protocol
+#: without the field refuses the option; unset options keep its defaults).
+PROTOCOL_OPTIONS = {'size': 'size', 'angles': 'num_angles',
+                    'noise': 'noise_level', 'geometry': 'geometry',
+                    'data_seed': 'seed'}
 
-    if args.protocol == 'htc2022':
+
+def _train_unrolled(args, command):
+    import dataclasses
+
+    from odl_genprior.models.unrolled import build_unrolled, train_unrolled
+    from odl_genprior.problems.protocol import PROTOCOLS
+
+    cls = PROTOCOLS[args.protocol]
+    if cls.family == 'limited_angle':
         return _train_limited_angle(args, command)
-    if args.protocol == 'dival':
-        # DIVal's ellipses: its own seeds and geometry (parallel beam).
-        if args.geometry != 'parallel' or args.data_seed != 0:
-            print('odl-genprior train: error: --protocol dival has its own '
-                  'seeds and a parallel-beam geometry; drop --geometry and '
-                  '--data-seed', file=sys.stderr)
-            return 2
-        benchmark = {'protocol': 'dival', 'size': args.size or 128,
-                     'num_angles': args.angles or 30,
-                     'noise_level': (0.025 if args.noise is None
-                                     else args.noise)}
-    else:
-        benchmark = {'size': args.size or 128,
-                     'num_angles': args.angles or 30,
-                     'noise_level': 0.05 if args.noise is None else args.noise,
-                     'geometry': args.geometry, 'seed': args.data_seed}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    parser_defaults = {'geometry': 'parallel', 'data_seed': 0}
+    given = {opt: getattr(args, opt) for opt in PROTOCOL_OPTIONS
+             if getattr(args, opt) not in (None, parser_defaults.get(opt))}
+    foreign = [f'--{opt.replace("_", "-")}' for opt in given
+               if PROTOCOL_OPTIONS[opt] not in fields]
+    if foreign:
+        print(f'odl-genprior train: error: --protocol {args.protocol} has '
+              f'no {", ".join(foreign)} (its fields: '
+              f'{", ".join(sorted(fields - {"protocol"}))}); drop them',
+              file=sys.stderr)
+        return 2
+    benchmark = {PROTOCOL_OPTIONS[opt]: v for opt, v in given.items()}
+    if 'protocol' in fields:
+        benchmark['protocol'] = args.protocol
+    elif args.protocol != 'ellipse':  # the configs' default protocol
+        benchmark['protocol'] = args.protocol
     config = {'scheme': args.scheme, 'group': args.group,
               'benchmark': benchmark}
     if args.width is not None:
@@ -936,8 +948,8 @@ def _add_train_parser(sub):
                            "CT benchmark, DIVal's ellipses or simulated "
                            'HTC2022 limited-angle data (--protocol).',
                n_train=100, n_val=10, batch_size=4)
-    add('--protocol', choices=('ellipse', 'dival', 'htc2022'),
-        default='ellipse',
+    from odl_genprior.problems.protocol import PROTOCOLS
+    add('--protocol', choices=sorted(PROTOCOLS), default='ellipse',
         help="the package's ellipse CT benchmark (default), DIVal's ellipses "
              'data set (128x128 over [-64, 64]^2, 400x400 simulation) or '
              'simulated HTC2022 limited-angle data (one network for 30-90 '

@@ -85,6 +85,15 @@ def test_a_protocol_is_one_class_and_its_registration(tmp_path,
     net = family.load_unrolled(tmp_path)
     assert family.protocol_of(net.config) == 'tiny-blur'
     assert net.operator.domain.shape == (8, 8)
+    # the command line trains on it, and refuses options it has no field for
+    args = ['train', 'unrolled', '--protocol', 'tiny-blur', '--scheme',
+            'lgd', '--width', '4', '--iterations', '1', '--n-train', '4',
+            '--n-val', '2', '--steps', '2', '--batch-size', '2', '--quiet']
+    assert cli.main(args + ['--out', str(tmp_path / 'cli')]) == 0
+    assert family.load_unrolled(tmp_path / 'cli').operator.domain.shape == (
+        8, 8)
+    assert cli.main(args + ['--angles', '8', '--out',
+                            str(tmp_path / 'no')]) == 2
 
 
 def test_a_shipped_model_is_one_folder(tmp_path, monkeypatch):
