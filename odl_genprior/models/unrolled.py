@@ -20,10 +20,11 @@ import torch
 
 from odl_genprior import metrics
 from odl_genprior.models.registry import (PRETRAINED_ROOT, Family,
-                                          list_pretrained, register)
+                                          list_pretrained, pretrained,
+                                          register)
 from odl_genprior.nn.certified import CertifiedLearnedGradient
 from odl_genprior.nn.unrolled import SCHEMES
-from odl_genprior.problems.ellipse_ct import EllipseCT, cached_pairs
+from odl_genprior.problems.ellipse_ct import cached_pairs
 from odl_genprior.problems.protocol import make_protocol
 from odl_genprior.training import (load_weights,
                                    read_run_config, recorded_command,
@@ -444,10 +445,10 @@ def pretrained_unrolled(name, device='cpu'):
     KeyError: "no shipped unrolled network 'no-such-model'; available: [...]"
     """
     names = list_pretrained_unrolled()
-    if name not in names:
+    if name not in names:  # the registry's pretrained, of this family only
         raise KeyError(f'no shipped unrolled network {name!r}; available: '
                        f'{names}')
-    return load_unrolled(PRETRAINED_DIR / name, device=device)
+    return pretrained(name, device)
 
 
 def _is_unrolled(user):
