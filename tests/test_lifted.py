@@ -13,6 +13,7 @@ from odl_genprior.bregman.lifted_training import (
 from odl_genprior.bregman.pnn import ProximalNeuralNetwork
 from odl_genprior.bregman import pnn
 from odl_genprior.problems import ForwardProblem
+from odl_genprior.bregman import networks as bn
 from odl_genprior.recon import bregman_inversion as bi
 
 DT = torch.float64
@@ -141,17 +142,17 @@ def _layer_space_problem():
     W1 = odl.ScalingOperator(space, 0.8)
     W2 = odl.MatrixOperator(rng.standard_normal((5, 16)) / 4,
                             domain=flat.range, range=odl.rn(5)) * flat
-    layers = [bi.NetworkLayer(W1, space.element(rng.standard_normal((4, 4))),
+    layers = [bn.NetworkLayer(W1, space.element(rng.standard_normal((4, 4))),
                               'tanh'),
-              bi.NetworkLayer(W2, 0.1 * rng.standard_normal(5), 'relu')]
+              bn.NetworkLayer(W2, 0.1 * rng.standard_normal(5), 'relu')]
     return layers, space, rng
 
 
 def test_odl_objective_is_the_sum_of_odl_bregman_losses():
     layers, space, rng = _layer_space_problem()
     u = space.element(rng.standard_normal((4, 4)))
-    xs = bi.network_forward(layers, u)
-    assert abs(bi.lifted_objective(layers, xs)) < 1e-12
+    xs = bn.network_forward(layers, u)
+    assert abs(bn.lifted_objective(layers, xs)) < 1e-12
     x1 = space.element(np.tanh(np.arctanh(xs[1].asarray() * 0.99)
                                + 0.2 * rng.standard_normal((4, 4))))
     x2 = xs[2].space.element(np.abs(xs[2].asarray()
@@ -159,7 +160,7 @@ def test_odl_objective_is_the_sum_of_odl_bregman_losses():
     ref = sum(BregmanLossY(layer.W.range, layer.activation,
                            layer.pre_activation(prev))(cur)
               for layer, prev, cur in zip(layers, [u, x1], [x1, x2]))
-    got = bi.lifted_objective(layers, [u, x1, x2])
+    got = bn.lifted_objective(layers, [u, x1, x2])
     assert got > 0 and np.isclose(got, ref, rtol=1e-10)
 
 
@@ -177,8 +178,8 @@ def test_a_network_from_lifted_training_is_inverted():
     for _ in range(3):
         implicit_sgd_step(net, data, target, tau=0.5, inner_iters=2)
     assert not torch.equal(before[0], net.affine[0].weight)
-    layers = bi.network_layers(net)
-    N = bi.multilayer_network_operator(layers)
+    layers = bn.network_layers(net)
+    N = bn.multilayer_network_operator(layers)
     u = N.domain.element(np.random.default_rng(5).uniform(-0.5, 0.5, 4))
     f = N(u)
     assert np.allclose(f.asarray(), net(torch.from_numpy(
@@ -190,7 +191,7 @@ def test_a_network_from_lifted_training_is_inverted():
     err = float((x - u).norm() / u.norm())
     assert err < 5e-2, err
     with pytest.raises(TypeError, match='dense LiftedNetwork'):
-        bi.network_layers(LiftedNetwork(
+        bn.network_layers(LiftedNetwork(
             [torch.nn.Conv1d(1, 1, 3)], ['relu']))
 
 
