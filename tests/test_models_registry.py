@@ -26,12 +26,24 @@ TINY = {
                     dict(n_train=16, n_val=4, epochs=1, batch_size=8)),
     'generator': ({'kind': 'ae', 'dataset': 'ellipses', 'size': 16,
                    'latent_dim': 4, 'arch': 'mlp', 'hidden': [32]},
-                  dict(n_train=32, n_val=8, epochs=1, batch_size=16)),
+                  dict(n_train=32, n_val=8, steps=3, batch_size=16)),
 }
 
 
 def test_every_family_is_registered_and_has_a_tiny_run():
     assert sorted(models.FAMILIES) == sorted(TINY)
+
+
+@pytest.mark.parametrize('name', sorted(TINY))
+def test_every_fit_takes_the_shared_options(name):
+    import inspect
+    params = inspect.signature(models.FAMILIES[name].fit).parameters
+    first = list(params)[:2]
+    assert len(first) == 2 and params[first[1]].name == 'out_dir'
+    missing = [o for o in registry.FIT_OPTIONS if o not in params]
+    assert not missing, missing
+    assert all(params[o].kind is inspect.Parameter.KEYWORD_ONLY
+               for o in registry.FIT_OPTIONS)
 
 
 @pytest.mark.parametrize('name', sorted(TINY))

@@ -284,13 +284,16 @@ def _val_metric(kind, gan=None):
 
 def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
         batch_size=64, lr=1e-3, seed=0, data_dir=None, progress=True,
-        resume=True, command=None, checkpoint_every=None, log_every=50):
+        resume=True, command=None, checkpoint_every=None, log_every=50,
+        steps=None, device='cpu'):
     """Train a recipe's model; the run directory can be reloaded by name.
 
     Writes ``config.json`` (the recipe completed by `complete_recipe`, the
     training options, the command) and ``weights.pt`` through
     `odl_genprior.training.train`; an interrupted run resumes from its last
-    checkpoint. Returns the model (eval mode).
+    checkpoint. ``steps`` (a budget in steps, replacing ``epochs``) and
+    ``device`` are `odl_genprior.training.train`'s. Returns the model (eval
+    mode).
 
     Examples
     --------
@@ -323,13 +326,15 @@ def fit(recipe, out_dir, *, n_train=10000, n_val=500, epochs=10,
         train(model, kw.pop('loss_fn'), train_x, out_dir=out_dir,
               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
               val_data=val_x, config=config, resume=resume, progress=progress,
-              checkpoint_every=checkpoint_every, log_every=log_every, **kw)
+              checkpoint_every=checkpoint_every, log_every=log_every,
+              steps=steps, device=device, **kw)
         return model.eval()
     common = dict(out_dir=out_dir, epochs=epochs, batch_size=batch_size,
                   seed=seed, val_data=val_x,
                   val_metric=_val_metric(kind, model),
                   config=config, resume=resume, progress=progress,
-                  checkpoint_every=checkpoint_every, log_every=log_every)
+                  checkpoint_every=checkpoint_every, log_every=log_every,
+                  steps=steps, device=device)
     if kind == 'gan':
         adam = functools.partial(torch.optim.Adam, lr=lr, betas=(0.0, 0.9))
         train(_gan_parts(model), None, train_x, step_fn=_gan_step_fn(model),

@@ -445,7 +445,7 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
                       batch_size=64, lr=1e-3, seed=0, val_data=None,
                       data_info=None, progress=True, resume=True,
                       log_every=20, checkpoint_every=None, device='cpu',
-                      command=None):
+                      command=None, steps=None):
     """Build and train a `LearnedSVDNet` on pairs ``(x, y)`` for ``operator``.
 
     Uses `odl_genprior.training.train` with `learned_svd_losses`: seeded
@@ -472,8 +472,9 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
     weights : dict, optional
         Loss weights ``{'x', 'y', 'inv', 'code'}``; missing ones are 1.
     epochs, batch_size, lr, seed, progress, resume, log_every,
-    checkpoint_every, device
-        Passed to `odl_genprior.training.train` (Adam with ``lr``).
+    checkpoint_every, device, steps
+        Passed to `odl_genprior.training.train` (Adam with ``lr``;
+        ``steps``, a budget in steps, replaces ``epochs``).
     val_data : tuple of torch.Tensor, optional
         Held-out pairs ``(x, y)``: the validation metric (each epoch) is the
         mean squared reconstruction error ``val_mse``.
@@ -537,7 +538,7 @@ def train_learned_svd(operator, x, y, out_dir, *, latent_dim=64,
                    lr=lr, seed=seed, val_data=val_data, val_metric=val_metric,
                    config=config, resume=resume, progress=progress,
                    log_every=log_every, checkpoint_every=checkpoint_every,
-                   device=device)
+                   device=device, steps=steps)
     return model.eval(), result
 
 
@@ -570,7 +571,7 @@ def load_learned_svd(run_dir, device='cpu'):
 def fit_learned_svd(config, out_dir, *, n_train=1000, n_val=100, epochs=10,
                     batch_size=64, lr=1e-3, seed=0, data_dir=None,
                     progress=True, resume=True, checkpoint_every=None,
-                    command=None, device='cpu'):
+                    command=None, device='cpu', steps=None, log_every=20):
     """Make the pairs of ``config`` and train a learned SVD on them.
 
     ``config``: ``dataset`` (``'ellipses'`` or ``'mnist'``; MNIST digits
@@ -635,7 +636,8 @@ def fit_learned_svd(config, out_dir, *, n_train=1000, n_val=100, epochs=10,
         A, *train_pairs, out_dir, epochs=epochs, batch_size=batch_size,
         lr=lr, seed=seed, val_data=val_pairs, data_info=info,
         progress=progress, resume=resume, checkpoint_every=checkpoint_every,
-        command=command, device=device, **net)
+        command=command, device=device, steps=steps, log_every=log_every,
+        **net)
     return model
 
 

@@ -17,13 +17,21 @@ from typing import Callable
 from odl_genprior.training import complete_runs, export_run
 from odl_genprior.training.runs import CONFIG, _read_config_file
 
-__all__ = ('Family', 'FAMILIES', 'PRETRAINED_ROOT', 'register', 'family_of',
-           'list_pretrained', 'pretrained', 'load', 'ship')
+__all__ = ('Family', 'FAMILIES', 'PRETRAINED_ROOT', 'FIT_OPTIONS',
+           'register', 'family_of', 'list_pretrained', 'pretrained', 'load',
+           'ship')
 
 #: The one folder of shipped models (one run folder each).
 PRETRAINED_ROOT = Path(__file__).resolve().parent / 'pretrained'
 #: name -> `Family`, filled by `register`.
 FAMILIES = {}
+#: The options every family's ``fit(config, out_dir, **options)`` takes,
+#: with one meaning (those of `odl_genprior.training.train`: a budget in
+#: ``epochs`` or ``steps``, Adam's ``lr``, checkpoints, resume, device);
+#: a family may take more (data folders, warm-up, autocast).
+FIT_OPTIONS = ('n_train', 'n_val', 'epochs', 'steps', 'batch_size', 'lr',
+               'seed', 'progress', 'resume', 'command', 'checkpoint_every',
+               'log_every', 'device')
 
 
 @dataclasses.dataclass(frozen=True)
