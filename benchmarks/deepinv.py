@@ -53,7 +53,6 @@ import importlib.util
 import os
 import sys
 
-import numpy as np
 import torch
 
 # This file is named deepinv.py: take its folder off the path (where
@@ -69,6 +68,14 @@ _spec = importlib.util.spec_from_file_location(
 _common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_common)
 alternate, table = _common.alternate, _common.table
+# deepinv's learned PD (its PDNet blocks) and Tomography, as the example
+# examples/deepinv_lpd_trainer.py builds them
+_spec = importlib.util.spec_from_file_location(
+    '_lpd_example', os.path.join(_HERE, os.pardir, 'examples',
+                                 'deepinv_lpd_trainer.py'))
+_example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_example)
+tomography = _example.tomography
 
 from odl.contrib.torch import OperatorModule  # noqa: E402
 
@@ -103,14 +110,6 @@ class _TomoFBP(_TomoA):
         return self.tomo.A_dagger(y.transpose(-1, -2))
 
 
-def tomography(bench):
-    """deepinv's ``Tomography`` on ``bench``'s grid and angles."""
-    angles = np.degrees(bench.operator.geometry.angles)
-    return dinv.physics.Tomography(
-        angles=torch.tensor(angles, dtype=torch.float32),
-        img_width=bench.size, circle=False, normalize=False)
-
-
 def swap_operator(net, tomo, opnorm):
     """``net`` with A, A^T and the FBP start from deepinv's ``tomo``."""
     net._A, net._At, net._fbp = _TomoA(tomo), _TomoAt(tomo), _TomoFBP(tomo)
@@ -121,30 +120,17 @@ def swap_operator(net, tomo, opnorm):
 
 
 class PDNetLPD(torch.nn.Module):
-    """Learned primal-dual from deepinv's PDNet blocks over a physics
-    (zero start), ``net(y)`` for ``y`` ``(B, 1, detectors, angles)``."""
+    """The example's deepinv learned PD bound to one physics: ``net(y)``
+    for ``y`` ``(B, 1, detectors, angles)``, images ``(B, H, W)``."""
 
-    def __init__(self, physics, img_shape, opnorm, n_iter=10, n_primal=5,
-                 n_dual=5, nf=32):
+    def __init__(self, physics, img_shape, opnorm, n_iter=10):
         super().__init__()
-        self.physics, self.img_shape = physics, tuple(img_shape)
-        self.opnorm, self.n_primal, self.n_dual = opnorm, n_primal, n_dual
-        self.primal = torch.nn.ModuleList(
-            dinv.models.PDNet_PrimalBlock(n_primal + 1, n_primal, nf=nf)
-            for _ in range(n_iter))
-        self.dual = torch.nn.ModuleList(
-            dinv.models.PDNet_DualBlock(n_dual + 2, n_dual, nf=nf)
-            for _ in range(n_iter))
+        self.physics = physics
+        self.net = _example.LearnedPrimalDual(img_shape, opnorm,
+                                              n_iter=n_iter)
 
     def forward(self, y):
-        s, phys = self.opnorm, self.physics
-        y = y / s
-        f = y.new_zeros((y.shape[0], self.n_primal) + self.img_shape)
-        h = y.new_zeros((y.shape[0], self.n_dual) + tuple(y.shape[2:]))
-        for primal, dual in zip(self.primal, self.dual):
-            h = dual(h, phys.A(f[:, 1:2]) / s, y)
-            f = primal(f, phys.A_adjoint(h[:, :1]) / s)
-        return f[:, 0]
+        return self.net(y, self.physics)[:, 0]
 
 
 def fwd_bwd(layer, x, g):
