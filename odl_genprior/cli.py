@@ -413,8 +413,8 @@ def _train_limited_angle(args, command):
     # The challenge fixes geometry, angles, noise and data; these options
     # would be silently ignored.
     given = [f'--{name.replace("_", "-")}' for name, unset in (
-        ('angles', None), ('noise', None), ('geometry', 'parallel'),
-        ('data_seed', 0), ('start', None), ('init', None),
+        ('angles', None), ('noise', None), ('geometry', None),
+        ('data_seed', None), ('start', None), ('init', None),
         ('init_resize', False), ('data_workers', 1))
         if getattr(args, name) != unset]
     if given:
@@ -532,9 +532,9 @@ def _train_unrolled(args, command):
     if cls.family == 'limited_angle':
         return _train_limited_angle(args, command)
     fields = {f.name for f in dataclasses.fields(cls)}
-    parser_defaults = {'geometry': 'parallel', 'data_seed': 0}
+    # unset options are None: the protocol's own defaults apply
     given = {opt: getattr(args, opt) for opt in PROTOCOL_OPTIONS
-             if getattr(args, opt) not in (None, parser_defaults.get(opt))}
+             if getattr(args, opt) is not None}
     foreign = [f'--{opt.replace("_", "-")}' for opt in given
                if PROTOCOL_OPTIONS[opt] not in fields]
     if foreign:
@@ -973,10 +973,10 @@ def _add_train_parser(sub):
     add('--noise', type=_nonnegative_float, default=None,
         help='relative Gaussian noise (default 0.05, dival 0.025; not '
              'htc2022)')
-    add('--geometry', choices=('parallel', 'fan'), default='parallel',
-        help='beam geometry (ellipse protocol)')
-    add('--data-seed', type=_nonnegative_int, default=0,
-        help='seed of the benchmark splits (ellipse protocol)')
+    add('--geometry', choices=('parallel', 'fan'), default=None,
+        help='beam geometry (ellipse protocol; default parallel)')
+    add('--data-seed', type=_nonnegative_int, default=None,
+        help='seed of the benchmark splits (ellipse protocol; default 0)')
     add('--angle-step', type=_positive_float, default=1.0,
         help='htc2022: degrees between the angles of the fixed operator '
              '(default 1)')
