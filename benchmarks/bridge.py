@@ -8,11 +8,18 @@ Conv generator R^40 -> 128x128 float32, parallel beam with 60 angles
 (b) torch: a hand-written loop, ``torch.optim.Adam`` on
     ``||OperatorLayer(A)(G(z)) - y||^2``;
 (c) floor: per iteration one forward ray transform, one back-projection and
-    one generator forward + backward, each timed alone in the same run.
+    one generator forward + backward, each timed alone in the same run;
+(d) the gradient alone, two ways: ``f.gradient`` of the composed functional
+    against the same steps written by hand in one loop (generator forward
+    with graph, ``A``, residual, ``A^T``, vector-Jacobian product), with no
+    bridge and no functional algebra. Their ratio is what the bridge costs;
+    the parts of (c) run interleaved there, which costs more than alone
+    (caches), so (d) by hand is itself above (c).
 
 Variants alternate, each repeated; medians are reported. Then the
 ODL-operator layer on a batch of 16 against ``odl.contrib.torch``'s
-``OperatorModule``. The last line is ``ratio: X`` with X = (a) / (c).
+``OperatorModule``. The last lines are ``bridge overhead: Y`` with
+Y = f.gradient / by hand, and ``ratio: X`` with X = (a) / (c).
 
 Run: ``python benchmarks/bridge.py [--iters 200] [--rounds 5]``
 """
@@ -117,9 +124,33 @@ def main():
             out = gen(zz[None])
             torch.autograd.grad(out, zz, torch.ones_like(out))
 
+    # (d) the gradient through the bridge against the same steps by hand.
+    grad_f = f.gradient
+
+    def moved():  # a new point each call: no cache hit in either variant
+        z_d = z0 + 1e-3 * torch.arange(40.0)
+        return z_d
+
+    z_bridge = latent.element(moved())
+
+    def bridge_gradient():
+        for _ in range(args.iters):
+            z_bridge.data.add_(1e-6)
+            grad_f(z_bridge)
+
+    def hand_gradient():
+        z_h = moved()
+        for _ in range(args.iters):
+            z_h.add_(1e-6)
+            zz = z_h.clone().requires_grad_(True)
+            x = gen(zz[None]).reshape(128, 128)
+            r = 2 * (A(space.element(x.detach())) - y)
+            torch.autograd.grad(x, zz, A.adjoint(r).data)
+
     odl_adam(), torch_loop()  # warm up
     med = alternate([('odl', odl_adam), ('torch', torch_loop), ('fp', fp),
-                     ('bp', bp), ('gen', gen_fb)], args.rounds)
+                     ('bp', bp), ('gen', gen_fb), ('grad', bridge_gradient),
+                     ('hand', hand_gradient)], args.rounds)
     n = args.iters
     floor = med['fp'] + med['bp'] + med['gen']
     print(f'latent-space CT: G R^40 -> 128x128, 60 angles astra_cpu, '
@@ -132,6 +163,8 @@ def main():
         ('    forward ray transform A', med['fp']),
         ('    back-projection A^T', med['bp']),
         ('    generator forward + backward', med['gen']),
+        ('(d) f.gradient through the bridge', med['grad']),
+        ('    the same gradient by hand, no bridge', med['hand']),
     ]
     table([(r, f'{t / n * 1e3:.2f}', f'{t / floor:.3f}') for r, t in rows],
           ('variant', 'ms/iter', 'x floor'))
@@ -164,6 +197,7 @@ def main():
            ('odl.contrib.torch.OperatorModule', f'{ours_f["theirs"] * 1e3:.1f}',
             f'{ours_t["theirs"] * 1e3:.1f}')],
           ('layer', 'forward ms', 'fwd+bwd ms'))
+    print(f'bridge overhead: {med["grad"] / med["hand"]:.3f}')
     print(f'ratio: {med["odl"] / floor:.3f}')
 
 
