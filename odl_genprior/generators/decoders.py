@@ -9,6 +9,8 @@ encoder mirrors it with strided convolutions. ``size`` must be
 import torch
 from torch import nn
 
+from odl_genprior.activations import activation
+
 __all__ = ('ConvDecoder', 'ConvEncoder', 'MLPDecoder', 'MLPEncoder',
            'base_size')
 
@@ -30,9 +32,6 @@ def base_size(size):
     return s0, k
 
 
-_ACTIVATIONS = {'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh, 'none': nn.Identity}
-
-
 def _channels(k, width):
     return [max(width >> i, 8) for i in range(k)] + [1]
 
@@ -48,7 +47,7 @@ class ConvDecoder(nn.Module):
     width : int
         Channels after the linear layer; halved at each up-sampling
         (at least 8).
-    out_activation : {'sigmoid', 'tanh', 'none'}
+    out_activation : {'sigmoid', 'tanh', 'relu', 'none'}
         Sigmoid suits images in [0, 1].
 
     Examples
@@ -71,7 +70,7 @@ class ConvDecoder(nn.Module):
             layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
             if i < k - 1:
                 layers += [nn.BatchNorm2d(b), nn.LeakyReLU(0.2)]
-        layers.append(_ACTIVATIONS[out_activation]())
+        layers.append(activation(out_activation))
         self.net = nn.Sequential(*layers)
 
     def forward(self, z):
@@ -130,7 +129,7 @@ class MLPDecoder(nn.Module):
         n = 1
         for s in self.shape:
             n *= s
-        layers += [nn.Linear(dims[-1], n), _ACTIVATIONS[out_activation]()]
+        layers += [nn.Linear(dims[-1], n), activation(out_activation)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z):

@@ -20,10 +20,10 @@ import math
 import torch
 from torch import nn
 
+from odl_genprior.activations import activation
+
 __all__ = ('SkipNet',)
 
-_ACTIVATIONS = {'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh, 'relu': nn.ReLU,
-                'none': nn.Identity, None: nn.Identity}
 _NORMS = ('group', 'batch', 'none', None)
 
 
@@ -58,7 +58,7 @@ class SkipNet(nn.Module):
         Channels of each skip branch (0: no skip connections).
     norm : {'group', 'batch', 'none'}
         Normalisation after every convolution.
-    out_activation : {None, 'sigmoid', 'tanh', 'relu'}
+    out_activation : {None, 'none', 'sigmoid', 'tanh', 'relu'}
         Applied to the output (None: linear output).
     residual : bool
         Add the input to the last convolution's output (before the
@@ -102,10 +102,7 @@ class SkipNet(nn.Module):
                 'non-negative')
         if norm not in _NORMS:
             raise ValueError(f'norm must be one of {_NORMS}, got {norm!r}')
-        if out_activation not in _ACTIVATIONS:
-            raise ValueError(f'out_activation must be one of '
-                             f'{sorted(map(str, _ACTIVATIONS))}, got '
-                             f'{out_activation!r}')
+        out_act = activation(out_activation)  # refuses an unknown name
         self.in_channels, self.out_channels = int(in_channels), int(
             out_channels)
         self.channels, self.skip_channels = channels, int(skip_channels)
@@ -126,7 +123,7 @@ class SkipNet(nn.Module):
         self.down, self.skips = nn.ModuleList(down), nn.ModuleList(skips)
         self.up = nn.ModuleList(up)
         self.head = nn.Conv2d(channels[0], self.out_channels, 1)
-        self.activation = _ACTIVATIONS[out_activation]()
+        self.activation = out_act
 
     def forward(self, x):
         if x.ndim != 4 or x.shape[1] != self.in_channels:

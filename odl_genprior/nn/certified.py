@@ -171,7 +171,7 @@ class ConvexPotentialLayer(torch.nn.Module):
     kernel_size : int, optional
         Odd.
     activation : {'relu', 'tanh', 'sigmoid'}, optional
-        Any of `odl_genprior.nn.odenets.ACTIVATIONS` (``0 <= sigma' <= S``).
+        Any of `odl_genprior.activations.ACTIVATIONS` (``0 <= sigma' <= S``).
     step_fraction : float, optional
         Initial ``h / h_max`` in ``(0, 1)``.
 

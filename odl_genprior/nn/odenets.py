@@ -40,14 +40,14 @@ import numpy as np
 import odl
 import torch
 
+from odl_genprior.activations import activation, lipschitz
 from odl_genprior.bridge import TorchOperator
 from odl_genprior.metrics import max_pair_ratio
 
 __all__ = ('ButcherTableau', 'TABLEAUS', 'DenseField', 'AntisymmetricField',
            'GradientField', 'RKNet', 'FeedForwardNet', 'HamiltonianNet',
            'rk_step', 'rk_adjoint', 'attach_simplex_projection',
-           'lipschitz_bound', 'lipschitz_estimate', 'as_operator',
-           'ACTIVATIONS')
+           'lipschitz_bound', 'lipschitz_estimate', 'as_operator')
 
 
 # --- Butcher tableaus ------------------------------------------------------
@@ -125,20 +125,10 @@ def _tableau(method):
 
 # --- activations and vector fields -----------------------------------------
 
-#: name -> (function, Lipschitz constant S); all have 0 <= sigma' <= 1
-ACTIVATIONS = {
-    'tanh': (torch.tanh, 1.0),
-    'relu': (torch.relu, 1.0),
-    'sigmoid': (torch.sigmoid, 0.25),
-}
-
-
 def _activation(name):
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f'unknown activation {name!r}; choose one of '
-                         f'{sorted(ACTIVATIONS)}')
+    """The module and Lipschitz constant S of `odl_genprior.activations`
+    entry ``name`` (every entry has ``0 <= sigma' <= S``)."""
+    return activation(name), lipschitz(name)
 
 
 def _spectral_norm(m):
@@ -307,7 +297,7 @@ class RKNet(torch.nn.Module):
         parameter. ``'simplex'``: a learned parameter projected back onto
         ``{h >= 0, sum h = T}`` after every optimizer step (call
         `project_steps`, or `attach_simplex_projection` once).
-    activation : {'tanh', 'relu', 'sigmoid'}, optional
+    activation : {'tanh', 'relu', 'sigmoid', 'none'}, optional
     hidden : int, optional
         Rows of ``A`` for ``field='gradient'`` (default ``d``).
     gamma : float, optional
