@@ -941,19 +941,16 @@ def _add_train_parser(sub):
         help="boundary of the MRA (default 'zero')")
 
     # A CT network: few, costly samples.
+    from odl_genprior.problems.protocol import PROTOCOLS
     add = kind('unrolled', 'Train a learned gradient descent / primal-dual '
                            '/ forward-backward network (ordinary or '
                            'rotation-equivariant blocks) or the certified '
-                           'nonexpansive learned gradient, on the ellipse '
-                           "CT benchmark, DIVal's ellipses or simulated "
-                           'HTC2022 limited-angle data (--protocol).',
+                           'nonexpansive learned gradient, on one of the '
+                           'registered protocols (--protocol).',
                n_train=100, n_val=10, batch_size=4)
-    from odl_genprior.problems.protocol import PROTOCOLS
     add('--protocol', choices=sorted(PROTOCOLS), default='ellipse',
-        help="the package's ellipse CT benchmark (default), DIVal's ellipses "
-             'data set (128x128 over [-64, 64]^2, 400x400 simulation) or '
-             'simulated HTC2022 limited-angle data (one network for 30-90 '
-             'degrees; lpd or lfb)')
+        help='; '.join(f'{name}: {cls.summary}' for name, cls in
+                       sorted(PROTOCOLS.items())) + ' (default ellipse)')
     from odl_genprior.models.unrolled import NETWORKS
     add('--scheme', choices=sorted(NETWORKS), default='lfb',
         help='the unrolled scheme: ' + ', '.join(

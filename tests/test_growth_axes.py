@@ -30,6 +30,7 @@ class TinyBlur(protocols.Protocol):
     """A new protocol: 1D-free, 8x8 images blurred by a fixed operator."""
 
     name = 'tiny-blur'
+    summary = '8x8 ellipses blurred by a fixed operator'
     size: int = 8
     protocol: str = 'tiny-blur'
 
@@ -75,6 +76,12 @@ def test_a_scheme_is_one_class(tmp_path, monkeypatch):
 def test_a_protocol_is_one_class_and_its_registration(tmp_path,
                                                        monkeypatch):
     monkeypatch.setitem(protocols.PROTOCOLS, 'tiny-blur', TinyBlur)
+    # the command line offers it, with its summary as help
+    parser = cli.build_parser()._subparsers._group_actions[0].choices[
+        'train']._subparsers._group_actions[0].choices['unrolled']
+    (option,) = [a for a in parser._actions if a.dest == 'protocol']
+    assert 'tiny-blur' in option.choices
+    assert 'tiny-blur: 8x8 ellipses blurred by a fixed operator' in option.help
     bench = protocols.make_protocol({'protocol': 'tiny-blur'})
     y, x = protocols.parallel_pairs(bench, 4, workers=1)
     torch.testing.assert_close(y, 0.5 * x)

@@ -91,5 +91,11 @@ def test_register_refuses_non_protocols_and_second_names():
 
     class Clash(Protocol):
         name = 'dival'
+        summary = 'a second DIVal'
     with pytest.raises(ValueError, match="'dival' is registered already"):
         register(Clash)
+
+    class Mute(Protocol):
+        name = 'mute'
+    with pytest.raises(TypeError, match='Mute needs a one-line summary'):
+        register(Mute)

@@ -65,6 +65,8 @@ class EllipseCT(Protocol):
     seed: int = 0
 
     name = 'ellipse'
+    summary = ("the package's ellipse CT benchmark (random ellipses, "
+               'parallel or fan beam)')
 
     @classmethod
     def small(cls):
@@ -181,6 +183,8 @@ class DivalEllipses(Protocol):
     protocol: str = 'dival'
 
     name = 'dival'
+    summary = ("DIVal's ellipses data set (128x128 over [-64, 64]^2, "
+               '30 angles, 400x400 simulation, its own test pairs)')
 
     @classmethod
     def small(cls):

@@ -144,6 +144,8 @@ class HTC2022LimitedAngle(Protocol):
     protocol: str = 'htc2022'
 
     name = 'htc2022'
+    summary = ('simulated HTC2022 limited-angle data (one network for '
+               '30-90 degrees; lpd or lfb)')
 
     @classmethod
     def small(cls):

@@ -28,13 +28,15 @@ PROTOCOLS = {}
 class Protocol(abc.ABC):
     """A benchmark: operator, seeded splits, pairs, a recordable config.
 
-    Subclasses set ``name`` (the registry key) and implement the abstract
-    members; problems and pairs of one ``(split, index)`` are the same on
+    Subclasses set ``name`` (the registry key) and ``summary`` (one line
+    of help) and implement the abstract members; problems and pairs of one ``(split, index)`` are the same on
     every call.
     """
 
     #: registry key, and the ``'protocol'`` entry of configs
     name = None
+    #: one line for the command line's help (``--protocol``)
+    summary = None
     #: whether sample ``i`` of ``pairs`` is the same whatever ``n`` and
     #: ``start`` (then `parallel_pairs` may split the work)
     sample_wise = True
@@ -91,6 +93,9 @@ def register(cls):
             isinstance(cls.name, str):
         raise TypeError(f'register takes a Protocol subclass with a name, '
                         f'got {cls!r}')
+    if not isinstance(cls.summary, str) or not cls.summary:
+        raise TypeError(f'protocol {cls.__name__} needs a one-line summary '
+                        '(its help on the command line)')
     if PROTOCOLS.get(cls.name, cls) is not cls:
         raise ValueError(f'protocol {cls.name!r} is registered already '
                          f'({PROTOCOLS[cls.name].__name__})')
