@@ -160,7 +160,7 @@ def main():
         if trained:
             folder = name.replace(' ', '_').replace('=', '')
             model = train_certified(
-                model, train_pairs, Path(args.runs) / folder,
+                model, train_pairs, out_dir=Path(args.runs) / folder,
                 val_data=val_pairs, epochs=epochs,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                 progress=not args.quiet,

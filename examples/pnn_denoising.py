@@ -121,7 +121,7 @@ def main():
                 num_layers=args.layers, features=args.features,
                 kernel_size=3, dim=2, alpha=args.alpha)
             t0 = time.perf_counter()
-            r = train_pnn(net, noisy, clean, mode=mode,
+            r = train_pnn(net, (noisy, clean), mode=mode,
                           out_dir=f'{out}/{mode}', epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr,
                           seed=args.seed, dual_sweeps=args.dual_sweeps,

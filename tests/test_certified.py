@@ -287,8 +287,8 @@ def test_train_and_reconstruct(bench, tmp_path):
     pairs = bench.pairs(4, 'train')
     with torch.no_grad():
         before = float(((net(pairs[0]) - pairs[1]) ** 2).mean())
-    net = train_certified(net, pairs, tmp_path, val_data=pairs, epochs=3,
-                          batch_size=2, lr=1e-2, progress=False)
+    net = train_certified(net, pairs, out_dir=tmp_path, val_data=pairs,
+                          epochs=3, batch_size=2, lr=1e-2, progress=False)
     with torch.no_grad():
         after = float(((net(pairs[0]) - pairs[1]) ** 2).mean())
     assert after < before
@@ -296,7 +296,7 @@ def test_train_and_reconstruct(bench, tmp_path):
     x = LearnedReconstructor(net)(bench.problem(0), progress=False)
     assert x.shape == (16, 16)
     with pytest.raises(ValueError, match='batch_size'):
-        train_certified(net, pairs, None, batch_size=8)
+        train_certified(net, pairs, batch_size=8)
 
 
 def test_certified_scheme_of_train_unrolled(tmp_path):

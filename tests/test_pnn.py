@@ -138,14 +138,14 @@ def test_training_decreases_loss(mode, tmp_path):
                                      alpha=0.1)
     with torch.no_grad():
         before = float(supervised_loss(net, (noisy, clean)))
-    r = train_pnn(net, noisy, clean, mode=mode, out_dir=tmp_path / mode,
+    r = train_pnn(net, (noisy, clean), mode=mode, out_dir=tmp_path / mode,
                   epochs=6, batch_size=8, lr=2e-2, progress=False)
     with torch.no_grad():
         after = float(supervised_loss(net, (noisy, clean)))
     assert r.step == 12
     assert after < 0.8 * before, (before, after)
     # resumable: more epochs continue from the checkpoint
-    r2 = train_pnn(net, noisy, clean, mode=mode, out_dir=tmp_path / mode,
+    r2 = train_pnn(net, (noisy, clean), mode=mode, out_dir=tmp_path / mode,
                    epochs=7, batch_size=8, lr=2e-2, progress=False)
     assert r2.resumed_from == 12 and r2.step == 14
 
@@ -198,7 +198,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='2D'):
         pnn_operator(net, odl.rn(8))
     with pytest.raises(ValueError, match='mode'):
-        train_pnn(net, torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8),
+        train_pnn(net, (torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)),
                   mode='sgd')
     with pytest.raises(ValueError, match='shape'):
-        train_pnn(net, torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 7))
+        train_pnn(net, (torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 7)))
+    with pytest.raises(TypeError, match='pair'):
+        train_pnn(net, torch.zeros(2, 1, 8, 8))

@@ -608,9 +608,9 @@ def lifted_step(model, optimizer, batch, dual_sweeps=3, param_steps=1):
 _MODES = ('backprop', 'lifted')
 
 
-def train_pnn(model, noisy, clean, mode='backprop', *, out_dir=None,
-              epochs=1, batch_size=32, lr=1e-3, seed=0, dual_sweeps=3,
-              param_steps=1, progress=True, **train_kwargs):
+def train_pnn(model, data, *, out_dir=None, mode='backprop', epochs=1,
+              batch_size=32, lr=1e-3, seed=0, dual_sweeps=3, param_steps=1,
+              progress=True, **train_kwargs):
     """Train a PNN denoiser with `odl_genprior.training.train`.
 
     ``mode='backprop'``: Adam on ``1/2 ||model(z) - xbar||^2`` through the
@@ -622,11 +622,13 @@ def train_pnn(model, noisy, clean, mode='backprop', *, out_dir=None,
     Parameters
     ----------
     model : ProximalNeuralNetwork
-    noisy, clean : torch.Tensor
-        Training pairs ``(z^i, xbar^i)`` along the first axis.
-    mode : {'backprop', 'lifted'}
+    data : tuple of torch.Tensor
+        ``(noisy, clean)``: training pairs ``(z^i, xbar^i)`` along the
+        first axis (the package's trainers all take ``(model, data, *,
+        out_dir, ...)``).
     out_dir, epochs, batch_size, lr, seed, progress
         As in `odl_genprior.training.train`.
+    mode : {'backprop', 'lifted'}
     dual_sweeps, param_steps : int
         Lifted mode only (see `lifted_step`).
     **train_kwargs
@@ -641,8 +643,9 @@ def train_pnn(model, noisy, clean, mode='backprop', *, out_dir=None,
     >>> torch.manual_seed(0) and None
     >>> net = ProximalNeuralNetwork.conv(num_layers=2, features=2, dim=1)
     >>> clean = torch.randn(8, 1, 16)
-    >>> r = train_pnn(net, clean + 0.1 * torch.randn(8, 1, 16), clean,
-    ...               mode='lifted', batch_size=4, progress=False)
+    >>> noisy = clean + 0.1 * torch.randn(8, 1, 16)
+    >>> r = train_pnn(net, (noisy, clean), mode='lifted', batch_size=4,
+    ...               progress=False)
     >>> r.step
     2
     """
@@ -652,6 +655,10 @@ def train_pnn(model, noisy, clean, mode='backprop', *, out_dir=None,
     if not isinstance(model, ProximalNeuralNetwork):
         raise TypeError(f'`model` must be a ProximalNeuralNetwork, got '
                         f'{type(model).__name__}')
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f'`data` must be a pair (noisy, clean) of tensors, '
+                        f'got {type(data).__name__}')
+    noisy, clean = data
     if not (torch.is_tensor(noisy) and torch.is_tensor(clean)):
         raise TypeError('`noisy` and `clean` must be torch tensors')
     if noisy.shape != clean.shape:

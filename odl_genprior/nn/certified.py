@@ -499,7 +499,7 @@ def _psnr_metric(model, val):
     return {'mse': torch.mean((x_hat - x) ** 2).item(), 'psnr': float(psnr)}
 
 
-def train_certified(model, train_data, out_dir, *, val_data=None, epochs=10,
+def train_certified(model, data, *, out_dir=None, val_data=None, epochs=10,
                     batch_size=4, lr=1e-3, seed=0, config=None,
                     progress=True, resume=True, log_every=10):
     """Train a data-to-image network (mean squared error, Adam, cosine).
@@ -515,10 +515,11 @@ def train_certified(model, train_data, out_dir, *, val_data=None, epochs=10,
     ----------
     model : torch.nn.Module
         Maps ``(B, *data_shape) -> (B, H, W)``.
-    train_data : tuple of torch.Tensor
-        ``(data, images)``, e.g. ``EllipseCT.pairs(n, 'train')``.
-    out_dir : str, Path or None
-        Run folder (``None``: no files).
+    data : tuple of torch.Tensor
+        ``(data, images)``, e.g. ``EllipseCT.pairs(n, 'train')`` (the
+        package's trainers all take ``(model, data, *, out_dir, ...)``).
+    out_dir : str, Path or None, optional
+        Run folder (``None``, the default: no files).
     val_data : tuple of torch.Tensor, optional
         Validation pairs (PSNR and MSE are logged).
     epochs, batch_size, lr, seed : optional
@@ -538,7 +539,7 @@ def train_certified(model, train_data, out_dir, *, val_data=None, epochs=10,
     >>> net = CertifiedLearnedGradient(odl.IdentityOperator(space),
     ...                                n_iter=2, memory=1, hidden_channels=4)
     >>> x = torch.rand(4, 8, 8)
-    >>> net = train_certified(net, (x, x), None, epochs=1, batch_size=2,
+    >>> net = train_certified(net, (x, x), epochs=1, batch_size=2,
     ...                       progress=False)
     >>> net.training
     False
@@ -546,16 +547,16 @@ def train_certified(model, train_data, out_dir, *, val_data=None, epochs=10,
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f'model must be a torch.nn.Module, got '
                         f'{type(model).__name__}')
-    if (not isinstance(train_data, (tuple, list)) or len(train_data) != 2
-            or len(train_data[0]) != len(train_data[1])):
-        raise ValueError('train_data must be a pair (data, images) of '
+    if (not isinstance(data, (tuple, list)) or len(data) != 2
+            or len(data[0]) != len(data[1])):
+        raise ValueError('data must be a pair (data, images) of '
                          'tensors with the same number of samples')
-    n = len(train_data[0])
+    n = len(data[0])
     steps = int(epochs) * (n // int(batch_size))
     if steps < 1:
         raise ValueError(f'no training step: {n} samples < batch_size='
                          f'{batch_size}')
-    train(model, _mse_loss, tuple(train_data), out_dir=out_dir,
+    train(model, _mse_loss, tuple(data), out_dir=out_dir,
           epochs=epochs, batch_size=batch_size, lr=lr,
           scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(
               opt, T_max=steps),
