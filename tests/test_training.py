@@ -371,6 +371,7 @@ def test_config_records_each_session_machine_threads_and_wall_time(
     cfg = json.loads((tmp_path / 'config.json').read_text())
     assert cfg['sessions'][0]['wall_seconds'] >= 0
     assert cfg['steps_done'] == 4  # kept when a finished run is opened
+    assert len(cfg['sessions']) == 2  # and a call that ran no step adds none
     # provenance in the user config may be added to a run in flight; any
     # other user entry is compared
     r = train(a, mse, data, out_dir=tmp_path, steps=5, **kw,

@@ -750,9 +750,13 @@ class _Run:
                 known = sum(s.get('wall_seconds', 0.0) for s in previous)
                 missing[0]['wall_seconds'] = round(
                     max(0.0, ckpt['elapsed'] - known), 1)
-            self.config['sessions'] = previous + [_session(
+            # A finished run opened with the same budget runs no step: no
+            # session for it (a study that re-runs its list would pile
+            # them up).
+            idle = ckpt is not None and ckpt['step'] >= self.total
+            self.config['sessions'] = previous + ([] if idle else [_session(
                 self.world, self.device,
-                0 if ckpt is None else ckpt['step'])]
+                0 if ckpt is None else ckpt['step'])])
             _write_json(out / CONFIG, self.config)
         return ckpt
 
