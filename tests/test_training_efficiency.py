@@ -119,3 +119,13 @@ def test_progress_points_grow_across_calls(tmp_path, capsys):
     assert [int(p['step']) for p in again] == [2, 4]
     assert (tmp_path / 'p.png').is_file()
     assert 'test PSNR against training CPU-hours' in capsys.readouterr().out
+
+
+def test_a_variant_with_a_timed_step_needs_no_timing_of_its_own(study,
+                                                                 tmp_path):
+    study['main'](['time', '--rounds', '1', '--variants', 'lpd-bf16'])
+    times = study['_read_times']()
+    # lr and warm-up do not change a step; progressive training has phases
+    # of its own and must be timed
+    assert times['lpd-lr3e-3'] == times['lpd-bf16']
+    assert 'lpd-64to128' not in times
