@@ -184,7 +184,7 @@ def test_ray_transform_matrix_is_cached_on_disk(tmp_path, monkeypatch):
     assert len(files) == 1
     a2 = problems.ray_transform(problems.image_space(12), num_angles=5)
     calls = []
-    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
+    monkeypatch.setattr(bridge.per_sample, 'apply_per_sample',
                         lambda *a: calls.append(1) / 0)
     m2 = bridge.operator_matrix(a2)  # no ODL call: from disk
     assert not calls and (m1 != m2).nnz == 0
@@ -253,8 +253,8 @@ def test_adjoint_layer_reuses_the_assembled_matrix(monkeypatch):
     layer = OperatorLayer(op)
     layer.matrix()
     calls = []
-    real = bridge._apply_per_sample
-    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
+    real = bridge.per_sample.apply_per_sample
+    monkeypatch.setattr(bridge.per_sample, 'apply_per_sample',
                         lambda *a: calls.append(1) or real(*a))
     x = torch.rand((3,) + op.domain.shape, requires_grad=True)
     layer(x).sum().backward()  # backward: the adjoint layer, no ODL call
@@ -302,8 +302,8 @@ def _tmp_cache(tmp_path_factory, monkeypatch):
 def _count_batches(monkeypatch):
     """Record the batch size of every ODL per-sample application."""
     from odl_genprior import bridge
-    sizes, real = [], bridge._apply_per_sample
-    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
+    sizes, real = [], bridge.per_sample.apply_per_sample
+    monkeypatch.setattr(bridge.per_sample, 'apply_per_sample',
                         lambda op, x: sizes.append(len(x)) or real(op, x))
     return sizes
 

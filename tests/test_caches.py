@@ -81,8 +81,8 @@ def test_matrix_file_carries_its_key_and_checksum(cache, monkeypatch):
         assert str(f['__sha256__'][()]) == bridge._arrays_digest(key, parts)
     _forget()
     calls = []
-    real = bridge._apply_per_sample
-    monkeypatch.setattr(bridge.layer, '_apply_per_sample',
+    real = bridge.per_sample.apply_per_sample
+    monkeypatch.setattr(bridge.per_sample, 'apply_per_sample',
                         lambda *a: calls.append(1) or real(*a))
     again = bridge.operator_matrix(_rays()['parallel'])  # from disk
     assert not calls and _same(again, m)

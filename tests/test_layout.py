@@ -48,8 +48,9 @@ def _part(module):
     return parts[1] if len(parts) > 1 else None
 
 
-def _imports():
-    """(importing module, its part, imported part) for every import."""
+def _import_targets():
+    """(importing module, imported module) for every import, and, for
+    ``from a.b import c``, also ``a.b.c`` (which may be a module)."""
     for path in sorted(ROOT.rglob('*.py')):
         rel = path.relative_to(ROOT.parent).with_suffix('')
         module = '.'.join(rel.parts).removesuffix('.__init__')
@@ -75,7 +76,17 @@ def _imports():
                 targets = [a.name for a in node.names
                            if a.name.startswith('odl_genprior.')]
             for target in targets:
-                yield module, _part(module), _part(target)
+                yield module, target, False
+                if isinstance(node, ast.ImportFrom):
+                    for a in node.names:
+                        yield module, f'{target}.{a.name}', True
+
+
+def _imports():
+    """(importing module, its part, imported part) for every import."""
+    for module, target, maybe in _import_targets():
+        if not maybe:
+            yield module, _part(module), _part(target)
 
 
 def test_every_part_is_placed():
@@ -84,7 +95,8 @@ def test_every_part_is_placed():
 
 
 def test_nothing_imports_upwards():
-    wrong = sorted({(module, target) for module, part, target in _imports()
+    wrong = sorted({(module, target) for module, part, target in
+                    _imports()
                     if part is not None and target is not None
                     and target != part and target not in ALLOWED[part]})
     assert not wrong, f'imports against the layers: {wrong}'
@@ -107,6 +119,33 @@ def test_layers_have_no_cycle():
     for part in ALLOWED:
         visit(part, [])
     assert len(order) == len(ALLOWED)
+
+
+def test_modules_have_no_cycle():
+    """Within a part too, even through imports inside functions: a cycle
+    between two files means one idea split in two, or a helper that belongs
+    below both. Package faces (``__init__``) re-export and are left out."""
+    files = {'.'.join(p.relative_to(ROOT.parent).with_suffix('').parts)
+             for p in ROOT.rglob('*.py') if p.name != '__init__.py'}
+    edges = {}
+    for module, target, _ in _import_targets():
+        if module in files and target in files and target != module:
+            edges.setdefault(module, set()).add(target)
+    done, cycles = set(), []
+
+    def visit(module, stack):
+        if module in stack:
+            cycles.append(stack[stack.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for target in sorted(edges.get(module, ())):
+            visit(target, stack + [module])
+        done.add(module)
+
+    for module in sorted(files):
+        visit(module, [])
+    assert not cycles, f'import cycles between files: {cycles}'
 
 
 def test_one_name_per_module():

@@ -13,9 +13,10 @@ cell volume), so the ODL adjoint of a module's Jacobian ``J`` is
 ``W_dom A*(W_ran^{-1} g)``. Both conversions live here.
 
 Modules: `convert` (elements, tensors, devices, dtypes, weights),
-`torch_operator` (`TorchOperator`), `layer` (`OperatorLayer`), `matrix`
-(`operator_matrix`, its limits and cache), `cache_files` (verified cache
-files). Everything public is imported here (``from odl_genprior.bridge
+`torch_operator` (`TorchOperator`), `layer` (`OperatorLayer`), `per_sample`
+(an operator on each sample of a batch: the layer's ``'loop'`` mode and the
+matrix assembly), `matrix` (`operator_matrix`, its limits and cache),
+`cache_files` (verified cache files). Everything public is imported here (``from odl_genprior.bridge
 import OperatorLayer``); a limit is changed in its own module
 (``odl_genprior.bridge.matrix.MATRIX_MAX_NNZ``).
 """
@@ -26,8 +27,8 @@ from odl_genprior.bridge.convert import (  # noqa: F401
     _check_input, _is_pytorch, as_element, as_tensor, module_device,
     space_device, space_dtype, space_weight, to_numpy)
 from odl_genprior.bridge.layer import (  # noqa: F401
-    AUTO_MATRIX_MAX_SIZE, BATCHING_MODES, OperatorLayer, _apply_per_sample,
-    check_tensor_operator)
+    AUTO_MATRIX_MAX_SIZE, BATCHING_MODES, OperatorLayer, check_tensor_operator)
+from odl_genprior.bridge.per_sample import apply_per_sample  # noqa: F401
 from odl_genprior.bridge.matrix import (  # noqa: F401
     _MATRICES, MATRIX_BLOCK_BYTES, MATRIX_MAX_NNZ, MATRIX_MAX_SECONDS,
     MATRIX_PROGRESS_SECONDS, MatrixAssemblyTooSlow, MatrixTooLarge,

@@ -5,6 +5,7 @@ import numpy as np
 import odl
 import torch
 
+from odl_genprior.bridge import per_sample
 from odl_genprior.bridge.convert import (_is_one, _is_pytorch, as_tensor,
                                          space_device, space_dtype,
                                          space_weight)
@@ -15,20 +16,6 @@ from odl_genprior.bridge.torch_operator import TorchOperator
 
 
 # --- ODL operator -> torch layer --------------------------------------------
-
-def _apply_per_sample(op, x):
-    """Apply ``op`` to each of the ``(B, *domain.shape)`` samples of ``x``."""
-    dom, ran = op.domain, op.range
-    dev, dt = space_device(ran), space_dtype(ran)
-    out = torch.empty((x.shape[0],) + tuple(ran.shape), dtype=dt, device=dev)
-    xs = x.detach()
-    if not _is_pytorch(dom):
-        xs = xs.cpu().numpy()
-    for i in range(x.shape[0]):
-        y = op(dom.element(xs[i]))
-        out[i] = as_tensor(y, device=dev)
-    return out
-
 
 class _OperatorFunction(torch.autograd.Function):
     """Autograd function of an ODL operator on a batch (internal)."""
@@ -408,7 +395,7 @@ class OperatorLayer(torch.nn.Module):
             return self._matmul(x)
         if mode == 'astra3d':
             return self._astra3d(x)
-        return _apply_per_sample(self.operator, x).to(x.device)
+        return per_sample.apply_per_sample(self.operator, x).to(x.device)
 
     def _maybe_assemble(self, batch):
         """Ski rental: assemble once the loop has cost what assembly costs."""

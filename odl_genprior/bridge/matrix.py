@@ -12,6 +12,7 @@ import odl
 import scipy.sparse
 import torch
 
+from odl_genprior.bridge import per_sample
 from odl_genprior.bridge.cache_files import (_read_cache_file,
                                              _write_cache_file, cache_dir)
 from odl_genprior.bridge.convert import _base, space_dtype, space_weight
@@ -226,15 +227,23 @@ def _check_estimate(op, nnz, seconds, itemsize):
 def _assemble(operator, chunk):
     """Assemble the matrix from unit vectors, in bounded memory and time."""
     from tqdm.auto import tqdm
-    from odl_genprior.bridge.layer import OperatorLayer  # it uses this module
-    loop = OperatorLayer(operator, batching='loop')
     n_in, n_out = operator.domain.size, operator.range.size
     dtype = space_dtype(operator.domain)
     itemsize = torch.empty((), dtype=dtype).element_size()
+
+    def forward(e):
+        return per_sample.apply_per_sample(operator, e)
+
+    def transpose(e):  # Euclidean: W_dom A*(W_ran^{-1} e)
+        w_dom = space_weight(operator.domain, e.device, e.dtype)
+        w_ran = space_weight(operator.range, e.device, e.dtype)
+        return per_sample.apply_per_sample(operator.adjoint,
+                                           e / w_ran) * w_dom
+
     rows = n_out <= n_in  # rows of A are A^T e_i
-    n, m, shape, apply = ((n_out, n_in, operator.range.shape, loop.transpose)
+    n, m, shape, apply = ((n_out, n_in, operator.range.shape, transpose)
                           if rows else
-                          (n_in, n_out, operator.domain.shape, loop))
+                          (n_in, n_out, operator.domain.shape, forward))
     if n == 0:
         return scipy.sparse.csr_matrix(
             (n_out, n_in), dtype=_base(operator.domain).dtype_identifier)
