@@ -3,15 +3,16 @@
 # (see checkpoints/gpu/README.md): install the carried wheels, run the
 # CUDA tests, simulate DIVal's 32,000 training pairs on every core, time
 # a step at batch 4 and at batch $BATCH, then continue the long learned-PD
-# run from its weights (.whl/init-lpd-long, exported here with
-# `export_run`) at batch $BATCH until $BUDGET seconds after the start, and
-# leave the run folder under $OUT/run.
+# run from its weights ($INIT, default .whl/init-lpd-long, exported here
+# with `export_run`) at batch $BATCH until $BUDGET seconds after the start,
+# and leave the run folder under $OUT/run.
 # Needs: .whl/ with the wheels and libcufft.so.11 (the stub of
 # cufft_stub.c), carried with `carry: [".whl"]`.
 set -u
 T0=$(date +%s)
 BATCH=${BATCH:-32}
 LR=${LR:-1e-3}
+INIT=${INIT:-.whl/init-lpd-long}
 BUDGET=${BUDGET:-540}      # seconds from the start to the run's end
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -70,9 +71,9 @@ tail -2 "$OUT/gpu.log"
 PER=$(python3 -c "import re; t=open('$OUT/gpu.log').read(); print(re.findall(r'batch $BATCH: ([0-9.]+) s', t)[-1])")
 LEFT=$(( T0 + BUDGET - $(date +%s) - 45 ))
 STEPS=$(python3 -c "print(max(100, int(0.85 * $LEFT / $PER) // 100 * 100))")
-log "training $STEPS steps at batch $BATCH ($PER s per step, $LEFT s left)"
+log "training $STEPS steps at batch $BATCH from $INIT ($PER s per step, $LEFT s left)"
 timeout $(( LEFT + 30 )) python3 -m odl_genprior $common --n-train 32000 --batch-size $BATCH \
   --lr $LR --warmup 200 --steps $STEPS --checkpoint-every $(( STEPS / 4 )) \
-  --init .whl/init-lpd-long --out "$OUT/run" > "$OUT/train.log" 2>&1
+  --init "$INIT" --out "$OUT/run" > "$OUT/train.log" 2>&1
 log "training rc $?"
 tail -3 "$OUT/run/metrics.csv" | tee -a "$OUT/gpu.log"
