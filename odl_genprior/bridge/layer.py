@@ -138,8 +138,8 @@ def _auto_mode(op):
     if _is_batchable_module(op) and _module_batch_problem(op) is None:
         return 'module'
     # Not 'astra3d': on an H200 it differed from ODL's own per-sample
-    # astra_cuda calls (tests/test_bridge_operator_layer.py); it stays
-    # available by name only until that is understood.
+    # astra_cuda calls (rows a pixel high, slices 2 thick); the geometry is
+    # fixed (`_stack_geometries`) but not yet checked on a GPU.
     if (space_device(op.domain).type == 'cpu'
             and op.domain.size <= AUTO_MATRIX_MAX_SIZE
             and op.range.size <= AUTO_MATRIX_MAX_SIZE):
@@ -202,8 +202,9 @@ class OperatorLayer(torch.nn.Module):
     * ``'astra3d'``: for a 2D parallel-beam ray transform on a CUDA pytorch
       space with ``astra_cuda``, one ASTRA call for the whole batch (the
       slices stacked as one 3D parallel geometry; tensors passed to ASTRA
-      through DLPack, no host copy). Not trusted yet: on an H200 it
-      differed from the per-sample loop (a strict xfail test records it);
+      through DLPack, no host copy). Not chosen by ``'auto'``: on an H200
+      it differed from the per-sample loop, and its fix (`_stack_geometries`)
+      has not yet run on a GPU;
     * ``'auto'`` (default): ``'module'`` where it applies;
       else ``'matrix'`` for a linear CPU operator with at most
       ``AUTO_MATRIX_MAX_SIZE`` entries in domain and range, once the layer
@@ -476,14 +477,52 @@ class OperatorLayer(torch.nn.Module):
         return f'{self.operator!r}, batching={self.batching!r}'
 
 
+def _stack_geometries(vol_geom, proj_geom, b):
+    """ASTRA's volume and projection geometry of ``b`` stacked slices, from
+    ODL's one-slice ``astra_cuda`` geometries of a 2D parallel beam.
+
+    ODL gives the slice a thickness ``dz`` (the volume window in z) and
+    the one detector row the height of a detector pixel. Stacked, slice k
+    must project onto row k: the slices keep their thickness and the rows
+    get the same height, so that row centres and slice centres coincide
+    (an in-plane ray then samples slice k exactly, and the backprojection
+    reads row k at voxel centres). The heights play no other part: the
+    forward rays lie in the slices' planes, and ODL's ``'2d_weighting'``
+    kernel weights the backprojection without the row height.
+
+    Examples
+    --------
+    >>> import astra
+    >>> vol = astra.create_vol_geom(4, 4, 1, -2, 2, -2, 2, -1, 1)
+    >>> vec = np.array([[0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.5]])
+    >>> proj = astra.create_proj_geom('parallel3d_vec', 1, 6, vec)
+    >>> v, p = _stack_geometries(vol, proj, 3)
+    >>> v['GridSliceCount'], v['option']['WindowMinZ'], p['DetectorRowCount']
+    (3, -3.0, 3)
+    >>> p['Vectors'][0, 9:12].tolist()  # rows as high as the slices
+    [0.0, 0.0, 2.0]
+    """
+    vol = dict(vol_geom)
+    opt = dict(vol['option'])
+    dz = opt['WindowMaxZ'] - opt['WindowMinZ']  # one slice
+    opt['WindowMinZ'], opt['WindowMaxZ'] = -b * dz / 2, b * dz / 2
+    vol['option'], vol['GridSliceCount'] = opt, b
+    proj = dict(proj_geom)
+    vec = np.array(proj['Vectors'], dtype=float)
+    rows = vec[:, 9:12]  # ASTRA's v: from one detector row to the next
+    vec[:, 9:12] = rows * (dz / np.linalg.norm(rows, axis=1, keepdims=True))
+    proj['Vectors'], proj['DetectorRowCount'] = vec, b
+    return vol, proj
+
+
 class _Astra3DStack:
     """A 2D parallel-beam ray transform (or its adjoint) on a stack of
     slices in one ASTRA CUDA call.
 
-    The B images of a batch are the B slices of one volume; the detector
-    gets B rows of the slice thickness, and the rays of ODL's
-    ``parallel3d_vec`` geometry lie in the slices' planes, so slice k
-    projects onto row k exactly. Tensors go to ASTRA by DLPack, on the GPU.
+    The B images of a batch are the B slices of one volume and the B rows
+    of one detector (`_stack_geometries`); the projector is ODL's own
+    (``cuda3d`` with the ``'2d_weighting'`` kernel) and so are the scaling
+    factors. Tensors go to ASTRA by DLPack, on the GPU.
     """
 
     def __init__(self, operator):
@@ -500,14 +539,13 @@ class _Astra3DStack:
     def _projector(self, b):
         pid = self._ids.get(b)
         if pid is None:
-            vol = dict(self.impl.vol_geom)
-            opt = dict(vol['option'])
-            dz = opt['WindowMaxZ'] - opt['WindowMinZ']  # one slice
-            opt['WindowMinZ'], opt['WindowMaxZ'] = -b * dz / 2, b * dz / 2
-            vol['option'], vol['GridSliceCount'] = opt, b
-            proj = dict(self.impl.proj_geom)
-            proj['DetectorRowCount'] = b
-            pid = self.astra.create_projector('cuda3d', proj, vol)
+            vol, proj = _stack_geometries(self.impl.vol_geom,
+                                          self.impl.proj_geom, b)
+            # as ODL's astra_projector(..., override_2D=True) makes it
+            pid = self.astra.projector3d.create({
+                'type': 'cuda3d', 'VolumeGeometry': vol,
+                'ProjectionGeometry': proj, 'options': {},
+                'ProjectionKernel': '2d_weighting'})
             self._ids[b] = pid
         return pid
 
