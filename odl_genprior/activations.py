@@ -37,39 +37,36 @@ ACTIVATIONS = {
 }
 
 
-def _entry(name, allowed=None):
+def _entry(name):
     key = 'none' if name is None else name
-    names = sorted(ACTIVATIONS if allowed is None else allowed)
-    if not isinstance(key, str) or key not in names:
+    if not isinstance(key, str) or key not in ACTIVATIONS:
         raise ValueError(f'unknown activation {name!r}; choose one of '
-                         f'{names}')
+                         f'{sorted(ACTIVATIONS)}')
     return ACTIVATIONS[key]
 
 
-def activation(name, allowed=None):
+def activation(name):
     """A new module applying the activation ``name``.
 
     Parameters
     ----------
     name : str or None
         A key of `ACTIVATIONS`; ``None`` means ``'none'`` (identity).
-    allowed : sequence of str, optional
-        The names the caller accepts (default: every name in the table).
 
     Raises
     ------
     ValueError
-        If ``name`` is not in ``allowed``; the message lists the choices.
+        If ``name`` is not in the table; the message lists the choices.
 
     Examples
     --------
     >>> activation(None)
     Identity()
     """
-    return _entry(name, allowed)[0]()
+    return _entry(name)[0]()
 
 
-def lipschitz(name, allowed=None):
+def lipschitz(name):
     """The Lipschitz constant ``S`` of the activation ``name``.
 
     Examples
@@ -77,4 +74,4 @@ def lipschitz(name, allowed=None):
     >>> lipschitz('tanh')
     1.0
     """
-    return _entry(name, allowed)[1]
+    return _entry(name)[1]

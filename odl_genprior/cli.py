@@ -544,9 +544,8 @@ def _train_unrolled(args, command):
               file=sys.stderr)
         return 2
     benchmark = {PROTOCOL_OPTIONS[opt]: v for opt, v in given.items()}
-    if 'protocol' in fields:
-        benchmark['protocol'] = args.protocol
-    elif args.protocol != 'ellipse':  # the configs' default protocol
+    # 'ellipse' without a protocol field is the configs' default: unnamed
+    if 'protocol' in fields or args.protocol != 'ellipse':
         benchmark['protocol'] = args.protocol
     config = {'scheme': args.scheme, 'group': args.group,
               'benchmark': benchmark}
