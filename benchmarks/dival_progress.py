@@ -17,6 +17,17 @@ epochs of 32,000 pairs).
         runs/dival-lpd-long --points checkpoints/dival_progress.csv \\
         --out docs/figures/dival_progress.png
 
+Each point also records the training samples behind it (steps x batch x
+processes, plus those of the run it started from), and ``--extrapolate RUN``
+fits ``PSNR = a + b log10(samples)`` to the points of RUN and of the runs it
+started from that lie past ``--fit-from`` samples (default 50,000: the
+first, short runs on a fixed 4,000-pair set rose faster than any later
+stretch, and a line through them promises too much), and prints where that line is at DIVal's budget (50 epochs of
+32,000 pairs: 1.6 million samples) and how many samples it needs to reach
+DIVal's learned PD:
+
+    python benchmarks/dival_progress.py --extrapolate dival-lpd-long2
+
 The test pairs are for this curve and the final table only; every choice of
 recipe is made on validation (benchmarks/training_efficiency.py).
 """
@@ -34,7 +45,10 @@ from _common import table  # noqa: E402
 #: DIVal's published mean PSNR on its first 100 ellipses test pairs.
 DIVAL_MARKS = {'learned PD': 32.27, 'learned GD': 30.30, 'TV': 27.96,
                'FBP': 24.18}
-FIELDS = ('run', 'step', 'cpu_hours', 'gpu_hours', 'n_test', 'psnr', 'ssim')
+FIELDS = ('run', 'step', 'cpu_hours', 'gpu_hours', 'n_test', 'psnr', 'ssim',
+          'samples')
+#: DIVal's training of learned PD: 50 epochs of its 32,000 training pairs.
+DIVAL_SAMPLES = 50 * 32000
 
 
 def _folder(name):
@@ -45,6 +59,55 @@ def _folder(name):
     if name in list_pretrained_unrolled():
         return PRETRAINED_DIR / name
     raise SystemExit(f'{name}: neither a run folder nor a shipped network')
+
+
+def _init_of(folder, sources):
+    """The folder of the run ``folder`` started from (``--init``), or None."""
+    cfg = json.loads((folder / 'config.json').read_text())
+    init = (cfg.get('user', {}).get('options') or {}).get('init')
+    return (_folder(sources.get(init['from'], init['from'])) if init
+            else None)
+
+
+def samples(folder, step=None, sources=None):
+    """Training samples behind a run at ``step`` (default: its last):
+    steps x batch x processes, plus the samples behind the run it started
+    from (at that run's last step)."""
+    sources = sources or {}
+    cfg = json.loads((folder / 'config.json').read_text())
+    if step is None:
+        step = cfg.get('steps_done') or cfg['epochs'] * cfg['steps_per_epoch']
+    own = int(step) * cfg['batch_size'] * cfg.get('world_size', 1)
+    init = _init_of(folder, sources)
+    return own + (samples(init, sources=sources) if init else 0)
+
+
+def lineage(name, sources=None):
+    """The names of ``name``'s run and of the runs it started from."""
+    sources = sources or {}
+    folder, names = _folder(name), []
+    while folder is not None:
+        names.append(folder.name)
+        folder = _init_of(folder, sources)
+    return names
+
+
+def extrapolate(points, names, fit_from=0):
+    """Fit ``psnr = a + b log10(samples)`` to the points of ``names`` past
+    ``fit_from`` samples;
+    ``(a, b, n_points, psnr at DIVAL_SAMPLES, samples for DIVal's learned
+    PD)``."""
+    pts = [(float(p['samples']), float(p['psnr'])) for p in points
+           if p['run'] in names and float(p.get('samples') or 0) > max(
+               fit_from, 0)]
+    if len(pts) < 2:
+        raise SystemExit(f'--extrapolate: {len(pts)} point(s) with samples '
+                         f'for {names}; need 2')
+    n, v = np.array(pts).T
+    b, a = np.polyfit(np.log10(n), v, 1)
+    at_dival = a + b * np.log10(DIVAL_SAMPLES)
+    needed = 10 ** ((DIVAL_MARKS['learned PD'] - a) / b) if b > 0 else np.inf
+    return a, b, len(pts), at_dival, needed
 
 
 def hours(folder, threads=None, sources=None):
@@ -113,6 +176,12 @@ def main(argv=None):
                         help='where an --init source recorded as FROM is '
                              'kept here')
     parser.add_argument('--out', default=None, help='figure file (.png)')
+    parser.add_argument('--extrapolate', default=None, metavar='RUN',
+                        help='fit PSNR against log samples over RUN and the '
+                             'runs it started from, and extrapolate')
+    parser.add_argument('--fit-from', type=float, default=50000,
+                        help='fit only points past this many samples '
+                             '(default 50,000)')
     args = parser.parse_args(argv)
 
     from odl_genprior.problems.ellipse_ct import evaluate
@@ -146,8 +215,12 @@ def main(argv=None):
         points.append({'run': label, 'step': step,
                        'cpu_hours': f'{cpu:.3f}', 'gpu_hours': f'{gpu:.3f}',
                        'n_test': args.n_test,
-                       'psnr': f'{r["psnr"]:.3f}', 'ssim': f'{r["ssim"]:.4f}'})
-    if args.runs:
+                       'psnr': f'{r["psnr"]:.3f}', 'ssim': f'{r["ssim"]:.4f}',
+                       'samples': samples(folder, step, sources)})
+    for p in points:  # points from before samples were recorded
+        if not p.get('samples'):
+            p['samples'] = samples(_kept(p['run']), int(p['step']), sources)
+    if args.runs or any(p.get('samples') for p in points):
         points_path.parent.mkdir(parents=True, exist_ok=True)
         with open(points_path, 'w', newline='') as f:
             w = csv.DictWriter(f, FIELDS, restval='0.000')
@@ -156,19 +229,39 @@ def main(argv=None):
     print(f"DIVal ellipses, test PSNR against training CPU-hours "
           f"({points_path})")
     table([(p['run'], p['step'], p['cpu_hours'], p.get('gpu_hours') or
-            '0.000', p['n_test'], p['psnr'], p['ssim']) for p in points],
-          FIELDS)
+            '0.000', p['n_test'], p['psnr'], p['ssim'], p['samples'])
+           for p in points], FIELDS)
+    fit = None
+    if args.extrapolate:
+        names = lineage(args.extrapolate, sources)
+        fit = extrapolate(points, names, args.fit_from)
+        a, b, n, at_dival, needed = fit
+        print(f'\n{" <- ".join(names)}: PSNR = {a:.2f} + {b:.2f} log10('
+              f'samples) over the {n} points past {args.fit_from:,.0f} '
+              f'samples; at DIVal\'s {DIVAL_SAMPLES:,} '
+              f'samples: {at_dival:.2f} dB; DIVal\'s learned PD '
+              f'({DIVAL_MARKS["learned PD"]}) at {needed:,.0f} samples')
     if args.out and points:
-        _figure(points, args.out)
+        _figure(points, args.out, fit)
     return points
 
 
-def _figure(points, path):
+def _kept(name):
+    """The folder of a recorded run: as named, under checkpoints/ or
+    runs/, or shipped."""
+    for where in ('', 'checkpoints', 'runs'):
+        if (Path(where) / name / 'config.json').exists():
+            return Path(where) / name
+    return _folder(name)
+
+
+def _figure(points, path, fit=None):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _by_samples(bx, points, fit)
     for run in dict.fromkeys(p['run'] for p in points):
         pts = sorted((float(p['cpu_hours']), float(p['psnr']))
                      for p in points if p['run'] == run)
@@ -188,6 +281,30 @@ def _figure(points, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f'figure: {path}')
+
+
+def _by_samples(ax, points, fit):
+    """Test PSNR against training samples (log), with the fitted line."""
+    for run in dict.fromkeys(p['run'] for p in points):
+        pts = sorted((float(p['samples']), float(p['psnr']))
+                     for p in points if p['run'] == run)
+        n, v = np.array(pts).T
+        ax.plot(n, v, 'o-', label=run)
+    ax.set_xscale('log')
+    if fit is not None:
+        a, b, _, _, needed = fit
+        n = np.geomspace(1e4, max(DIVAL_SAMPLES, min(needed, 1e8)), 50)
+        ax.plot(n, a + b * np.log10(n), 'k:', lw=1,
+                label=f'fit: {a:.1f} + {b:.2f} log10(samples)')
+    ax.axvline(DIVAL_SAMPLES, ls='--', lw=0.8, color='gray')
+    ax.axhline(DIVAL_MARKS['learned PD'], ls='--', lw=0.8, color='gray')
+    ax.text(DIVAL_SAMPLES, 0.5, 'DIVal: 1.6 M samples ', fontsize=7,
+            color='gray', rotation=90, ha='right', va='center',
+            transform=ax.get_xaxis_transform())
+    ax.set_xlabel('training samples (steps x batch)')
+    ax.set_ylabel('mean test PSNR (dB), first 100 pairs')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right')
 
 
 if __name__ == '__main__':

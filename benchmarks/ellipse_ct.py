@@ -42,6 +42,12 @@ DIVal's published PSNR beside them:
 
     python benchmarks/ellipse_ct.py --protocol dival
 
+``--symmetrize`` adds, under each learned row, the same network averaged over
+the eight symmetries of the parallel-beam ray transform
+(`odl_genprior.recon.SymmetryAveraged`; eight times the reconstruction time):
+
+    python benchmarks/ellipse_ct.py --protocol dival --symmetrize
+
 """
 import argparse
 import json
@@ -56,7 +62,7 @@ from _common import table  # noqa: E402
 
 from odl_genprior.problems.ellipse_ct import (  # noqa: E402
     DivalEllipses, EllipseCT, evaluate)
-from odl_genprior.recon import FBP, TV  # noqa: E402
+from odl_genprior.recon import FBP, TV, SymmetryAveraged  # noqa: E402
 from odl_genprior.models.unrolled import (  # noqa: E402
     PRETRAINED_DIR, list_pretrained_unrolled, pretrained_for, train_unrolled)
 from odl_genprior.recon.learned import LearnedReconstructor  # noqa: E402
@@ -135,15 +141,26 @@ def _dival(args, t_start):
         if method.model.operator.range.shape != bench.operator.range.shape:
             print(f'{name}: made for another geometry, skipped')
             continue
-        r = evaluate(method, test)
-        results.append((label, note, ref, r))
-        print(f'{label}: {r["psnr"]:.2f} dB '
-              f'({time.perf_counter() - t_start:.0f} s)', flush=True)
+        _learned_rows(results, label, note, ref, method, test, args,
+                      t_start)
     print(f'\nDIVal ellipses {bench.size}x{bench.size}, {bench.num_angles} '
           f'angles, {bench.noise_level:.1%} noise; first {args.n_test} test '
           f'images; FBP / TV tuned on {args.n_tune} validation images; '
           'learned: the shipped networks (nothing trained here)')
     return results
+
+
+def _learned_rows(results, label, note, ref, method, test, args, t_start):
+    """A network's row, and (``--symmetrize``) its symmetry-averaged row."""
+    rows = [(label, note, ref, method)]
+    if args.symmetrize:
+        rows.append((f'{label}, symmetry-averaged', 'the same, averaged over '
+                     'the 8 symmetries', None, SymmetryAveraged(method)))
+    for name, text, reference, m in rows:
+        r = evaluate(m, test)
+        results.append((name, text, reference, r))
+        print(f'{name}: {r["psnr"]:.2f} dB '
+              f'({time.perf_counter() - t_start:.0f} s)', flush=True)
 
 
 def main(argv=None):
@@ -185,6 +202,9 @@ def main(argv=None):
     parser.add_argument('--runs', default='runs/ellipse_ct')
     parser.add_argument('--json', default=None,
                         help='also write the results to this file')
+    parser.add_argument('--symmetrize', action='store_true',
+                        help='also each learned network averaged over the '
+                             'symmetries of the ray transform')
     parser.add_argument('--quiet', action='store_true')
     args = parser.parse_args(argv)
     dival = args.protocol == 'dival'
@@ -225,11 +245,9 @@ def main(argv=None):
         steps = rows[-1]['step'] if rows else 0
         train_s = rows[-1].get('time', float('nan')) if rows else float('nan')
         n_par = sum(p.numel() for p in model.parameters())
-        r = evaluate(LearnedReconstructor(model), test)
-        results.append((NAMES[key], f'{steps} steps, {train_s / 60:.0f} min, '
-                        f'{n_par / 1e3:.0f}k par.', ref, r))
-        print(f'{NAMES[key]}: {r["psnr"]:.2f} dB ({time.perf_counter() - t_start:.0f} s)',
-              flush=True)
+        _learned_rows(results, NAMES[key], f'{steps} steps, '
+                      f'{train_s / 60:.0f} min, {n_par / 1e3:.0f}k par.',
+                      ref, LearnedReconstructor(model), test, args, t_start)
 
     print(f'\nellipse CT {args.size}x{args.size}, {args.angles} angles, '
           f'{args.noise:.0%} noise, splits seed {args.bench_seed}; '

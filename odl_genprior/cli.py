@@ -262,6 +262,8 @@ def _reconstruct(args):
         bench = make_protocol(model.config.get('benchmark'))
         problem = bench.problem(args.seed, 'test')
         method = _construct(LearnedReconstructor, model, options=options)
+        if args.symmetrize:
+            method = recon.SymmetryAveraged(method)
     elif args.method == 'learned-svd':
         from odl_genprior import problems
         from odl_genprior.models.learned_svd import load_learned_svd
@@ -1107,6 +1109,11 @@ def _add_reconstruct_parser(sub):
                 help='run folder of `odl-genprior train unrolled` or a '
                      f'shipped network ({shipped["unrolled"]}); the problem '
                      'is then test sample --seed of its benchmark')
+            parser.add_argument(
+                '--symmetrize', action='store_true',
+                help='average the network over the symmetries of the ray '
+                     'transform (quarter turns, mirrors: 8 reconstructions '
+                     'in one batch; docs/symmetry_averaging.md)')
         elif name == 'learned-svd':
             parser.add_argument(
                 '--model', default=None,

@@ -20,7 +20,8 @@ from odl_genprior.recon import (FBP, TV, DeepImagePrior,
                                 LatentSoft, LatentSparseDeviation,
                                 LearnedReconstructor,
                                 LiftedBregmanInversion, NetworkLeastSquares,
-                                Reconstructor, ScoreProjection, Tikhonov,
+                                Reconstructor, ScoreProjection,
+                                SymmetryAveraged, Tikhonov,
                                 WaveletL1, WirtingerFlow)
 from odl_genprior.recon.base import Result
 from odl_genprior.recon.bregman_inversion import (MultilayerBregmanInversion,
@@ -124,6 +125,9 @@ RECONSTRUCTORS = {
     'LearnedReconstructor': (_dival, lambda **kw: LearnedReconstructor.
                              pretrained('dival-lpd-long-128', **kw), None),
     'LearnedSVD': (_ct, _learned_svd, None),
+    # a wrapper: one FBP per symmetry of the ray transform
+    'SymmetryAveraged': (_ct, lambda **kw: SymmetryAveraged(FBP(**kw)),
+                         None),
 }
 NITER = 4
 # HTC2022-scanner data only (tested in test_htc2022_limited_angle).

@@ -119,6 +119,17 @@ def test_progress_points_grow_across_calls(tmp_path, capsys):
     assert [int(p['step']) for p in again] == [2, 4]
     assert (tmp_path / 'p.png').is_file()
     assert 'test PSNR against training CPU-hours' in capsys.readouterr().out
+    # samples: steps x batch, plus those of the run a run started from
+    assert [int(p['samples']) for p in again] == [4, 8]
+    run2 = tmp_path / 'run2'
+    train_unrolled(cfg, run2, n_train=4, n_val=2, steps=2, batch_size=2,
+                   progress=False, init=str(run))
+    last = progress([str(run2), '--n-test', '2', '--points', points,
+                     '--extrapolate', str(run2), '--fit-from', '0'])
+    assert [int(p['samples']) for p in last] == [4, 8, 12]
+    out = capsys.readouterr().out
+    assert 'run2 <- run: PSNR = ' in out and 'over the 3 points' in out
+    assert "at DIVal's 1,600,000 samples" in out
 
 
 def test_a_variant_with_a_timed_step_needs_no_timing_of_its_own(study,

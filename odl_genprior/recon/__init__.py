@@ -13,6 +13,7 @@ from odl_genprior.recon.diffusion import (DiffusionPosteriorSampling,
                                           ScoreProjection)
 from odl_genprior.recon.dip import DeepImagePrior
 from odl_genprior.recon.learned import LearnedReconstructor
+from odl_genprior.recon.symmetrized import SymmetryAveraged
 from odl_genprior.recon.limited_angle import LimitedAngleCT
 from odl_genprior.recon.learned_svd import LearnedSVD
 from odl_genprior.recon.phase_retrieval import (GenerativePhaseRetrieval,
@@ -26,7 +27,7 @@ __all__ = ('Reconstructor', 'Result', 'METHODS', 'MethodEntry', 'FBP', 'TV', 'Ti
            'NetworkLeastSquares', 'MultilayerBregmanInversion',
            'DeepImagePrior', 'LearnedSVD',
            'LearnedReconstructor', 'DiffusionPosteriorSampling',
-           'ScoreProjection', 'LimitedAngleCT')
+           'ScoreProjection', 'LimitedAngleCT', 'SymmetryAveraged')
 
 
 class MethodEntry(typing.NamedTuple):
@@ -89,6 +90,9 @@ METHODS = {
                                          'activations_bregman.md', False),
     'multilayer-bregman': MethodEntry(MultilayerBregmanInversion,
                                       'activations_bregman.md', False),
+    # A wrapper of another method; on the CLI: ``learned --symmetrize``.
+    'symmetry-averaged': MethodEntry(SymmetryAveraged,
+                                     'symmetry_averaging.md', False),
     # Its command is ``odl-genprior htc2022 FILE.mat`` (HTC2022 files).
     'limited-angle': MethodEntry(LimitedAngleCT, 'htc2022.md', False),
 }
