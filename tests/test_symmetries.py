@@ -224,3 +224,18 @@ def test_example_script():
     assert 20 < row['psnr'] < 40 and abs(row['psnr_averaged']
                                          - row['psnr']) < 2
     assert 1e-3 < row['equivariance_error'] < 0.5
+
+
+def test_deepinv_solver_of_an_averaged_network(dival_small, random_lpd):
+    """deepinv's users get the averaged network as a solver, in one batch."""
+    from odl_genprior.interop.deepinv import (as_physics, as_solver,
+                                              prepare_torchvision)
+    prepare_torchvision()  # before deepinv imports torchvision
+    pytest.importorskip('deepinv')
+    A = dival_small.operator
+    method = SymmetryAveraged(random_lpd)
+    y = torch.rand(2, 1, *A.range.shape)
+    x = as_solver(method)(y, as_physics(A))
+    assert x.shape == (2, 1, *A.domain.shape)
+    assert torch.allclose(x[:, 0], method.reconstruct_batch(A, y[:, 0]),
+                          atol=1e-6)
