@@ -351,9 +351,21 @@ def _demo_methods(args, problem):
 
     methods = [FBP(), TV(alpha=args.tv_alpha, niter=args.tv_iters)]
     if args.problem == 'dival' and not args.no_learned:
-        # The networks shipped for this protocol, trained on its train split.
-        methods += [LearnedReconstructor.pretrained(name)
-                    for name in pretrained_for('dival')]
+        from odl_genprior.models.unrolled import PRETRAINED_DIR
+        from odl_genprior.recon import SymmetryAveraged
+        from odl_genprior.training import read_metrics
+
+        # The networks shipped for this protocol, trained on its train split,
+        # and the best on validation averaged over the ray transform's
+        # symmetries (docs/symmetry_averaging.md).
+        names = pretrained_for('dival')
+        methods += [LearnedReconstructor.pretrained(name) for name in names]
+        val = {name: [r['val_psnr'] for r in read_metrics(
+            PRETRAINED_DIR / name) if r.get('val_psnr')] for name in names}
+        best = max((n for n in names if val[n]), key=lambda n: val[n][-1],
+                   default=None)
+        if best is not None:
+            methods.append(SymmetryAveraged(methods[2 + names.index(best)]))
     if args.problem == 'ellipse' and not args.no_prior:
         methods.append(_ellipse_prior_method(problem.space))
     return methods

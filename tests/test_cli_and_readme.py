@@ -287,4 +287,10 @@ def test_demo_default_dival_learned_rows_beat_tv(tmp_path):
     assert psnr['TV'] > psnr['FBP'] + 3
     assert psnr['learned PD'] > psnr['TV'] and psnr['learned FB C4'] > psnr[
         'TV']
+    # the best network on validation, averaged over the 8 symmetries
+    averaged = re.search(r'^learned PD \(dival-lpd-long-128\), symmetry-'
+                         r'averaged\s+([\d.]+)\s', out.stdout, flags=re.M)
+    alone = re.search(r'^learned PD \(dival-lpd-long-128\)\s+([\d.]+)\s',
+                      out.stdout, flags=re.M)
+    assert float(averaged.group(1)) > float(alone.group(1))
     assert png.stat().st_size > 10_000
