@@ -62,11 +62,15 @@ def _folder(name):
 
 
 def _init_of(folder, sources):
-    """The folder of the run ``folder`` started from (``--init``), or None."""
+    """``(folder, step)`` of the run ``folder`` started from (``--init``;
+    ``step`` None: its last), or ``(None, None)``. A ``--source`` may name
+    the step the export was taken at: ``FROM=FOLDER@STEP``."""
     cfg = json.loads((folder / 'config.json').read_text())
     init = (cfg.get('user', {}).get('options') or {}).get('init')
-    return (_folder(sources.get(init['from'], init['from'])) if init
-            else None)
+    if not init:
+        return None, None
+    where, _, step = sources.get(init['from'], init['from']).partition('@')
+    return _folder(where), (int(step) if step else None)
 
 
 def samples(folder, step=None, sources=None):
@@ -78,8 +82,8 @@ def samples(folder, step=None, sources=None):
     if step is None:
         step = cfg.get('steps_done') or cfg['epochs'] * cfg['steps_per_epoch']
     own = int(step) * cfg['batch_size'] * cfg.get('world_size', 1)
-    init = _init_of(folder, sources)
-    return own + (samples(init, sources=sources) if init else 0)
+    init, at = _init_of(folder, sources)
+    return own + (samples(init, at, sources) if init else 0)
 
 
 def lineage(name, sources=None):
@@ -88,7 +92,7 @@ def lineage(name, sources=None):
     folder, names = _folder(name), []
     while folder is not None:
         names.append(folder.name)
-        folder = _init_of(folder, sources)
+        folder = _init_of(folder, sources)[0]
     return names
 
 
@@ -106,7 +110,9 @@ def extrapolate(points, names, fit_from=0):
     n, v = np.array(pts).T
     b, a = np.polyfit(np.log10(n), v, 1)
     at_dival = a + b * np.log10(DIVAL_SAMPLES)
-    needed = 10 ** ((DIVAL_MARKS['learned PD'] - a) / b) if b > 0 else np.inf
+    # past 1e12 samples (or a flat or falling line) it is never reached
+    exponent = (DIVAL_MARKS['learned PD'] - a) / b if b > 0 else np.inf
+    needed = 10 ** exponent if exponent < 12 else np.inf
     return a, b, len(pts), at_dival, needed
 
 
@@ -138,8 +144,8 @@ def hours(folder, threads=None, sources=None):
                * int(threads.get(folder.name, 1)) / 3600)
     init = (cfg.get('user', {}).get('options') or {}).get('init')
     if init:
-        c, g = hours(_folder(sources.get(init['from'], init['from'])),
-                     threads, sources)
+        c, g = hours(_folder(sources.get(init['from'], init['from'])
+                             .partition('@')[0]), threads, sources)
         cpu, gpu = cpu + c, gpu + g
     return cpu, gpu
 
@@ -172,9 +178,10 @@ def main(argv=None):
     parser.add_argument('--threads', nargs='*', default=[], metavar='NAME=N',
                         help='torch threads of runs without session records')
     parser.add_argument('--source', nargs='*', default=[],
-                        metavar='FROM=FOLDER',
+                        metavar='FROM=FOLDER[@STEP]',
                         help='where an --init source recorded as FROM is '
-                             'kept here')
+                             'kept here (and the step it was exported at, '
+                             'for the samples)')
     parser.add_argument('--out', default=None, help='figure file (.png)')
     parser.add_argument('--extrapolate', default=None, metavar='RUN',
                         help='fit PSNR against log samples over RUN and the '
