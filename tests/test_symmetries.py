@@ -188,6 +188,12 @@ def test_bad_input(dival_small, random_lpd):
                                          r'\(2, 8, 46\)'):
         SymmetryAveraged(random_lpd).reconstruct_batch(
             A, torch.rand(2, 8, 46))
+    # symmetries of another operator
+    other = ray_transform_symmetries(EllipseCT(size=16, num_angles=6).operator)
+    with pytest.raises(ValueError, match=r"permute 6 sinogram rows, the "
+                                         r"operator has 8 angles"):
+        SymmetryAveraged(random_lpd, other).reconstruct_batch(
+            A, torch.rand(2, *A.range.shape))
     # a problem whose operator has no symmetries is refused with the reason
     space = odl.uniform_discr([0, 0], [1, 1], (4, 4), dtype='float32')
     p = ForwardProblem(odl.IdentityOperator(space), space.one())

@@ -76,6 +76,13 @@ class SymmetryAveraged(Reconstructor):
 
     def _symmetries_of(self, operator):
         if self.symmetries is not None:
+            n = operator.range.shape[0]
+            wrong = [s.name for s in self.symmetries if len(s.rows) != n]
+            if wrong:
+                raise ValueError(
+                    f'{self.name}: symmetries {wrong} permute '
+                    f'{len(self.symmetries[0].rows)} sinogram rows, the '
+                    f'operator has {n} angles ({operator.range!r})')
             return self.symmetries
         if self._found[0] is not operator:
             self._found = (operator, ray_transform_symmetries(operator))
@@ -132,7 +139,7 @@ class SymmetryAveraged(Reconstructor):
         return torch.stack([s.image_inverse(xs) for s, xs in zip(sym, x)])
 
     def _reconstruct(self, problem, progress):
-        y = as_tensor(problem.data).float()[None]
+        y = as_tensor(problem.data)[None]
         A = problem.operator
         x = self._average(A, y, self._symmetries_of(A),
                           problem.noise_level)[0]
