@@ -17,7 +17,7 @@ import torch
 from odl_genprior.bridge import to_numpy
 
 __all__ = ('Reconstructor', 'Result', 'NonFiniteResultError', 'check_option',
-           'check_flag', 'check_choice',
+           'check_flag', 'check_choice', 'check_batch',
            'progress_callback', 'progress_bar', 'combine_callbacks')
 
 
@@ -212,6 +212,28 @@ def check_choice(owner, name, value, choices):
         raise ValueError(f'{owner}: {name} must be one of '
                          f'{", ".join(map(repr, choices))}, got {value!r}')
     return value
+
+
+def check_batch(owner, operator, y):
+    """A ValueError naming ``owner`` unless ``y`` is a tensor ``(batch,
+    *operator.range.shape)``: the data of ``reconstruct_batch``.
+
+    Examples
+    --------
+    >>> import odl
+    >>> A = odl.IdentityOperator(odl.rn((2, 3)))
+    >>> check_batch('LPD', A, torch.zeros(4, 2, 3))
+    >>> check_batch('LPD', A, torch.zeros(4, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: LPD: y must be a tensor of shape (batch, 2, 3), got (4, 3)
+    """
+    if not isinstance(y, torch.Tensor) or \
+            tuple(y.shape[1:]) != tuple(operator.range.shape):
+        raise ValueError(
+            f'{owner}: y must be a tensor of shape (batch, '
+            + ', '.join(map(str, operator.range.shape)) + '), got '
+            + str(tuple(getattr(y, 'shape', ()))))
 
 
 def combine_callbacks(*callbacks):

@@ -15,7 +15,7 @@ from odl_genprior.models.unrolled import (PRETRAINED_DIR, _display_name,
                                           pretrained_unrolled, protocol_of)
 from odl_genprior.problems.ellipse_ct import EllipseCT  # noqa: F401 (doctests)
 from odl_genprior.problems.operator_match import operator_differences
-from odl_genprior.recon.base import Reconstructor, check_flag
+from odl_genprior.recon.base import Reconstructor, check_batch, check_flag
 from odl_genprior.training import read_run_config
 
 __all__ = ('LearnedReconstructor',)
@@ -143,12 +143,7 @@ class LearnedReconstructor(Reconstructor):
         >>> method.reconstruct_batch(A, torch.rand(3, *A.range.shape)).shape
         torch.Size([3, 16, 16])
         """
-        if not isinstance(y, torch.Tensor) or \
-                tuple(y.shape[1:]) != tuple(operator.range.shape):
-            raise ValueError(
-                f'{self.name}: y must be a tensor of shape (batch, '
-                + ', '.join(map(str, operator.range.shape)) + '), got '
-                + str(tuple(getattr(y, 'shape', ()))))
+        check_batch(self.name, operator, y)
         model = self._model_for(operator)
         param = next(model.parameters(), None)
         device = param.device if param is not None else y.device

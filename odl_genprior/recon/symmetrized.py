@@ -22,7 +22,7 @@ import torch
 from odl_genprior.bridge import as_element, as_tensor, space_dtype
 from odl_genprior.problems.forward import ForwardProblem
 from odl_genprior.problems.symmetries import ray_transform_symmetries
-from odl_genprior.recon.base import Reconstructor
+from odl_genprior.recon.base import Reconstructor, check_batch
 
 __all__ = ('SymmetryAveraged',)
 
@@ -105,12 +105,7 @@ class SymmetryAveraged(Reconstructor):
         torch.Size([3, 16, 16])
         """
         sym = self._symmetries_of(operator)
-        if not isinstance(y, torch.Tensor) or \
-                tuple(y.shape[1:]) != tuple(operator.range.shape):
-            raise ValueError(
-                f'{self.name}: y must be a tensor of shape (batch, '
-                + ', '.join(map(str, operator.range.shape)) + '), got '
-                + str(tuple(getattr(y, 'shape', ()))))
+        check_batch(self.name, operator, y)
         return self._average(operator, y, sym)
 
     def _average(self, operator, y, sym, noise_level=float('nan')):
