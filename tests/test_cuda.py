@@ -69,3 +69,20 @@ def test_a_shipped_network_reconstructs_on_cuda():
     a = to_numpy(cpu.reconstruct(problem))
     b = to_numpy(gpu.reconstruct(problem))
     assert np.abs(a - b).max() <= 1e-3 * np.abs(a).max()
+
+
+def test_symmetry_averaged_network_on_cuda():
+    """The sinogram and image maps run on the data's device; the averaged
+    CUDA network gives the CPU one's result, on CUDA."""
+    from odl_genprior.nn.unrolled import LearnedPrimalDual
+    from odl_genprior.recon import LearnedReconstructor, SymmetryAveraged
+    bench = EllipseCT(**SMALL)
+    A = bench.operator
+    torch.manual_seed(0)
+    net = LearnedPrimalDual(A, n_iter=2, hidden_channels=4)
+    y = torch.rand(3, *A.range.shape)
+    cpu = SymmetryAveraged(LearnedReconstructor(net)).reconstruct_batch(A, y)
+    gpu = SymmetryAveraged(LearnedReconstructor(net.to('cuda'))
+                           ).reconstruct_batch(A, y.to('cuda'))
+    assert gpu.device.type == 'cuda'
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
