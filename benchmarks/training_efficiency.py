@@ -309,13 +309,18 @@ def _figure(curves, budget, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for name, pts in curves.items():
+    # more variants than the default cycle has colours: tab20, and dashes
+    # past ten, so that no two curves look alike
+    colours = plt.get_cmap('tab20').colors
+    for i, (name, pts) in enumerate(curves.items()):
         pts = [p for p in pts if not p[3]]
         if not pts:
             continue
         t, n, psnr, _ = map(np.array, zip(*pts))
-        line, = axes[0].plot(t / 60, psnr, '.-', label=name)
-        axes[1].plot(n, psnr, '.-', color=line.get_color())
+        style = dict(color=colours[(2 * i) % 20 + (i // 10) % 2],
+                     ls='-' if i < 10 else '--', marker='.')
+        axes[0].plot(t / 60, psnr, label=name, **style)
+        axes[1].plot(n, psnr, **style)
     axes[0].set_xlabel('quiet CPU-minutes (2 threads)')
     axes[1].set_xlabel('training samples seen')
     axes[0].set_ylabel('validation PSNR (dB)')
