@@ -22,9 +22,9 @@ processes, plus those of the run it started from), and ``--extrapolate RUN``
 fits ``PSNR = a + b log10(samples)`` to the points of RUN and of the runs it
 started from that lie past ``--fit-from`` samples (default 50,000: the
 first, short runs on a fixed 4,000-pair set rose faster than any later
-stretch, and a line through them promises too much), and prints where that line is at DIVal's budget (50 epochs of
-32,000 pairs: 1.6 million samples) and how many samples it needs to reach
-DIVal's learned PD:
+stretch, and a line through them promises too much), and prints where
+that line is at DIVal's budget (50 epochs of 32,000 pairs: 1.6 million
+samples) and how many samples it needs to reach DIVal's learned PD:
 
     python benchmarks/dival_progress.py --extrapolate dival-lpd-long2
 
@@ -142,10 +142,9 @@ def hours(folder, threads=None, sources=None):
         rows = read_metrics(folder)
         cpu = ((rows[-1]['time'] if rows else 0.0)
                * int(threads.get(folder.name, 1)) / 3600)
-    init = (cfg.get('user', {}).get('options') or {}).get('init')
-    if init:
-        c, g = hours(_folder(sources.get(init['from'], init['from'])
-                             .partition('@')[0]), threads, sources)
+    init = _init_of(folder, sources)[0]
+    if init is not None:
+        c, g = hours(init, threads, sources)
         cpu, gpu = cpu + c, gpu + g
     return cpu, gpu
 

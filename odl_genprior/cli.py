@@ -359,13 +359,15 @@ def _demo_methods(args, problem):
         # and the best on validation averaged over the ray transform's
         # symmetries (docs/symmetry_averaging.md).
         names = pretrained_for('dival')
-        methods += [LearnedReconstructor.pretrained(name) for name in names]
+        learned = {name: LearnedReconstructor.pretrained(name)
+                   for name in names}
+        methods += learned.values()
         val = {name: [r['val_psnr'] for r in read_metrics(
             PRETRAINED_DIR / name) if r.get('val_psnr')] for name in names}
         best = max((n for n in names if val[n]), key=lambda n: val[n][-1],
                    default=None)
         if best is not None:
-            methods.append(SymmetryAveraged(methods[2 + names.index(best)]))
+            methods.append(SymmetryAveraged(learned[best]))
     if args.problem == 'ellipse' and not args.no_prior:
         methods.append(_ellipse_prior_method(problem.space))
     return methods

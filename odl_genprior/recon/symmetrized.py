@@ -104,14 +104,28 @@ class SymmetryAveraged(Reconstructor):
         >>> method.reconstruct_batch(A, torch.rand(3, *A.range.shape)).shape
         torch.Size([3, 16, 16])
         """
+        return self._average(self.members(operator, y))
+
+    def members(self, operator, y):
+        """The terms whose mean `reconstruct_batch` returns: ``g^{-1}
+        R(T_g y)`` for each symmetry g, as ``(#G, B, *operator.domain.shape)``;
+        the first (the identity) is ``R(y)`` itself.
+
+        Examples
+        --------
+        >>> from odl_genprior.problems.ellipse_ct import EllipseCT
+        >>> from odl_genprior.recon import FBP
+        >>> A = EllipseCT(size=16, num_angles=8).operator
+        >>> y = torch.rand(2, *A.range.shape)
+        >>> SymmetryAveraged(FBP()).members(A, y).shape
+        torch.Size([8, 2, 16, 16])
+        """
         sym = self._symmetries_of(operator)
         check_batch(self.name, operator, y)
-        return self._average(operator, y, sym)
+        return self._members(operator, y, sym, float('nan'))
 
-    def _average(self, operator, y, sym, noise_level=float('nan')):
-        members = self._members(operator, y, sym, noise_level)
+    def _average(self, members):
         mean = members.mean(0)
-        self._names = tuple(s.name for s in sym)
         self._spread = float(torch.sqrt(((members - mean) ** 2).mean())
                              / torch.sqrt((mean ** 2).mean()).clamp_min(
                                  1e-30))
@@ -119,6 +133,7 @@ class SymmetryAveraged(Reconstructor):
 
     def _members(self, operator, y, sym, noise_level):
         """``(|G|, B, *domain.shape)``: ``g^{-1} R(T_g y)`` for each g."""
+        self._names = tuple(s.name for s in sym)
         batch = getattr(self.method, 'reconstruct_batch', None)
         if batch is not None:
             data = torch.cat([s.data(y) for s in sym])
@@ -136,8 +151,8 @@ class SymmetryAveraged(Reconstructor):
     def _reconstruct(self, problem, progress):
         y = as_tensor(problem.data)[None]
         A = problem.operator
-        x = self._average(A, y, self._symmetries_of(A),
-                          problem.noise_level)[0]
+        x = self._average(self._members(A, y, self._symmetries_of(A),
+                                        problem.noise_level))[0]
         return as_element(x.to(space_dtype(problem.space)), problem.space)
 
     def _extras(self):
